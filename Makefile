@@ -1,0 +1,35 @@
+# The two commands a researcher needs: `make report` and `make test`.
+# Both create .venv if it is absent and (re)install the package when pyproject.toml changed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PRESET ?= default
+NB ?=
+PYTEST_ARGS ?=
+
+.PHONY: report test lab bench install clean-reports
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+report: install
+	$(BIN)/polyspace report --preset $(PRESET) $(if $(NB),--nb $(NB))
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: install
+	POLYSPACE_PRESET=$(PRESET) $(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: install
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+clean-reports:
+	rm -rf reports/$(PRESET)

@@ -1,0 +1,395 @@
+"""Converters: map student token features (B, T_s, D_s) into one teacher's space (B, T_t, D_t).
+
+Six kinds, all built from one `ConverterConfig` by `build_converter`:
+
+    procrustes  closed form: centred orthogonal map with a scale (semi-orthogonal when D_s != D_t)
+    ridge       closed form: ridge least squares with a bias
+    mlp         residual MLP with a linear skip path
+    attention   (the original's "A") learned latents cross-attend to the student tokens; learned
+                queries, one per teacher token, read the latents back out
+    resampler   (the original's "B") learned time mixing T_s -> T_t, then residual conv/MLP blocks
+    linear      (the original's "C") one linear map per token
+
+Token counts differ between backbones (V-JEPA 2 at 16 frames has 8 temporal tokens, TimeSformer 8,
+ViViT 16, ...). Every kind except `attention` and `resampler` adapts the length by linear
+interpolation over time (`resample_tokens`); those two learn it (queries / a mixing matrix that
+starts as that same interpolation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import PolySpaceError
+
+CONVERTER_KINDS = ("procrustes", "ridge", "mlp", "attention", "resampler", "linear")
+CLOSED_FORM_KINDS = ("procrustes", "ridge")
+# the original code called its learned converters A, B and C
+KIND_ALIASES = {"a": "attention", "b": "resampler", "c": "linear", "residual_mlp": "mlp"}
+
+
+@dataclass
+class ConverterConfig:
+    """Everything needed to rebuild a converter; saved as JSON next to its weights."""
+
+    kind: str
+    d_in: int                  # student feature dim D_s
+    d_out: int                 # teacher feature dim D_t
+    t_in: int = 1              # student tokens per clip T_s
+    t_out: int = 1             # teacher tokens per clip T_t
+    hidden: int = 256          # width of the mlp / attention / resampler trunk
+    depth: int = 2             # residual blocks (mlp, resampler) or latent self-attention blocks (attention)
+    heads: int = 4             # attention heads (attention)
+    latents: int = 16          # learned latent tokens (attention)
+    dropout: float = 0.0
+    ridge_alpha: float = 1e-3  # ridge penalty, relative to the mean per-dimension energy of the inputs
+    procrustes_scale: bool = True  # fit an isotropic scale along with the orthogonal map
+
+    def __post_init__(self) -> None:
+        kind = str(self.kind).strip()
+        kind = KIND_ALIASES.get(kind.lower(), kind.lower())
+        if kind not in CONVERTER_KINDS:
+            raise PolySpaceError(
+                f"converter kind {self.kind!r} is unknown; use one of {', '.join(CONVERTER_KINDS)} "
+                f"(or A/B/C for attention/resampler/linear)")
+        self.kind = kind
+        for name in ("d_in", "d_out", "t_in", "t_out", "hidden", "depth", "heads", "latents"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "depth" else 1):
+                raise PolySpaceError(f"converter {name}={value!r}: must be a positive integer")
+        if kind == "attention" and self.hidden % self.heads:
+            raise PolySpaceError(f"converter hidden={self.hidden} must be divisible by heads={self.heads}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise PolySpaceError(f"converter dropout={self.dropout!r}: must be in [0, 1)")
+        if not float(self.ridge_alpha) >= 0.0:
+            raise PolySpaceError(f"converter ridge_alpha={self.ridge_alpha!r}: must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ConverterConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PolySpaceError(f"converter config has unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+def resample_tokens(x: torch.Tensor, t_out: int) -> torch.Tensor:
+    """(B, T, D) -> (B, t_out, D) by linear interpolation over the token (time) axis.
+
+    End points are kept (align_corners), so the first and last teacher tokens see the first and
+    last student tokens. One token is repeated. T == t_out returns `x` itself.
+    """
+    t_in = x.shape[1]
+    if t_in == t_out:
+        return x
+    if t_in == 1:
+        return x.expand(-1, t_out, -1)
+    if t_out == 1:  # align_corners is undefined for one output sample; the clip mean is the natural read-out
+        return x.mean(dim=1, keepdim=True)
+    y = F.interpolate(x.transpose(1, 2), size=t_out, mode="linear", align_corners=True)
+    return y.transpose(1, 2)
+
+
+def interpolation_matrix(t_in: int, t_out: int) -> torch.Tensor:
+    """The (t_out, t_in) matrix M with resample_tokens(x, t_out) == M @ x for every x."""
+    eye = torch.eye(t_in).unsqueeze(0)  # (1, t_in tokens, t_in "features")
+    return resample_tokens(eye, t_out)[0].contiguous()
+
+
+class Converter(nn.Module):
+    """Base: holds the config and checks the input shape, so a wrong feature file fails loudly."""
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__()
+        self.config = config
+
+    def check_input(self, x: torch.Tensor) -> None:
+        c = self.config
+        if x.ndim != 3 or x.shape[1] != c.t_in or x.shape[2] != c.d_in:
+            raise PolySpaceError(
+                f"{c.kind} converter expects student features (B, {c.t_in}, {c.d_in}), got {tuple(x.shape)}; "
+                f"rebuild it with t_in/d_in of these features")
+
+    @property
+    def closed_form(self) -> bool:
+        return self.config.kind in CLOSED_FORM_KINDS
+
+
+# ---------------------------------------------------------------------------------------------
+# closed-form kinds
+
+
+def _flatten_pairs(x: torch.Tensor, y: torch.Tensor, t_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student (N, T_s, D_s) and teacher (N, T_t, D_t) -> token pairs (N*T_t, D_s), (N*T_t, D_t) in float64."""
+    if x.ndim != 3 or y.ndim != 3 or x.shape[0] != y.shape[0]:
+        raise PolySpaceError(
+            f"fit needs student (N, T_s, D_s) and teacher (N, T_t, D_t) with the same N, "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    x = resample_tokens(x.double(), t_out)
+    return x.reshape(-1, x.shape[-1]), y.double().reshape(-1, y.shape[-1])
+
+
+class ProcrustesConverter(Converter):
+    """y = s · (x - mu_x) R + mu_y with R = U Vᵀ from the SVD of the cross-covariance Xcᵀ Yc.
+
+    When D_s != D_t, R is (D_s, D_t) semi-orthogonal: the exact orthogonal Procrustes solution of
+    the problem with the smaller side zero-padded (D_s < D_t embeds the student in a D_s-dim
+    subspace of the teacher space; D_s > D_t keeps the D_t directions that best match). The scale
+    s is the least-squares optimum for that R.
+    """
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        self.register_buffer("mean_in", torch.zeros(config.d_in))
+        self.register_buffer("mean_out", torch.zeros(config.d_out))
+        self.register_buffer("rotation", torch.eye(config.d_in, config.d_out))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "ProcrustesConverter":
+        """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
+        self.check_input(x)
+        xs, ys = _flatten_pairs(x, y, self.config.t_out)
+        mean_in, mean_out = xs.mean(0), ys.mean(0)
+        xc, yc = xs - mean_in, ys - mean_out
+        u, s, vh = torch.linalg.svd(xc.T @ yc, full_matrices=False)
+        rotation = u @ vh
+        scale = s.sum() / (xc @ rotation).pow(2).sum().clamp_min(1e-12) if self.config.procrustes_scale \
+            else torch.ones((), dtype=torch.float64)
+        for name, value in (("mean_in", mean_in), ("mean_out", mean_out), ("rotation", rotation), ("scale", scale)):
+            getattr(self, name).copy_(value.to(getattr(self, name).dtype))
+        self.fitted.fill_(True)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        if not bool(self.fitted):
+            raise PolySpaceError("procrustes converter is not fitted; call .fit(student, teacher) or load a fitted one")
+        x = resample_tokens(x, self.config.t_out)
+        return self.scale * ((x - self.mean_in) @ self.rotation) + self.mean_out
+
+
+class RidgeConverter(Converter):
+    """y = x W + b, W = (Xcᵀ Xc + λ I)⁻¹ Xcᵀ Yc, b = mu_y - mu_x W (intercept not penalised).
+
+    λ = ridge_alpha · tr(Xcᵀ Xc) / D_s, i.e. relative to the mean per-dimension energy of the
+    centred inputs, so the same ridge_alpha means the same thing at any feature scale or N.
+    """
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        self.register_buffer("weight", torch.zeros(config.d_in, config.d_out))
+        self.register_buffer("bias", torch.zeros(config.d_out))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "RidgeConverter":
+        """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
+        self.check_input(x)
+        xs, ys = _flatten_pairs(x, y, self.config.t_out)
+        mean_in, mean_out = xs.mean(0), ys.mean(0)
+        xc, yc = xs - mean_in, ys - mean_out
+        gram = xc.T @ xc
+        lam = float(self.config.ridge_alpha) * gram.trace() / gram.shape[0]
+        gram = gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype)
+        # lstsq rather than solve: stays defined when ridge_alpha=0 and the inputs are rank deficient
+        weight = torch.linalg.lstsq(gram, xc.T @ yc).solution
+        self.weight.copy_(weight.to(self.weight.dtype))
+        self.bias.copy_((mean_out - mean_in @ weight).to(self.bias.dtype))
+        self.fitted.fill_(True)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        if not bool(self.fitted):
+            raise PolySpaceError("ridge converter is not fitted; call .fit(student, teacher) or load a fitted one")
+        return resample_tokens(x, self.config.t_out) @ self.weight + self.bias
+
+
+# ---------------------------------------------------------------------------------------------
+# learned kinds
+
+
+class MLPBlock(nn.Module):
+    """Pre-norm residual MLP: h + W2 · GELU(W1 · LN(h))."""
+
+    def __init__(self, width: int, expansion: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width * expansion)
+        self.fc2 = nn.Linear(width * expansion, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.norm(h))))))
+
+
+class TemporalConvBlock(nn.Module):
+    """Pre-norm residual depthwise conv over tokens (kernel 3), then a pointwise mix: local temporal context."""
+
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.conv = nn.Conv1d(width, width, kernel_size=3, padding=1, groups=width)
+        self.pointwise = nn.Linear(width, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, W)
+        mixed = self.conv(self.norm(h).transpose(1, 2)).transpose(1, 2)
+        return h + self.drop(self.pointwise(F.gelu(mixed)))
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm (cross-)attention + MLP. With `context=None` it is self-attention."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm_q = nn.LayerNorm(width)
+        self.norm_kv = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.mlp = MLPBlock(width, 4, dropout)
+
+    def forward(self, q: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        qn = self.norm_q(q)
+        kv = qn if context is None else self.norm_kv(context)
+        q = q + self.attn(qn, kv, kv, need_weights=False)[0]
+        return self.mlp(q)
+
+
+class ResidualMLPConverter(Converter):
+    """Interpolate tokens to T_t, then y = Linear(x) + Head(MLPBlocks(Linear(x))).
+
+    The head starts at zero, so training begins from the linear map and the MLP learns what the
+    linear map misses.
+    """
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        c = config
+        self.skip = nn.Linear(c.d_in, c.d_out)
+        self.stem = nn.Linear(c.d_in, c.hidden)
+        self.blocks = nn.ModuleList(MLPBlock(c.hidden, 2, c.dropout) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.hidden)
+        self.head = nn.Linear(c.hidden, c.d_out)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        x = resample_tokens(x, self.config.t_out)
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.skip(x) + self.head(self.norm(h))
+
+
+class AttentionResamplerConverter(Converter):
+    """The original's "A": a Perceiver-style resampler.
+
+    Student tokens (plus a learned position embedding) are read by `latents` learned latent tokens
+    through cross-attention, refined by `depth` self-attention blocks, and decoded by T_t learned
+    queries (one per teacher token) that cross-attend to the latents. A linear path over the
+    time-interpolated tokens runs alongside, so the attention trunk learns the residual.
+    """
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        c = config
+        self.skip = nn.Linear(c.d_in, c.d_out)
+        self.in_proj = nn.Linear(c.d_in, c.hidden)
+        self.pos_in = nn.Parameter(torch.randn(1, c.t_in, c.hidden) * 0.02)
+        self.latents = nn.Parameter(torch.randn(1, c.latents, c.hidden) * 0.02)
+        self.queries = nn.Parameter(torch.randn(1, c.t_out, c.hidden) * 0.02)
+        self.read = AttentionBlock(c.hidden, c.heads, c.dropout)
+        self.process = nn.ModuleList(AttentionBlock(c.hidden, c.heads, c.dropout) for _ in range(c.depth))
+        self.write = AttentionBlock(c.hidden, c.heads, c.dropout)
+        self.norm = nn.LayerNorm(c.hidden)
+        self.out_proj = nn.Linear(c.hidden, c.d_out)
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        b = x.shape[0]
+        tokens = self.in_proj(x) + self.pos_in
+        z = self.read(self.latents.expand(b, -1, -1), tokens)
+        for block in self.process:
+            z = block(z)
+        out = self.write(self.queries.expand(b, -1, -1), z)
+        return self.skip(resample_tokens(x, self.config.t_out)) + self.out_proj(self.norm(out))
+
+
+class LinearResamplerConverter(Converter):
+    """The original's "B": a learned linear time mixing T_s -> T_t (initialised to linear
+    interpolation), a linear stem, residual temporal-conv + MLP blocks, and a linear head."""
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        c = config
+        self.time_mix = nn.Parameter(interpolation_matrix(c.t_in, c.t_out))
+        self.stem = nn.Linear(c.d_in, c.hidden)
+        self.blocks = nn.ModuleList()
+        for _ in range(c.depth):
+            self.blocks.append(TemporalConvBlock(c.hidden, c.dropout))
+            self.blocks.append(MLPBlock(c.hidden, 2, c.dropout))
+        self.norm = nn.LayerNorm(c.hidden)
+        self.head = nn.Linear(c.hidden, c.d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        h = self.stem(torch.einsum("ot,btd->bod", self.time_mix, x))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h))
+
+
+class LinearConverter(Converter):
+    """The original's "C": interpolate tokens to T_t, then one linear map per token."""
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        self.proj = nn.Linear(config.d_in, config.d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.proj(resample_tokens(x, self.config.t_out))
+
+
+_CLASSES = {
+    "procrustes": ProcrustesConverter,
+    "ridge": RidgeConverter,
+    "mlp": ResidualMLPConverter,
+    "attention": AttentionResamplerConverter,
+    "resampler": LinearResamplerConverter,
+    "linear": LinearConverter,
+}
+
+
+def build_converter(config: ConverterConfig | dict) -> Converter:
+    """A fresh converter of `config.kind` (closed-form kinds still need `.fit(x, y)`)."""
+    if isinstance(config, dict):
+        config = ConverterConfig.from_dict(config)
+    return _CLASSES[config.kind](config)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters plus fitted buffers (a Procrustes map's size is its buffers)."""
+    params = sum(p.numel() for p in module.parameters())
+    buffers = sum(b.numel() for b in module.buffers() if b.dtype.is_floating_point)
+    return params + buffers
+
+
+__all__ = [
+    "CONVERTER_KINDS", "CLOSED_FORM_KINDS", "ConverterConfig", "Converter", "build_converter",
+    "resample_tokens", "interpolation_matrix", "count_parameters",
+    "ProcrustesConverter", "RidgeConverter", "ResidualMLPConverter", "AttentionResamplerConverter",
+    "LinearResamplerConverter", "LinearConverter",
+]

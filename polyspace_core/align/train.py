@@ -1,0 +1,284 @@
+"""Train a converter on paired (student, teacher) features, select on validation, save and load.
+
+    converter, history = train_converter((xs, ys), (xs_val, ys_val), config, "l2+cos", epochs=10)
+    save_converter("runs/.../converters/videomae", converter, config, history)
+    converter = load_converter("runs/.../converters/videomae")
+
+Learned kinds train with AdamW in a plain loop; after every epoch the validation loss is measured
+and the weights of the best epoch are kept (the test split is never looked at here). Closed-form
+kinds (procrustes, ridge) are fitted once on the training split. A checkpoint is a folder:
+`converter.safetensors` (weights and fitted buffers), `config.json` (ConverterConfig + names),
+`history.json` (learning curves), all written atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import PolySpaceError
+from ..io import atomic_write_json, read_json, save_safetensors_atomic
+from ..seeding import best_device, seed_everything
+from .converters import Converter, ConverterConfig, build_converter
+from .losses import AlignmentLoss, format_loss_weights
+from .metrics import linear_cka, mean_cosine, mutual_knn, r2_score, retrieval_top1
+
+Pairs = tuple[torch.Tensor, torch.Tensor]
+CHECKPOINT_FORMAT = "polyspace-converter/1"
+SET_FORMAT = "polyspace-converter-set/1"
+
+
+def _check_pairs(pairs: Pairs, config: ConverterConfig, split: str) -> Pairs:
+    """Cast to float32 and check (N, T_s, D_s) / (N, T_t, D_t) against the config."""
+    if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
+        raise PolySpaceError(f"{split} pairs must be a (student, teacher) tuple of tensors")
+    x, y = (torch.as_tensor(a).float() for a in pairs)
+    want_x, want_y = (config.t_in, config.d_in), (config.t_out, config.d_out)
+    if x.ndim != 3 or tuple(x.shape[1:]) != want_x:
+        raise PolySpaceError(f"{split} student features have shape {tuple(x.shape)}, the converter expects "
+                             f"(N, {want_x[0]}, {want_x[1]}); set t_in/d_in to match the feature store")
+    if y.ndim != 3 or tuple(y.shape[1:]) != want_y:
+        raise PolySpaceError(f"{split} teacher features have shape {tuple(y.shape)}, the converter expects "
+                             f"(N, {want_y[0]}, {want_y[1]}); set t_out/d_out to match the feature store")
+    if x.shape[0] != y.shape[0]:
+        raise PolySpaceError(f"{split}: {x.shape[0]} student samples but {y.shape[0]} teacher samples")
+    if x.shape[0] < 2:
+        raise PolySpaceError(f"{split} split has {x.shape[0]} samples; at least 2 are needed")
+    return x, y
+
+
+def _batches(n: int, batch: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Index batches over n samples; a last batch of one sample joins the previous one, because
+    the batch-statistics losses (nce, vic, bar) need at least two samples."""
+    order = torch.arange(n) if order is None else order
+    starts = list(range(0, n, batch))
+    if len(starts) > 1 and n - starts[-1] < 2:
+        starts.pop()
+    return [order[s:(starts[i + 1] if i + 1 < len(starts) else n)] for i, s in enumerate(starts)]
+
+
+@torch.no_grad()
+def predict(converter: Converter, student: torch.Tensor, batch: int = 256,
+            device: str | torch.device | None = None) -> torch.Tensor:
+    """Converted features (N, T_t, D_t), float32 on CPU, in eval mode."""
+    device = next(iter(converter.state_dict().values())).device if device is None else torch.device(device)
+    was_training = converter.training
+    converter.eval()
+    student = torch.as_tensor(student).float()
+    out = [converter(student[idx].to(device)).float().cpu() for idx in _batches(student.shape[0], batch)]
+    converter.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _validate(converter: Converter, pairs: Pairs, loss_fn: AlignmentLoss, batch: int,
+              device: torch.device) -> dict[str, float]:
+    """Validation loss (same batching as training, fixed order) plus cosine and R² of all tokens."""
+    x, y = pairs
+    converter.eval()
+    total, n, preds = 0.0, 0, []
+    for idx in _batches(x.shape[0], batch):
+        pred = converter(x[idx].to(device))
+        loss, _ = loss_fn(pred, y[idx].to(device))
+        total += float(loss) * len(idx)
+        n += len(idx)
+        preds.append(pred.float().cpu())
+    pred = torch.cat(preds)
+    return {"loss": total / n, "cosine": mean_cosine(pred, y), "r2": r2_score(y, pred)}
+
+
+def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfig,
+                    loss_weights: str | Sequence[float] | Mapping[str, float] = "l2",
+                    epochs: int = 10, batch: int = 128, lr: float = 1e-3, seed: int = 0,
+                    device: str | torch.device = "cpu", weight_decay: float = 1e-4,
+                    temperature: float = 0.07, progress: bool = True) -> tuple[Converter, dict]:
+    """Train (or fit, for closed-form kinds) one converter student -> teacher.
+
+    train_pairs / val_pairs: (student (N, T_s, D_s), teacher (N, T_t, D_t)) tensors, any float dtype.
+    Returns the converter holding the best validation epoch's weights (eval mode, on `device`) and
+    a JSON-ready history: per-epoch `train_loss`, `val_loss`, `val_cosine`, `val_r2`, per-term
+    `train_parts`, `initial_val_*` (before training), `best_epoch`, `best_val_loss`, `seconds`.
+    """
+    if isinstance(config, dict):
+        config = ConverterConfig.from_dict(config)
+    for name, value, ok in (("epochs", epochs, isinstance(epochs, int) and epochs >= 1),
+                            ("batch", batch, isinstance(batch, int) and batch >= 2),
+                            ("lr", lr, isinstance(lr, (int, float)) and 0 < lr < math.inf)):
+        if not ok:
+            raise PolySpaceError(f"train_converter {name}={value!r} is invalid; epochs >= 1, batch >= 2, lr > 0")
+    train_pairs = _check_pairs(train_pairs, config, "train")
+    val_pairs = _check_pairs(val_pairs, config, "validation")
+    seed_everything(seed)
+    device = best_device(device) if isinstance(device, str) else torch.device(device)
+    converter = build_converter(config).to(device)
+    loss_fn = AlignmentLoss(loss_weights, temperature)
+    history: dict = {
+        "kind": config.kind, "loss_weights": format_loss_weights(loss_fn.weights), "seed": seed,
+        "epochs": epochs, "batch": batch, "lr": lr, "n_train": int(train_pairs[0].shape[0]),
+        "n_val": int(val_pairs[0].shape[0]), "epoch": [], "train_loss": [], "val_loss": [],
+        "val_cosine": [], "val_r2": [], "train_parts": {k: [] for k, w in loss_fn.weights.items() if w > 0},
+    }
+    started = time.perf_counter()
+
+    if converter.closed_form:
+        # the closed form is the optimum of its own objective; there is nothing to iterate
+        converter.fit(train_pairs[0].to(device), train_pairs[1].to(device))
+        fit_train = _validate(converter, train_pairs, loss_fn, batch, device)
+        val = _validate(converter, val_pairs, loss_fn, batch, device)
+        history.update(epoch=[1], train_loss=[fit_train["loss"]], val_loss=[val["loss"]],
+                       val_cosine=[val["cosine"]], val_r2=[val["r2"]], train_parts={}, best_epoch=1,
+                       best_val_loss=val["loss"], seconds=time.perf_counter() - started)
+        return converter.eval(), history
+
+    initial = _validate(converter, val_pairs, loss_fn, batch, device)
+    history.update(initial_val_loss=initial["loss"], initial_val_cosine=initial["cosine"],
+                   initial_val_r2=initial["r2"])
+    optimizer = torch.optim.AdamW(converter.parameters(), lr=lr, weight_decay=weight_decay)
+    shuffle = torch.Generator().manual_seed(seed)
+    x_train, y_train = train_pairs
+    best_loss, best_state, best_epoch = math.inf, None, 0
+    for epoch in range(1, epochs + 1):
+        converter.train()
+        sums: dict[str, float] = {"loss": 0.0}
+        seen = 0
+        order = torch.randperm(x_train.shape[0], generator=shuffle)
+        for idx in tqdm(_batches(x_train.shape[0], batch, order), desc=f"{config.kind} epoch {epoch}/{epochs}",
+                        leave=False, disable=not progress):
+            pred = converter(x_train[idx].to(device, non_blocking=True))
+            loss, parts = loss_fn(pred, y_train[idx].to(device, non_blocking=True))
+            if not torch.isfinite(loss):
+                raise PolySpaceError(f"{config.kind} converter: training loss became {float(loss)} at epoch {epoch}; "
+                                     f"lower lr (now {lr}) or check the features for extreme values")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["loss"] += float(loss.detach()) * len(idx)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            seen += len(idx)
+        val = _validate(converter, val_pairs, loss_fn, batch, device)
+        history["epoch"].append(epoch)
+        history["train_loss"].append(sums["loss"] / seen)
+        for k in history["train_parts"]:
+            history["train_parts"][k].append(sums[k] / seen)
+        history["val_loss"].append(val["loss"])
+        history["val_cosine"].append(val["cosine"])
+        history["val_r2"].append(val["r2"])
+        if val["loss"] < best_loss:
+            best_loss, best_epoch = val["loss"], epoch
+            best_state = copy.deepcopy(converter.state_dict())
+    if best_state is None:  # every validation loss was NaN
+        raise PolySpaceError(f"{config.kind} converter: validation loss was never finite; check the validation features")
+    converter.load_state_dict(best_state)
+    history.update(best_epoch=best_epoch, best_val_loss=best_loss, seconds=time.perf_counter() - started)
+    return converter.eval(), history
+
+
+def evaluate_converter(converter: Converter, student: torch.Tensor, teacher: torch.Tensor,
+                       batch: int = 256, knn_k: int = 10) -> dict[str, float]:
+    """Held-out fidelity of converted student features against the teacher's.
+
+    cosine and R² compare every token; CKA, mutual kNN and retrieval top-1 compare clip vectors
+    (mean over tokens), the unit the fusion head and downstream tasks consume.
+    """
+    teacher = torch.as_tensor(teacher).float()
+    pred = predict(converter, student, batch)
+    if pred.shape != teacher.shape:
+        raise PolySpaceError(f"converted features {tuple(pred.shape)} do not match teacher features "
+                             f"{tuple(teacher.shape)}; the converter was trained for another teacher")
+    clip_pred, clip_teacher = pred.mean(1), teacher.mean(1)
+    n = pred.shape[0]
+    return {
+        "cosine": mean_cosine(pred, teacher),
+        "r2": r2_score(teacher, pred),
+        "cka": linear_cka(clip_pred, clip_teacher),
+        "mutual_knn": mutual_knn(clip_pred, clip_teacher, k=min(knn_k, n - 1)),
+        "retrieval_top1": retrieval_top1(clip_pred, clip_teacher),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_converter(directory: str | Path, converter: Converter, config: ConverterConfig | None = None,
+                   history: dict | None = None, info: Mapping | None = None) -> Path:
+    """Write converter.safetensors + config.json (+ history.json) into `directory`, atomically.
+    `info` adds names to config.json (e.g. {"student": "vjepa2", "teacher": "videomae"})."""
+    directory = Path(directory)
+    config = converter.config if config is None else config
+    if config.to_dict() != converter.config.to_dict():
+        raise PolySpaceError(f"save_converter({directory}): the config given differs from the converter's own config")
+    state = {k: v.detach().cpu() for k, v in converter.state_dict().items()}
+    save_safetensors_atomic(state, directory / "converter.safetensors",
+                            metadata={"format": CHECKPOINT_FORMAT, "kind": config.kind})
+    if history is not None:
+        atomic_write_json(directory / "history.json", history)
+    # config.json last: its presence marks a complete checkpoint
+    atomic_write_json(directory / "config.json", {"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
+                                                  **dict(info or {})})
+    return directory
+
+
+def load_converter(directory: str | Path, device: str | torch.device = "cpu") -> Converter:
+    """Rebuild a converter saved by save_converter, in eval mode. Its config.json (with any names
+    saved alongside) is available as `converter.info`."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    meta = read_json(directory / "config.json")
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
+        raise PolySpaceError(f"{directory / 'config.json'}: not a converter checkpoint ({CHECKPOINT_FORMAT}); "
+                             f"train one with `polyspace train-converter`")
+    weights = directory / "converter.safetensors"
+    if not weights.is_file():
+        raise PolySpaceError(f"{weights}: file not found; the checkpoint is incomplete, train it again")
+    converter = build_converter(ConverterConfig.from_dict(meta["config"]))
+    try:
+        converter.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "state dict mismatch"
+        raise PolySpaceError(f"{weights}: weights do not fit the saved config ({first})") from None
+    converter.info = meta
+    return converter.to(device).eval()
+
+
+def _folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "teacher"
+
+
+def save_converter_set(directory: str | Path, student: str, converters: Mapping[str, Converter],
+                       histories: Mapping[str, dict] | None = None) -> Path:
+    """One converter per teacher under `directory/<teacher>/`, plus `converters.json` naming the
+    student and each teacher's folder (what train-fusion and eval read)."""
+    directory = Path(directory)
+    folders = {}
+    for teacher, converter in converters.items():
+        folders[teacher] = _folder_name(teacher)
+        save_converter(directory / folders[teacher], converter, history=(histories or {}).get(teacher),
+                       info={"student": student, "teacher": teacher})
+    atomic_write_json(directory / "converters.json", {"format": SET_FORMAT, "student": student, "teachers": folders})
+    return directory
+
+
+def load_converter_set(directory: str | Path, device: str | torch.device = "cpu",
+                       teachers: Sequence[str] | None = None) -> tuple[str, dict[str, Converter]]:
+    """(student name, {teacher: converter}) from a folder written by save_converter_set.
+    `teachers` picks a subset (in that order); a teacher not in the set is an error."""
+    directory = Path(directory)
+    index = read_json(directory / "converters.json")
+    if not isinstance(index, dict) or index.get("format") != SET_FORMAT:
+        raise PolySpaceError(f"{directory / 'converters.json'}: not a converter set ({SET_FORMAT})")
+    folders = index["teachers"]
+    wanted = list(folders) if teachers is None else list(teachers)
+    missing = [t for t in wanted if t not in folders]
+    if missing:
+        raise PolySpaceError(f"{directory}: no converter for teacher(s) {missing}; it has {sorted(folders)}")
+    return index["student"], {t: load_converter(directory / folders[t], device) for t in wanted}

@@ -1,0 +1,519 @@
+"""The feature store: per split, `manifest.json` + safetensors shards of token features.
+
+Layout of one split (`<out>/<split>/`):
+
+    manifest.json                 what is in the store (written last, atomically)
+    shard_00000.safetensors       samples [0, shard_size), then the next range, ...
+    progress/shard_00000.json     per-shard receipt (sha256, range, run fingerprint); lets an
+                                  interrupted run resume without recomputing a finished shard
+
+Each shard holds, for every model, a tensor `(n, T_m, D_m)` named after the model, plus
+`index` `(n,)` int64 global sample ids. Rows of samples whose video failed to decode are NaN
+(never zeros that look like features); `FeatureStore.ok` masks them. The dtype (float32,
+float16 or bfloat16) is recorded in the manifest and read back from it.
+
+Readers memory-map the shards (np.memmap + torch.frombuffer): opening a store reads only the
+manifest and the shard headers, and a sample's features are read from disk when touched.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import PolySpaceError
+from ..io import atomic_write_bytes, atomic_write_json, read_json
+
+FORMAT = "polyspace-features/1"
+MANIFEST = "manifest.json"
+PROGRESS_DIR = "progress"
+INDEX_KEY = "index"
+TOKEN_RULES = ("temporal", "full", "clip")
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+# safetensors header dtype codes we read back
+_ST_DTYPES: dict[str, torch.dtype] = {
+    "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+}
+
+
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """'fp16'/'float16'/torch.float16 -> 'float16' (one of DTYPES); anything else is an error."""
+    aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+    if isinstance(dtype, torch.dtype):
+        for name, dt in DTYPES.items():
+            if dt == dtype:
+                return name
+        raise PolySpaceError(f"dtype {dtype}: features are stored as float32, float16 or bfloat16")
+    name = aliases.get(str(dtype), str(dtype))
+    if name not in DTYPES:
+        raise PolySpaceError(f"dtype {dtype!r}: features are stored as float32, float16 or bfloat16")
+    return name
+
+
+def shard_name(shard_id: int) -> str:
+    return f"shard_{shard_id:05d}.safetensors"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# reading safetensors without copying
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
+    """The JSON header of a .safetensors file and the byte offset where tensor data starts."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ValueError("file shorter than the 8-byte header length")
+            (n,) = struct.unpack("<Q", raw)
+            if n > 100_000_000:
+                raise ValueError("header length is implausible")
+            header = json.loads(f.read(n))
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise PolySpaceError(f"{path}: shard file not found; rerun featurize to rebuild it") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PolySpaceError(f"{path}: not a readable safetensors file ({e}); rerun featurize to rebuild it") from None
+    data_start = 8 + n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if data_start + entry["data_offsets"][1] > size:
+            raise PolySpaceError(f"{path}: truncated (tensor {name!r} runs past the end of the file); "
+                                 f"rerun featurize to rebuild it")
+    return header, data_start
+
+
+def mmap_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Memory-map every tensor of a .safetensors file: name -> tensor (read-only view of the
+    file; copy-on-write, so an accidental in-place op never touches the disk), plus metadata."""
+    header, data_start = read_safetensors_header(path)
+    mm = np.memmap(path, dtype=np.uint8, mode="c")
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if entry["dtype"] not in _ST_DTYPES:
+            raise PolySpaceError(f"{path}: tensor {name!r} has dtype {entry['dtype']}, not a feature dtype")
+        dtype = _ST_DTYPES[entry["dtype"]]
+        begin, end = entry["data_offsets"]
+        shape = tuple(entry["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        if count == 0:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        flat = torch.frombuffer(mm, dtype=dtype, count=count, offset=data_start + begin)
+        tensors[name] = flat.view(shape)
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+# --------------------------------------------------------------------------------------------
+# reader
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard of a split: its file, the global sample range [start, end) and checksum."""
+    file: str
+    start: int
+    end: int
+    sha256: str
+    bytes: int
+
+
+class FeatureStore:
+    """Read side of one split of a feature store.
+
+    `FeatureStore.open(split_dir)` reads the manifest and memory-maps the shards.
+    Attributes: `models` (names, in manifest order), `student`, `teachers`, `labels` (np.int64
+    (N,)), `class_names`, `paths`, `ok` (bool (N,)), `status` (per sample 'ok' or
+    'failed: <reason>'), `dtype` (torch dtype from the manifest), `manifest` (the raw dict).
+    `array(name)` -> torch.Tensor (N, T, D) in the stored dtype; failed samples' rows are NaN.
+    """
+
+    def __init__(self, split_dir: Path, manifest: dict[str, Any]):
+        self.split_dir = split_dir
+        self.manifest = manifest
+        self._models = {m["name"]: m for m in manifest["models"]}
+        self.models: list[str] = [m["name"] for m in manifest["models"]]
+        self.student: str | None = next((m["name"] for m in manifest["models"] if m.get("role") == "student"), None)
+        self.teachers: list[str] = [m["name"] for m in manifest["models"] if m.get("role") == "teacher"]
+        self.dtype: torch.dtype = DTYPES[manifest["dtype"]]
+        self.tokens: str = manifest["tokens"]
+        self.labels: np.ndarray = np.asarray(manifest["labels"], dtype=np.int64)
+        self.class_names: list[str] = list(manifest["class_names"])
+        self.paths: list[str] = list(manifest["paths"])
+        self.status: list[str] = list(manifest["status"])
+        self.ok: np.ndarray = np.array([s == "ok" for s in self.status], dtype=bool)
+        self.shards: list[ShardEntry] = [ShardEntry(**s) for s in manifest["shards"]]
+        self._starts = [s.start for s in self.shards]
+        self._mapped: dict[int, dict[str, torch.Tensor]] = {}
+
+    # ---- opening
+
+    @classmethod
+    def open(cls, split_dir: str | os.PathLike, verify: bool = False) -> "FeatureStore":
+        """Open `<out>/<split>`; `verify=True` also checks every shard's sha256 (reads all data)."""
+        split_dir = Path(split_dir)
+        manifest_path = split_dir / MANIFEST
+        if not manifest_path.is_file():
+            if (split_dir / PROGRESS_DIR).is_dir():
+                raise PolySpaceError(f"{split_dir}: feature extraction did not finish (no {MANIFEST}); "
+                                     f"rerun the same featurize command to resume it")
+            raise PolySpaceError(f"{manifest_path}: no feature store here; run `polyspace featurize "
+                                 f"--out {split_dir.parent} --split {split_dir.name} ...` first")
+        manifest = read_json(manifest_path)
+        if manifest.get("format") != FORMAT:
+            raise PolySpaceError(f"{manifest_path}: format {manifest.get('format')!r} is not {FORMAT!r}; "
+                                 f"re-extract the features with this version of polyspace")
+        for key in ("models", "dtype", "tokens", "labels", "class_names", "paths", "status", "shards"):
+            if key not in manifest:
+                raise PolySpaceError(f"{manifest_path}: manifest has no {key!r}; the store is damaged, re-extract it")
+        n = len(manifest["labels"])
+        if not (len(manifest["paths"]) == len(manifest["status"]) == n):
+            raise PolySpaceError(f"{manifest_path}: labels, paths and status differ in length; re-extract the store")
+        if manifest["dtype"] not in DTYPES:
+            raise PolySpaceError(f"{manifest_path}: unknown dtype {manifest['dtype']!r}")
+        expected = 0
+        for s in manifest["shards"]:
+            if s["start"] != expected:
+                raise PolySpaceError(f"{manifest_path}: shard {s['file']} starts at sample {s['start']}, "
+                                     f"expected {expected}; re-extract the store")
+            expected = s["end"]
+        if expected != n:
+            raise PolySpaceError(f"{manifest_path}: shards cover {expected} samples but the manifest lists {n}")
+        store = cls(split_dir, manifest)
+        if verify:
+            store.verify()
+        return store
+
+    def verify(self) -> None:
+        """Check every shard's sha256 against the manifest; a mismatch is a PolySpaceError."""
+        for s in self.shards:
+            path = self.split_dir / s.file
+            if not path.is_file():
+                raise PolySpaceError(f"{path}: shard missing; rerun featurize to rebuild it")
+            if sha256_file(path) != s.sha256:
+                raise PolySpaceError(f"{path}: checksum does not match the manifest; the shard is damaged, "
+                                     f"delete it and rerun featurize to rebuild it")
+
+    # ---- metadata
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{m}{tuple(self.shape(m))}" for m in self.models)
+        return (f"FeatureStore({self.split_dir}, n={len(self)}, ok={int(self.ok.sum())}, "
+                f"dtype={self.manifest['dtype']}, tokens={self.tokens}, models=[{dims}])")
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        """The manifest entry of a model: name, role, source, arch, clip spec, tokens, T, dim."""
+        if name not in self._models:
+            raise PolySpaceError(f"model {name!r} is not in the feature store {self.split_dir} "
+                                 f"(it has {', '.join(self.models)}); featurize it first or pick one of those")
+        return self._models[name]
+
+    def shape(self, name: str) -> tuple[int, int]:
+        """(T, D) of one sample's features for a model."""
+        info = self.model_info(name)
+        return int(info["T"]), int(info["dim"])
+
+    @property
+    def failures(self) -> list[tuple[int, str, str]]:
+        """(index, path, reason) of every sample whose extraction failed."""
+        return [(i, self.paths[i], s[len("failed: "):]) for i, s in enumerate(self.status) if s != "ok"]
+
+    def disk_bytes(self) -> int:
+        """Total bytes of the shards on disk."""
+        return sum(s.bytes for s in self.shards)
+
+    # ---- tensors
+
+    def _shard(self, k: int) -> dict[str, torch.Tensor]:
+        if k not in self._mapped:
+            entry = self.shards[k]
+            path = self.split_dir / entry.file
+            tensors, _ = mmap_safetensors(path)
+            n = entry.end - entry.start
+            index = tensors.get(INDEX_KEY)
+            if index is None or index.shape != (n,) or int(index[0]) != entry.start or int(index[-1]) != entry.end - 1:
+                raise PolySpaceError(f"{path}: its sample index does not match the manifest range "
+                                     f"[{entry.start}, {entry.end}); re-extract the store")
+            for m in self.models:
+                want = (n, *self.shape(m))
+                if m not in tensors or tuple(tensors[m].shape) != want or tensors[m].dtype != self.dtype:
+                    got = (tuple(tensors[m].shape), tensors[m].dtype) if m in tensors else "missing"
+                    raise PolySpaceError(f"{path}: tensor {m!r} is {got}, manifest says {want} {self.dtype}; "
+                                         f"re-extract the store")
+            self._mapped[k] = tensors
+        return self._mapped[k]
+
+    def array(self, name: str) -> torch.Tensor:
+        """All samples' features of one model, (N, T, D), in the stored dtype. With one shard this
+        is a zero-copy memory map; with several, the shards are concatenated in memory (use
+        `FeatureDataset` for per-sample access to stores larger than RAM)."""
+        self.model_info(name)
+        parts = [self._shard(k)[name] for k in range(len(self.shards))]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return torch.empty((0, *self.shape(name)), dtype=self.dtype)
+        return torch.cat(parts, dim=0)
+
+    def sample(self, index: int, name: str) -> torch.Tensor:
+        """One sample's features (T, D) for a model, read from its shard's memory map."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range for a store of {len(self)}")
+        k = bisect.bisect_right(self._starts, index) - 1
+        return self._shard(k)[name][index - self.shards[k].start]
+
+    def indices(self, ok_only: bool = True) -> np.ndarray:
+        """Sample ids (np.int64), by default only those whose extraction succeeded."""
+        return np.flatnonzero(self.ok) if ok_only else np.arange(len(self))
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """A torch Dataset over a store: item -> {model: (T, D) tensor, "label": int64, "index": int}.
+
+    Only successfully extracted samples are served (`indices` narrows further). Features are
+    cast to `as_dtype` (float32 by default, so stored fp16/bf16 never meets fp32 weights);
+    pass `as_dtype=None` to keep the stored dtype.
+    """
+
+    def __init__(self, store: FeatureStore, models: Sequence[str] | None = None,
+                 indices: Iterable[int] | None = None, as_dtype: torch.dtype | None = torch.float32):
+        self.store = store
+        self.models = list(models) if models is not None else list(store.models)
+        for m in self.models:
+            store.model_info(m)  # unknown model -> clear error now, not in a worker later
+        ok = set(store.indices(ok_only=True).tolist())
+        if indices is None:
+            self.indices = sorted(ok)
+        else:
+            self.indices = [int(i) for i in indices]
+            bad = [i for i in self.indices if i not in ok]
+            if bad:
+                raise PolySpaceError(f"{store.split_dir}: samples {bad[:5]} failed extraction or do not exist; "
+                                     f"select from store.indices()")
+        self.as_dtype = as_dtype
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        index = self.indices[i]
+        item: dict[str, Any] = {}
+        for m in self.models:
+            x = self.store.sample(index, m)
+            item[m] = x.to(self.as_dtype) if self.as_dtype is not None else x.clone()
+        item["label"] = torch.tensor(int(self.store.labels[index]), dtype=torch.int64)
+        item["index"] = index
+        return item
+
+
+def open_store(split_dir: str | os.PathLike, verify: bool = False) -> FeatureStore:
+    """Shorthand for FeatureStore.open."""
+    return FeatureStore.open(split_dir, verify=verify)
+
+
+# --------------------------------------------------------------------------------------------
+# writer
+
+
+def run_fingerprint(spec: Mapping[str, Any]) -> str:
+    """A short hash of everything that determines a store's contents (models, clip specs,
+    token rule, dtype, shard size, samples). Resuming requires the same fingerprint."""
+    text = json.dumps(spec, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class FeatureStoreWriter:
+    """Write side of one split: atomic shards, resumable by shard.
+
+    Construct it with the full plan (models with their T/dim, samples, dtype, shard size).
+    `pending()` lists shards still to do (a shard counts as done only if its receipt exists,
+    matches this run's fingerprint and the file's sha256 matches the receipt, so a damaged or
+    foreign shard is recomputed, never trusted). `write_shard()` writes the shard, then its
+    receipt, each atomically. `finalize()` writes the manifest once every shard is done.
+    Several processes may write different shards of the same plan concurrently.
+    """
+
+    def __init__(self, split_dir: str | os.PathLike, *, models: Sequence[Mapping[str, Any]], dtype: str,
+                 tokens: str, shard_size: int, paths: Sequence[str], labels: Sequence[int],
+                 class_names: Sequence[str], dataset: Mapping[str, Any] | None = None):
+        if tokens not in TOKEN_RULES:
+            raise PolySpaceError(f"tokens {tokens!r}: use one of {', '.join(TOKEN_RULES)}")
+        if not isinstance(shard_size, int) or shard_size < 1:
+            raise PolySpaceError(f"shard_size {shard_size!r}: must be a positive integer")
+        if len(paths) != len(labels):
+            raise PolySpaceError("featurize: paths and labels differ in length")
+        names = [m["name"] for m in models]
+        if len(set(names)) != len(names) or INDEX_KEY in names:
+            raise PolySpaceError(f"models {names}: names must be unique and not {INDEX_KEY!r}; "
+                                 f"name them explicitly as NAME=SOURCE")
+        self.split_dir = Path(split_dir)
+        self.models = [dict(m) for m in models]
+        self.dtype_name = dtype_name(dtype)
+        self.dtype = DTYPES[self.dtype_name]
+        self.tokens = tokens
+        self.shard_size = shard_size
+        self.paths = [str(p) for p in paths]
+        self.labels = [int(x) for x in labels]
+        self.class_names = list(class_names)
+        self.dataset = dict(dataset or {})
+        n = len(self.paths)
+        self.ranges = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+        self.fingerprint = run_fingerprint({
+            "format": FORMAT, "models": self.models, "dtype": self.dtype_name, "tokens": tokens,
+            "shard_size": shard_size, "paths": self.paths, "labels": self.labels,
+            "class_names": self.class_names,
+        })
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.ranges)
+
+    def _receipt_path(self, k: int) -> Path:
+        return self.split_dir / PROGRESS_DIR / f"{Path(shard_name(k)).stem}.json"
+
+    def check_compatible(self) -> None:
+        """Raise if the folder holds shards or a manifest from a run with different settings."""
+        manifest = self.split_dir / MANIFEST
+        found = []
+        if manifest.is_file():
+            found.append((manifest, read_json(manifest).get("fingerprint")))
+        progress = self.split_dir / PROGRESS_DIR
+        if progress.is_dir():
+            for p in sorted(progress.glob("shard_*.json")):
+                try:
+                    found.append((p, json.loads(p.read_text()).get("fingerprint")))
+                except (json.JSONDecodeError, OSError):
+                    continue  # an unreadable receipt only means that shard is redone
+        for path, fp in found:
+            if fp != self.fingerprint:
+                raise PolySpaceError(f"{path}: this folder holds features made with other settings "
+                                     f"(models, dtype, tokens, shard size or samples differ); "
+                                     f"use another --out or pass --overwrite to replace them")
+
+    def clear(self) -> None:
+        """Delete this split's manifest, shards and receipts (for --overwrite)."""
+        (self.split_dir / MANIFEST).unlink(missing_ok=True)
+        for p in self.split_dir.glob("shard_*.safetensors"):
+            p.unlink()
+        progress = self.split_dir / PROGRESS_DIR
+        if progress.is_dir():
+            for p in progress.glob("*"):
+                p.unlink()
+            progress.rmdir()
+
+    def receipt(self, k: int) -> dict[str, Any] | None:
+        """The receipt of shard k if that shard is complete and intact, else None."""
+        path = self._receipt_path(k)
+        if not path.is_file():
+            return None
+        try:
+            rec = json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            return None
+        start, end = self.ranges[k]
+        if rec.get("fingerprint") != self.fingerprint or rec.get("start") != start or rec.get("end") != end:
+            return None
+        shard = self.split_dir / rec.get("file", "")
+        if not shard.is_file() or sha256_file(shard) != rec.get("sha256"):
+            return None
+        return rec
+
+    def pending(self, shard_ids: Iterable[int] | None = None) -> list[int]:
+        """Shards (of `shard_ids`, default all) that are not complete and intact."""
+        ids = range(self.num_shards) if shard_ids is None else shard_ids
+        return [k for k in ids if self.receipt(k) is None]
+
+    def write_shard(self, k: int, features: Mapping[str, torch.Tensor], status: Sequence[str],
+                    videos_decoded: int, frames_decoded: int) -> dict[str, Any]:
+        """Write shard k atomically, then its receipt. `features[model]` is (n, T, D) for the
+        shard's n samples (failed samples' rows NaN); `status[i]` is 'ok' or 'failed: <reason>'."""
+        start, end = self.ranges[k]
+        n = end - start
+        if len(status) != n:
+            raise ValueError(f"shard {k}: {len(status)} statuses for {n} samples")
+        tensors: dict[str, torch.Tensor] = {}
+        for m in self.models:
+            x = features[m["name"]]
+            want = (n, int(m["T"]), int(m["dim"]))
+            if tuple(x.shape) != want:
+                raise ValueError(f"shard {k}: features of {m['name']} are {tuple(x.shape)}, expected {want}")
+            tensors[m["name"]] = x.detach().to("cpu", self.dtype).contiguous()
+        tensors[INDEX_KEY] = torch.arange(start, end, dtype=torch.int64)
+        from safetensors.torch import save
+
+        data = save(tensors, metadata={"format": FORMAT, "fingerprint": self.fingerprint,
+                                       "start": str(start), "end": str(end)})
+        atomic_write_bytes(self.split_dir / shard_name(k), data)
+        rec = {"file": shard_name(k), "start": start, "end": end, "sha256": sha256_bytes(data),
+               "bytes": len(data), "fingerprint": self.fingerprint, "status": list(status),
+               "videos_decoded": int(videos_decoded), "frames_decoded": int(frames_decoded)}
+        # the receipt goes last: a shard without a receipt is redone on resume
+        atomic_write_json(self._receipt_path(k), rec)
+        return rec
+
+    def finalize(self, provenance: Mapping[str, Any] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> FeatureStore:
+        """Check every shard, write the manifest and return the opened store."""
+        receipts = []
+        for k in range(self.num_shards):
+            rec = self.receipt(k)
+            if rec is None:
+                raise PolySpaceError(f"{self.split_dir / shard_name(k)}: shard missing or damaged; "
+                                     f"rerun the same featurize command to complete it")
+            receipts.append(rec)
+        status = [s for rec in receipts for s in rec["status"]]
+        manifest = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "dataset": self.dataset,
+            "num_samples": len(self.paths),
+            "num_ok": sum(s == "ok" for s in status),
+            "dtype": self.dtype_name,
+            "tokens": self.tokens,
+            "shard_size": self.shard_size,
+            "models": self.models,
+            "decodes": {"videos_decoded": sum(r["videos_decoded"] for r in receipts),
+                        "frames_decoded": sum(r["frames_decoded"] for r in receipts)},
+            **dict(extra or {}),
+            "shards": [{key: r[key] for key in ("file", "start", "end", "sha256", "bytes")} for r in receipts],
+            "class_names": self.class_names,
+            "labels": self.labels,
+            "paths": self.paths,
+            "status": status,
+            "provenance": dict(provenance or {}),
+        }
+        atomic_write_json(self.split_dir / MANIFEST, manifest, indent=1)
+        return FeatureStore.open(self.split_dir)

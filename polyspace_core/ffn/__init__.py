@@ -1,0 +1,30 @@
+"""Frame Flexible Network (FFN, CVPR 2023) on a Temporal Shift Module (TSM) ResNet.
+
+One model serves several frame counts: convolutions and classifier are shared, each trained
+frame count keeps its own BatchNorm layers and a small per-block weight alteration, and the
+4F/8F streams learn from the 16F stream through a KL term. The vanilla TSM baseline is the
+same network with a single stream. Modules:
+
+    shift.py        temporal shift and the shifted first conv of a bottleneck
+    tsm_resnet.py   config-driven TSM ResNet (torchvision Bottleneck blocks), ImageNet loading
+    loss.py         CE on the teacher stream + KL(teacher || student) for the other streams
+    data.py         multi-frame-count clips from one decode with one shared crop
+    checkpoint.py   safetensors + JSON checkpoints
+    trainer.py      TSMTrainer (one frame count) and FFNTrainer (several), Accelerate-ready
+    evaluate.py     accuracy per frame count, the TFD gap, FLOPs per frame count
+    commands.py     `polyspace train-ffn`
+"""
+
+from .loss import TemporalDistillationLoss
+from .shift import temporal_shift
+from .tsm_resnet import ARCHS, TSMConfig, TSMResNet, build_model, load_imagenet_weights
+
+__all__ = [
+    "ARCHS",
+    "TSMConfig",
+    "TSMResNet",
+    "TemporalDistillationLoss",
+    "build_model",
+    "load_imagenet_weights",
+    "temporal_shift",
+]

@@ -1,0 +1,71 @@
+"""Atomic writes: a result is either fully on disk or not there at all.
+
+Every file the workspace writes goes through these helpers (temp file in the same folder,
+fsync, rename), so an interrupted run never leaves a half-written file that reads as valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically; parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars/arrays and paths show up in metrics and manifests; write them plainly
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    text = json.dumps(obj, indent=indent, default=_json_default, sort_keys=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    from .errors import PolySpaceError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PolySpaceError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PolySpaceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def save_safetensors_atomic(tensors: Mapping[str, Any], path: str | os.PathLike,
+                            metadata: Mapping[str, str] | None = None) -> Path:
+    """torch tensors -> .safetensors, atomically. Tensors are made contiguous first."""
+    from safetensors.torch import save
+
+    data = save({k: v.contiguous() for k, v in tensors.items()},
+                metadata=dict(metadata) if metadata else None)
+    return atomic_write_bytes(path, data)

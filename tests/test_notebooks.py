@@ -1,0 +1,59 @@
+"""Every notebook runs on the smoke preset: via the report runner (papermill, what `make report
+PRESET=smoke` does) and via nbval (the preset taken from POLYSPACE_PRESET, as in `make lab`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyspace_core.report import run_report
+from polyspace_core.stage_params import STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.fixture(scope="module")
+def smoke_report():
+    return run_report("smoke", root=ROOT)
+
+
+def test_smoke_report_runs_every_stage(smoke_report):
+    failed = {r.stage: r.error for r in smoke_report if r.status != "ok"}
+    assert not failed, f"failed stages: {failed}"
+    index = json.loads((ROOT / "reports" / "smoke" / "index.json").read_text())
+    assert [s["stage"] for s in index["stages"]] == STAGES
+    page = (ROOT / "reports" / "smoke" / "index.html").read_text()
+    for stage in STAGES:
+        assert f'href="{stage}.html"' in page
+        metrics = json.loads((ROOT / "reports" / "smoke" / stage / "metrics.json").read_text())
+        assert metrics["preset"] == "smoke" and metrics["stage"] == stage
+
+
+def test_papermill_cached_flag_from_notebooks_dir(tmp_path):
+    """`cd notebooks && papermill 04_train_fusion.ipynb out.ipynb -p cached true|false|maybe`."""
+    papermill = str(Path(sys.executable).parent / "papermill")
+    env = {**os.environ, "POLYSPACE_PRESET": "smoke"}
+    for value, mode in (("true", "cached"), ("false", "video")):
+        out = subprocess.run([papermill, "04_train_fusion.ipynb", str(tmp_path / f"{value}.ipynb"), "-p", "cached", value,
+                              "-p", "preset", "smoke"], cwd=ROOT / "notebooks", env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        metrics = json.loads((ROOT / "reports" / "smoke" / "04_train_fusion" / "metrics.json").read_text())
+        assert metrics["mode"] == mode
+    out = subprocess.run([papermill, "04_train_fusion.ipynb", str(tmp_path / "bad.ipynb"), "-p", "cached", "maybe"],
+                         cwd=ROOT / "notebooks", env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "PolySpaceError: parameter cached: expected true or false, got 'maybe'" in out.stderr
+
+
+def test_nbval_runs_the_notebooks_top_to_bottom(smoke_report):
+    """nbval executes each notebook as JupyterLab would (no papermill injection)."""
+    env = {**os.environ, "POLYSPACE_PRESET": "smoke"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider", "notebooks/"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -1,0 +1,84 @@
+"""The report runner: notebook selection, a failing stage, the index page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.report import key_figures, render_index, run_report, select_stages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_select_stages():
+    assert select_stages(None)[0] == "01_featurize" and len(select_stages(None)) == 8
+    assert select_stages("04") == ["04_train_fusion"]
+    assert select_stages("07_ffn_tfd,1") == ["01_featurize", "07_ffn_tfd"]
+    with pytest.raises(PolySpaceError, match="--nb 9"):
+        select_stages("9")
+
+
+def test_key_figures_skip_meta_and_non_numbers():
+    figures = key_figures({"top1": 0.5, "mode": "cached", "ok": True, "params": {}, "elapsed_s": 3.0, "n": 4})
+    assert figures == {"top1": 0.5, "n": 4}
+
+
+def _notebook(stage, body):
+    cells = [new_code_cell('preset = "default"\nseed = 0\ndevice = "auto"\ninteractive = "auto"', metadata={"tags": ["parameters"]}),
+             new_code_cell(f'from polyspace_core.workspace import open_stage\nws = open_stage("{stage}", globals())'),
+             new_code_cell(body)]
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+@pytest.fixture
+def tiny_project(tmp_path, monkeypatch):
+    """A project root with the real presets and two notebooks: one fine, one that fails."""
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(_notebook("05_eval_downstream", 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n'
+                                                   'ws.write_metrics({"top1_fusion": 0.75})'),
+                   tmp_path / "notebooks" / "05_eval_downstream.ipynb")
+    nbformat.write(_notebook("06_efficiency", 'raise RuntimeError("boom")'), tmp_path / "notebooks" / "06_efficiency.ipynb")
+    monkeypatch.setenv("POLYSPACE_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_failing_stage_is_reported_and_others_still_run(tiny_project):
+    results = run_report("smoke", "05,06", root=tiny_project)
+    status = {r.stage: r.status for r in results}
+    assert status == {"05_eval_downstream": "ok", "06_efficiency": "failed"}
+    failed = next(r for r in results if r.stage == "06_efficiency")
+    assert "RuntimeError: boom" in failed.error
+
+    out = tiny_project / "reports" / "smoke"
+    index = json.loads((out / "index.json").read_text())
+    assert [s["stage"] for s in index["stages"]] == ["05_eval_downstream", "06_efficiency"]
+    assert index["stages"][0]["metrics"]["top1_fusion"] == 0.75
+    assert index["stages"][0]["metrics"]["preset"] == "smoke"
+    assert "commit" in index["provenance"]["git"] and index["provenance"]["versions"]["torch"]
+    page = (out / "index.html").read_text()
+    assert 'href="05_eval_downstream.html"' in page and "failed" in page and "top1_fusion" in page
+    # HTML reports open offline: the figure is embedded and nothing is fetched from the network
+    stage_page = (out / "05_eval_downstream.html").read_text()
+    assert "data:image/png;base64" in stage_page
+    assert 'src="http' not in stage_page
+
+    # re-running one stage keeps the other's row
+    run_report("smoke", "05", root=tiny_project)
+    index = json.loads((out / "index.json").read_text())
+    assert [s["stage"] for s in index["stages"]] == ["05_eval_downstream", "06_efficiency"]
+
+
+def test_render_index_marks_failures():
+    index = {"preset": "smoke", "generated": "now", "total_duration_s": 3.0,
+             "provenance": {"git": {"commit": "abc", "dirty": True}, "versions": {"torch": "2"}, "device": "cpu", "params": {"seed": 0}},
+             "stages": [{"stage": "01_featurize", "status": "failed", "duration_s": 1.0, "html": "01_featurize.html",
+                         "error": "ValueError: x", "metrics": {}}]}
+    page = render_index(index)
+    assert "1 failed" in page and "ValueError: x" in page and "abc (dirty)" in page
