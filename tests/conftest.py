@@ -13,3 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def smoke_report():
+    """The smoke report, run once per test session (papermill, as `make report PRESET=smoke`).
+    The notebook tests check it; the browser tests read its HTML and reuse its outputs."""
+    from polyspace_core.report import run_report
+
+    return run_report("smoke", root=ROOT)

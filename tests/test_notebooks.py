@@ -18,9 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.notebooks
 
 
-@pytest.fixture(scope="module")
-def smoke_report():
-    return run_report("smoke", root=ROOT)
 
 
 def test_smoke_report_runs_every_stage(smoke_report):

@@ -248,18 +248,18 @@ class TemporalConvBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Pre-norm (cross-)attention + MLP. With `context=None` it is self-attention."""
+    """Pre-norm attention + MLP: cross-attention to a context when `cross`, else self-attention."""
 
-    def __init__(self, width: int, heads: int, dropout: float):
+    def __init__(self, width: int, heads: int, dropout: float, cross: bool):
         super().__init__()
         self.norm_q = nn.LayerNorm(width)
-        self.norm_kv = nn.LayerNorm(width)
+        self.norm_kv = nn.LayerNorm(width) if cross else None
         self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.mlp = MLPBlock(width, 4, dropout)
 
     def forward(self, q: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         qn = self.norm_q(q)
-        kv = qn if context is None else self.norm_kv(context)
+        kv = qn if self.norm_kv is None else self.norm_kv(context)
         q = q + self.attn(qn, kv, kv, need_weights=False)[0]
         return self.mlp(q)
 
@@ -308,9 +308,9 @@ class AttentionResamplerConverter(Converter):
         self.pos_in = nn.Parameter(torch.randn(1, c.t_in, c.hidden) * 0.02)
         self.latents = nn.Parameter(torch.randn(1, c.latents, c.hidden) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, c.t_out, c.hidden) * 0.02)
-        self.read = AttentionBlock(c.hidden, c.heads, c.dropout)
-        self.process = nn.ModuleList(AttentionBlock(c.hidden, c.heads, c.dropout) for _ in range(c.depth))
-        self.write = AttentionBlock(c.hidden, c.heads, c.dropout)
+        self.read = AttentionBlock(c.hidden, c.heads, c.dropout, cross=True)
+        self.process = nn.ModuleList(AttentionBlock(c.hidden, c.heads, c.dropout, cross=False) for _ in range(c.depth))
+        self.write = AttentionBlock(c.hidden, c.heads, c.dropout, cross=True)
         self.norm = nn.LayerNorm(c.hidden)
         self.out_proj = nn.Linear(c.hidden, c.d_out)
         nn.init.zeros_(self.out_proj.weight)

@@ -165,7 +165,8 @@ class MinibatchCKA:
         if self.batches == 0:
             raise PolySpaceError("MinibatchCKA.compute() before any update(); add minibatches first")
         b = self.batches
-        return _ratio(torch.tensor(self.hsic_xy / b), torch.tensor(self.hsic_xx / b), torch.tensor(self.hsic_yy / b))
+        mean = [torch.tensor(v / b, dtype=torch.float64) for v in (self.hsic_xy, self.hsic_xx, self.hsic_yy)]
+        return _ratio(*mean)
 
 
 def minibatch_cka(x: ArrayLike, y: ArrayLike, batch_size: int = 256, seed: int | None = 0) -> float:

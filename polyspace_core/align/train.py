@@ -204,6 +204,24 @@ def evaluate_converter(converter: Converter, student: torch.Tensor, teacher: tor
     }
 
 
+def pairs_from_store(split_dir: str | Path, student: str, teacher: str) -> Pairs:
+    """(student (N, T_s, D_s), teacher (N, T_t, D_t)) float32 features of one feature-store split,
+    keeping only samples whose extraction succeeded (failed rows are NaN in the store)."""
+    from ..features.store import FeatureStore
+
+    store = FeatureStore.open(split_dir)
+    ok = torch.from_numpy(store.ok)
+    if not bool(ok.any()):
+        raise PolySpaceError(f"{split_dir}: no sample was extracted successfully; see the manifest's status")
+    x = store.array(student)[ok].float()
+    y = store.array(teacher)[ok].float()
+    for name, a in ((student, x), (teacher, y)):
+        if not bool(torch.isfinite(a).all()):
+            raise PolySpaceError(f"{split_dir}: features of {name!r} contain NaN/inf for samples marked ok; "
+                                 f"re-extract the store")
+    return x, y
+
+
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 
@@ -250,21 +268,35 @@ def load_converter(directory: str | Path, device: str | torch.device = "cpu") ->
     return converter.to(device).eval()
 
 
-def _folder_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "teacher"
+def converter_folder(teacher: str) -> str:
+    """The sub-folder name of a teacher's converter in a set (hub ids like org/name become org_name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", teacher).strip("._") or "teacher"
+
+
+def write_converter_index(directory: str | Path, student: str, teachers: Sequence[str], merge: bool = False) -> Path:
+    """Write `directory/converters.json` naming the student and each teacher's folder. With
+    `merge`, teachers already listed there for the same student (trained by an earlier run) stay."""
+    folders = {}
+    index_path = Path(directory) / "converters.json"
+    if merge and index_path.is_file():
+        old = read_json(index_path)
+        if old.get("format") == SET_FORMAT and old.get("student") == student:
+            folders.update(old.get("teachers", {}))
+    folders.update({t: converter_folder(t) for t in teachers})
+    if len(set(folders.values())) != len(folders):
+        raise PolySpaceError(f"teachers {list(teachers)} map to clashing folder names; rename them")
+    return atomic_write_json(index_path, {"format": SET_FORMAT, "student": student, "teachers": folders})
 
 
 def save_converter_set(directory: str | Path, student: str, converters: Mapping[str, Converter],
-                       histories: Mapping[str, dict] | None = None) -> Path:
+                       histories: Mapping[str, dict | None] | None = None, info: Mapping | None = None) -> Path:
     """One converter per teacher under `directory/<teacher>/`, plus `converters.json` naming the
     student and each teacher's folder (what train-fusion and eval read)."""
     directory = Path(directory)
-    folders = {}
+    write_converter_index(directory, student, list(converters))  # checks the folder names first
     for teacher, converter in converters.items():
-        folders[teacher] = _folder_name(teacher)
-        save_converter(directory / folders[teacher], converter, history=(histories or {}).get(teacher),
-                       info={"student": student, "teacher": teacher})
-    atomic_write_json(directory / "converters.json", {"format": SET_FORMAT, "student": student, "teachers": folders})
+        save_converter(directory / converter_folder(teacher), converter, history=(histories or {}).get(teacher),
+                       info={"student": student, "teacher": teacher, **dict(info or {})})
     return directory
 
 

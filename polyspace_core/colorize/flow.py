@@ -125,7 +125,7 @@ class RAFTFlow(FlowBackend):
                                  f"a local {variant} state dict (.pth or .safetensors) — nothing is "
                                  f"downloaded, or use --flow dis")
         model = getattr(optical_flow, variant)(weights=None, progress=False)
-        state = _load_state_dict(weights)
+        state = load_state_dict_file(weights)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -149,7 +149,7 @@ class RAFTFlow(FlowBackend):
         return {"backend": self.name, "variant": self.variant, "weights": self.weights}
 
 
-def _load_state_dict(path: Path) -> dict:
+def load_state_dict_file(path: Path) -> dict:
     """A state dict from .safetensors or a torch file (weights_only; {'model': sd} accepted)."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -206,7 +206,7 @@ class MemFlowAdapter(FlowBackend):
                                  f"checkout and its requirements (stage={stage!r})") from None
         cfg = get_cfg()
         model = build_network(cfg)
-        model.load_state_dict(_load_state_dict(ckpt), strict=True)
+        model.load_state_dict(load_state_dict_file(ckpt), strict=True)
         self.model = model.eval().requires_grad_(False).to(device)
         self.cfg, self.device, self.stage = cfg, torch.device(device), stage
         self.root, self.checkpoint = str(root), str(ckpt)

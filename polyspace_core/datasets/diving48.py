@@ -41,6 +41,9 @@ def load_diving48(root: str | Path, split: str, *, split_id: int = 1, val_fracti
     root = Path(root)
     split = check_split(split)
     check_split_id("diving48", split_id, (1,))
+    if split == "validation" and val_fraction <= 0:
+        raise PolySpaceError("val_fraction=0: Diving48 has no official validation split; "
+                             "set val_fraction > 0 to hold one out of train")
     class_names = diving48_classes(root)
 
     kind = "test" if split == "test" else "train"
@@ -64,9 +67,6 @@ def load_diving48(root: str | Path, split: str, *, split_id: int = 1, val_fracti
 
     notes = [f"{ANNOTATION.format(kind)}; {len(class_names)} classes from {VOCAB}"]
     if kind == "train":
-        if split == "validation" and val_fraction <= 0:
-            raise PolySpaceError("val_fraction=0: Diving48 has no official validation split; "
-                                 "set val_fraction > 0 to hold one out of train")
         kept, held = stratified_holdout(items, val_fraction, seed)
         items = held if split == "validation" else kept
         if val_fraction > 0:

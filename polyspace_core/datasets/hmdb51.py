@@ -54,6 +54,9 @@ def load_hmdb51(root: str | Path, split: str, *, split_id: int = 1, val_fraction
     root = Path(root)
     split = check_split(split)
     check_split_id("hmdb51", split_id, (1, 2, 3))
+    if split == "validation" and val_fraction <= 0:
+        raise PolySpaceError("val_fraction=0: HMDB51 has no official validation split; "
+                             "set val_fraction > 0 to hold one out of train")
     class_names = hmdb51_classes(root, split_id)
 
     wanted = OFFICIAL_IDS["test" if split == "test" else "train"]
@@ -71,9 +74,6 @@ def load_hmdb51(root: str | Path, split: str, *, split_id: int = 1, val_fraction
 
     notes = [f"official split {split_id} ({SPLIT_DIR}); classes from its {len(class_names)} split files"]
     if split in ("train", "validation"):
-        if split == "validation" and val_fraction <= 0:
-            raise PolySpaceError("val_fraction=0: HMDB51 has no official validation split; "
-                                 "set val_fraction > 0 to hold one out of train")
         kept, held = stratified_holdout(items, val_fraction, seed)
         items = held if split == "validation" else kept
         if val_fraction > 0:

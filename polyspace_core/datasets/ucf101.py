@@ -51,6 +51,9 @@ def load_ucf101(root: str | Path, split: str, *, split_id: int = 1, val_fraction
     root = Path(root)
     split = check_split(split)
     check_split_id("ucf101", split_id, (1, 2, 3))
+    if split == "validation" and val_fraction <= 0:
+        raise PolySpaceError("val_fraction=0: UCF101 has no official validation split; "
+                             "set val_fraction > 0 to hold one out of train")
     class_names = ucf101_classes(root)
     index = {name: i for i, name in enumerate(class_names)}
 
@@ -84,9 +87,6 @@ def load_ucf101(root: str | Path, split: str, *, split_id: int = 1, val_fraction
     if kind == "test":
         notes.append("test labels come from each path's class folder")
     else:
-        if split == "validation" and val_fraction <= 0:
-            raise PolySpaceError("val_fraction=0: UCF101 has no official validation split; "
-                                 "set val_fraction > 0 to hold one out of train")
         kept, held = stratified_holdout(items, val_fraction, seed, group_of=_group_of)
         items = held if split == "validation" else kept
         if val_fraction > 0:

@@ -38,6 +38,8 @@ MANIFEST = "manifest.json"
 PROGRESS_DIR = "progress"
 INDEX_KEY = "index"
 TOKEN_RULES = ("temporal", "full", "clip")
+# "imported": features converted from an original pickle cache, token rule unknown
+STORE_TOKEN_RULES = (*TOKEN_RULES, "imported")
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -369,7 +371,7 @@ class FeatureStoreWriter:
     def __init__(self, split_dir: str | os.PathLike, *, models: Sequence[Mapping[str, Any]], dtype: str,
                  tokens: str, shard_size: int, paths: Sequence[str], labels: Sequence[int],
                  class_names: Sequence[str], dataset: Mapping[str, Any] | None = None):
-        if tokens not in TOKEN_RULES:
+        if tokens not in STORE_TOKEN_RULES:
             raise PolySpaceError(f"tokens {tokens!r}: use one of {', '.join(TOKEN_RULES)}")
         if not isinstance(shard_size, int) or shard_size < 1:
             raise PolySpaceError(f"shard_size {shard_size!r}: must be a positive integer")

@@ -5,15 +5,17 @@ backends return RGB uint8 frames that are bit-identical for the same index.
 
 decord is the default reader (fast random access through `get_batch`), but it is wrong or
 unsafe in known cases, so `backend="auto"` routes those to PyAV:
-- VP8/VP9/AV1 (webm): decord's seeking into these streams returns frames from the wrong place
-  (dmlc/decord#91).
 - streams with B-frames (frame reordering): `get_batch` at random indices returns wrong frames
-  for MPEG-4 Part 2 (Xvid-style HMDB51/UCF101 files) and for H.264 in AVI; we reproduce both in
-  tests/test_video_decode.py. Sequential reading is right.
+  for MPEG-4 Part 2 with B-frames (Xvid-style HMDB51/UCF101 files, in AVI or MP4) and for H.264
+  in AVI: we reproduce it on generated files (benchmarks/decode.py counts the wrong frames, and
+  tests/test_video_decode.py fails on them if they go to get_batch). H.264 in MP4 with B-frames
+  reads right here but is reported wrong on real files (dmlc/decord#365, #54).
+- VP8/VP9/AV1 (webm): seeking lands in the wrong place on real webm files (dmlc/decord#91).
+  Our generated webm files happen to read right, so this one is a precaution.
 - long videos (> LONG_VIDEO_FRAMES): decord's native memory grows while it decodes through a long
   file (dmlc/decord#208, #157).
-- containers whose frame count decord disagrees with (it trusts header metadata; asking for
-  frames past the real end can hang it, dmlc/decord#373).
+- files whose frame count decord disagrees with (it trusts header metadata; asking for frames
+  past the real end can hang it, dmlc/decord#373).
 When decord is asked for explicitly on such a stream it reads sequentially from the first frame
 with next() (its skip_frames() seeks and is as wrong as get_batch), which is slow but right.
 
@@ -113,7 +115,7 @@ def _reason(e: Exception) -> str:
     return str(getattr(e, "strerror", None) or e).replace("\n", " ").strip()
 
 
-def _scan(path: Path) -> tuple[VideoInfo, _FrameTable | None]:
+def scan(path: Path) -> tuple[VideoInfo, _FrameTable | None]:
     """Demux every packet of the video stream (no decoding) to count frames, detect
     truncation and build the timestamp table. Returns (info, table or None for count mode)."""
     import av
@@ -199,7 +201,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     truncated file is caught here. Raises VideoDecodeError for a missing, empty, corrupt or
     truncated file.
     """
-    return _scan(Path(path))[0]
+    return scan(Path(path))[0]
 
 
 def choose_backend(info: VideoInfo) -> str:
@@ -211,44 +213,47 @@ def choose_backend(info: VideoInfo) -> str:
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray,
-                backend: str = "auto", *, threads: int = 1,
-                info: VideoInfo | None = None) -> np.ndarray:
+                backend: str = "auto", *, threads: int = 1) -> np.ndarray:
     """Decode the frames at `indices` (any order, duplicates allowed) from `path`.
 
     Returns (len(indices), H, W, 3) uint8 RGB in the order of `indices`. Each distinct frame is
     decoded and converted once. backend: "auto" (decord where it is reliable, else PyAV),
-    "decord" or "pyav". threads: decoder threads per call (1 suits DataLoader workers).
+    "decord" or "pyav". threads: decoder threads (1 suits DataLoader workers).
     Raises VideoDecodeError for a bad file or an index outside [0, num_frames).
     """
     path = Path(path)
-    frames_by_index, _ = _read_unique(path, indices, backend, threads)
-    return np.stack([frames_by_index[int(i)] for i in indices])
+    indices = [int(i) for i in np.asarray(indices).reshape(-1)]
+    info, table = scan(path)
+    frames_by_index = read_unique_frames(path, indices, info, table, backend, threads)
+    return np.stack([frames_by_index[i] for i in indices])
 
 
-def _read_unique(path: Path, indices: Iterable[int], backend: str,
-                 threads: int) -> tuple[dict[int, np.ndarray], VideoInfo]:
-    """Decode each distinct index once; returns ({index: frame}, info)."""
+def read_unique_frames(path: Path, indices: Iterable[int], info: VideoInfo,
+                       table: _FrameTable | None, backend: str = "auto",
+                       threads: int = 1) -> dict[int, np.ndarray]:
+    """Decode each distinct index once, given `scan`'s result; returns {index: frame}."""
     if backend not in BACKENDS:
         raise PolySpaceError(f"backend={backend!r}: unknown video backend; use one of "
                              f"{', '.join(BACKENDS)}")
     wanted = sorted({int(i) for i in indices})
-    info, table = _scan(path)
     if not wanted:
         raise PolySpaceError(f"{path}: no frame indices requested")
     if wanted[0] < 0 or wanted[-1] >= info.num_frames:
         bad = wanted[0] if wanted[0] < 0 else wanted[-1]
         raise VideoDecodeError(f"{path}: frame index {bad} is outside the video's "
                                f"{info.num_frames} frames")
-    if backend == "auto":
-        backend = choose_backend(info)
-    if backend == "decord":
+    chosen = choose_backend(info) if backend == "auto" else backend
+    if chosen == "decord":
         random_access = choose_backend(info) == "decord"
         frames = _read_decord(path, wanted, info, random_access, threads)
-        if frames is None:  # decord miscounts this file's frames: its indices cannot be trusted
-            frames = _read_pyav(path, wanted, table, threads)
-    else:
-        frames = _read_pyav(path, wanted, table, threads)
-    return frames, info
+        if frames is not None:
+            return frames
+        # decord miscounts this file's frames, so its indices cannot be trusted
+        if backend == "decord":
+            raise VideoDecodeError(f"{path}: decord's frame count differs from the "
+                                   f"{info.num_frames} frames in the file; use backend='auto' "
+                                   f"or 'pyav'")
+    return _read_pyav(path, wanted, table, threads)
 
 
 # ----------------------------------------------------------------------------- decord

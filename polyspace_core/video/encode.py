@@ -34,7 +34,7 @@ CODECS = {
     "vp9": ("libvpx-vp9", {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8",
                            "row-mt": "1"}),
     "vp8": ("libvpx", {"crf": "10", "b": "1M", "deadline": "realtime", "cpu-used": "8"}),
-    "mpeg4": ("mpeg4", {"qscale": "3"}),
+    "mpeg4": ("mpeg4", {"qmin": "2", "qmax": "5"}),  # the 200 kb/s default is too coarse
 }
 
 # which codecs each container accepts (webm is VP8/VP9 only)

@@ -1,0 +1,132 @@
+"""`polyspace train-converter`: train one converter per teacher from the feature store.
+
+    polyspace train-converter --features runs/default/01_featurize/features --teachers videomae timesformer \\
+        --d_in 768 --d_out 768 --epochs 10 --batch 128 --lr 1e-3 --save_dir checkpoints/converters \\
+        --kind mlp --loss_weights 1,1,0,0,0,0
+
+Trains on `<features>/train`, selects the epoch on `<features>/validation`, and writes
+`<save_dir>/<teacher>/` checkpoints plus `<save_dir>/converters.json`. A teacher whose checkpoint
+was already written with the same settings is skipped (rerun to resume; --overwrite to retrain).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-converter", help="train student->teacher converters from the feature store",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--features", required=True, help="feature store root holding <split>/manifest.json")
+    p.add_argument("--teachers", nargs="+", default=None, help="teacher model names (default: every teacher in the store)")
+    p.add_argument("--student", default=None, help="student model name (default: the store's student)")
+    p.add_argument("--d_in", type=int, default=None, help="student feature dim; checked against the store")
+    p.add_argument("--d_out", type=int, nargs="+", default=None,
+                   help="teacher feature dim, one for all teachers or one per teacher; checked against the store")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--save_dir", required=True, help="output folder for the converter set")
+    p.add_argument("--kind", default="mlp",
+                   help="procrustes, ridge, mlp, attention (A), resampler (B) or linear (C); default mlp")
+    p.add_argument("--loss_weights", default="1,1,0,0,0,0",
+                   help="weights l2,cos,nce,vic,bar,l1 as a vector (default 1,1,0,0,0,0) or terms like l2+0.1*nce")
+    p.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature")
+    p.add_argument("--weight_decay", type=float, default=1e-4)
+    p.add_argument("--hidden", type=int, default=256, help="trunk width of mlp/attention/resampler")
+    p.add_argument("--depth", type=int, default=2, help="residual / latent self-attention blocks")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--latents", type=int, default=16)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--ridge_alpha", type=float, default=1e-3)
+    p.add_argument("--train_split", default="train")
+    p.add_argument("--val_split", default="validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--overwrite", action="store_true", help="retrain teachers that already have a checkpoint")
+    p.set_defaults(func=_train_converter)
+
+
+def _train_converter(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import PolySpaceError
+    from ..features.store import FeatureStore
+    from ..io import read_json
+    from .converters import ConverterConfig
+    from .losses import format_loss_weights, parse_loss_weights
+    from .train import (
+        converter_folder,
+        evaluate_converter,
+        load_converter,
+        pairs_from_store,
+        save_converter,
+        train_converter,
+        write_converter_index,
+    )
+
+    root = Path(args.features)
+    if (root / "manifest.json").is_file():
+        raise PolySpaceError(f"--features {root}: this is one split of a store; pass its parent folder "
+                             f"(train-converter reads <features>/{args.train_split} and <features>/{args.val_split})")
+    train_dir, val_dir = root / args.train_split, root / args.val_split
+    train_store, val_store = FeatureStore.open(train_dir), FeatureStore.open(val_dir)
+    student = args.student or train_store.student
+    if student is None:
+        raise PolySpaceError(f"{train_dir}: the manifest marks no student model; pass --student (one of {train_store.models})")
+    teachers = args.teachers or train_store.teachers
+    if not teachers:
+        raise PolySpaceError(f"{train_dir}: the manifest marks no teacher models; pass --teachers")
+    if student in teachers:
+        raise PolySpaceError(f"--teachers includes the student {student!r}; a converter maps the student to other models")
+    for store in (train_store, val_store):
+        for name in (student, *teachers):
+            store.model_info(name)  # unknown model -> error naming the store and its models
+    t_in, d_in = train_store.shape(student)
+    if args.d_in is not None and args.d_in != d_in:
+        raise PolySpaceError(f"--d_in {args.d_in} does not match the store: {student!r} features are {d_in}-dim")
+    if args.d_out is not None and len(args.d_out) not in (1, len(teachers)):
+        raise PolySpaceError(f"--d_out takes one value or one per teacher ({len(teachers)}), got {len(args.d_out)}")
+    weights = parse_loss_weights(args.loss_weights)
+    loss_label = format_loss_weights(weights)
+
+    save_dir = Path(args.save_dir)
+    for i, teacher in enumerate(teachers):
+        t_out, d_out = train_store.shape(teacher)
+        if args.d_out is not None:
+            want = args.d_out[0] if len(args.d_out) == 1 else args.d_out[i]
+            if want != d_out:
+                raise PolySpaceError(f"--d_out {want} does not match the store: {teacher!r} features are {d_out}-dim")
+        if val_store.shape(teacher) != (t_out, d_out) or val_store.shape(student) != (t_in, d_in):
+            raise PolySpaceError(f"{val_dir}: feature shapes differ from {train_dir}; extract both splits with the same models")
+        config = ConverterConfig(args.kind, d_in, d_out, t_in, t_out, hidden=args.hidden, depth=args.depth,
+                                 heads=args.heads, latents=args.latents, dropout=args.dropout,
+                                 ridge_alpha=args.ridge_alpha)
+        train_args = {"features": str(root.resolve()), "loss_weights": loss_label, "epochs": args.epochs,
+                      "batch": args.batch, "lr": args.lr, "seed": args.seed, "temperature": args.temperature,
+                      "weight_decay": args.weight_decay}
+        folder = save_dir / converter_folder(teacher)
+        if not args.overwrite and (folder / "config.json").is_file():
+            done = read_json(folder / "config.json")
+            if done.get("config") == config.to_dict() and done.get("train_args") == train_args:
+                print(f"{teacher}: already trained with these settings in {folder}; skipping (--overwrite retrains)")
+                load_converter(folder)  # a damaged checkpoint is an error now, not in train-fusion later
+                write_converter_index(save_dir, student, [teacher], merge=True)
+                continue
+        train = pairs_from_store(train_dir, student, teacher)
+        val = pairs_from_store(val_dir, student, teacher)
+        print(f"{teacher}: {config.kind} converter {student}{(t_in, d_in)} -> {teacher}{(t_out, d_out)}, "
+              f"loss {loss_label}, {len(train[0])} train / {len(val[0])} validation clips")
+        converter, history = train_converter(train, val, config, weights, epochs=args.epochs, batch=args.batch,
+                                             lr=args.lr, seed=args.seed, device=args.device,
+                                             weight_decay=args.weight_decay, temperature=args.temperature)
+        fidelity = evaluate_converter(converter, *val)
+        history["validation_fidelity"] = fidelity
+        # written per teacher as soon as it is done, so an interrupted run keeps finished teachers
+        save_converter(folder, converter, history=history,
+                       info={"student": student, "teacher": teacher, "train_args": train_args})
+        write_converter_index(save_dir, student, [teacher], merge=True)
+        print(f"{teacher}: best epoch {history['best_epoch']}/{len(history['epoch'])}, "
+              + ", ".join(f"{k} {v:.3f}" for k, v in fidelity.items()) + f" (validation) -> {folder}")
+    print(f"converters: {save_dir / 'converters.json'}")
+    return 0

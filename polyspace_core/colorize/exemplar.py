@@ -1,0 +1,308 @@
+"""Exemplar branch (SwinTExCo's role in the seed): colour a grey frame from a reference image.
+
+    grey frame L ──embed (frozen)──┐
+                                   ├─ non-local correspondence (trainable) ─> warped ref ab + similarity
+    reference L ──embed (frozen)───┘                                             │
+                                                        L, warped ab, similarity ─ colour net ─> ab
+
+Embedding network, frozen in every strategy:
+- "swin": a transformers `SwinModel` from a local checkpoint folder (`save_pretrained` layout;
+  never downloaded). The grey frame is replicated to RGB and normalised with the checkpoint's
+  preprocessor mean/std (ImageNet's when the folder has no preprocessor_config.json). Features:
+  the patch-embedding output (stride 4) concatenated with the first stage's output (stride 8,
+  upsampled).
+- "random" (the default when no Swin checkpoint is given): a randomly initialised conv net with a
+  fixed seed, frozen. This replaces the seed's Strategy 2 ("pretrained public Swin backbone,
+  downloaded automatically"), which we cannot do offline: random conv features keep local
+  structure (what a patch looks like at several scales), and the trainable correspondence on
+  top learns which of it matters for matching. Its weights are saved with the branch, so a
+  checkpoint reproduces exactly.
+
+Correspondence: a shared projection (3x3 conv, ReLU, 3x3 conv, ReLU, 1x1 conv) of both feature
+maps, cosine similarity between every frame position and every reference position, a softmax
+with a learnt temperature (init 0.01, as in Deep Exemplar-based Video Colorization) over the
+reference, and the reference ab (average-pooled to the feature grid) carried along the
+attention. The similarity map is the best match's cosine similarity, mapped to [0, 1].
+
+Colour net: a small U-Net on (L, warped ab, similarity) predicting a residual over the warped ab.
+
+Strategies (the seed's table): a branch loaded with `from_pretrained` (Strategy 1) fine-tunes
+only the correspondence and keeps the colour net frozen; a branch built fresh (Strategy 2)
+trains the correspondence and — unlike the seed, whose colour net stayed random and unused —
+also the colour net, because the "exemplar branch only" method needs one that works.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import PolySpaceError
+from .lab import denormalize_l
+from .unet import SmallUNet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURE_STRIDE = 4
+
+
+@dataclass
+class ExemplarConfig:
+    embed: str = "random"                     # random | swin
+    embed_channels: list[int] = field(default_factory=lambda: [16, 32, 48])
+    embed_seed: int = 0
+    swin_config: dict | None = None           # SwinConfig.to_dict() when embed == "swin"
+    swin_source: str | None = None            # where the Swin weights came from (record only)
+    pixel_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    pixel_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    match_dim: int = 64
+    temperature: float = 0.01
+    color_base: int = 32
+    color_depth: int = 2
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+class RandomConvEmbedding(nn.Module):
+    """Frozen random conv features of l_norm (B, 1, H, W) -> (B, C, H/4, W/4).
+
+    Four levels (strides 1, 2, 4, 8) of 3x3 conv + ReLU, Kaiming-initialised from `seed`;
+    every level is resampled to stride 4 and concatenated, so a feature sees fine texture and
+    ~30 px of context."""
+
+    def __init__(self, channels: list[int], seed: int = 0):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.levels = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.Conv2d(c1, c1, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c3, c3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
+        ])
+        self.out_channels = c1 + c2 + 2 * c3
+        gen = torch.Generator().manual_seed(seed)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                with torch.no_grad():
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+                    m.bias.zero_()
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        h, w = math.ceil(l_norm.shape[-2] / FEATURE_STRIDE), math.ceil(l_norm.shape[-1] / FEATURE_STRIDE)
+        x, feats = l_norm, []
+        for level in self.levels:
+            x = level(x)
+            feats.append(F.adaptive_avg_pool2d(x, (h, w)) if x.shape[-2] > h
+                         else F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False))
+        return torch.cat(feats, dim=1)
+
+
+class SwinEmbedding(nn.Module):
+    """Frozen transformers SwinModel features of l_norm (B, 1, H, W) -> (B, C, H/4, W/4)."""
+
+    def __init__(self, swin: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.swin = swin
+        cfg = swin.config
+        self.out_channels = cfg.embed_dim + (cfg.embed_dim * 2 if len(cfg.depths) > 1 else cfg.embed_dim)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        grey = (denormalize_l(l_norm) / 100.0).expand(-1, 3, -1, -1)
+        out = self.swin(pixel_values=(grey - self.mean) / self.std, output_hidden_states=True)
+        states = out.reshaped_hidden_states
+        first = states[0]
+        second = F.interpolate(states[1], size=first.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([first, second], dim=1)
+
+
+def load_swin(checkpoint: str | os.PathLike) -> tuple[nn.Module, list[float], list[float]]:
+    """SwinModel + pixel mean/std from a local folder; clear errors instead of a download."""
+    from transformers import SwinConfig, SwinModel
+
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise PolySpaceError(f"Swin checkpoint {path}: no config.json there; pass a folder written by "
+                             f"SwinModel.save_pretrained (nothing is downloaded), or leave it out to use "
+                             f"the frozen random embedding")
+    config = SwinConfig.from_pretrained(path)
+    if config.model_type != "swin":
+        raise PolySpaceError(f"Swin checkpoint {path}: config is a {config.model_type!r} model, not swin")
+    try:
+        swin = SwinModel.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise PolySpaceError(f"Swin checkpoint {path}: cannot load weights ({str(e).splitlines()[0]})") from None
+    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    pre = path / "preprocessor_config.json"
+    if pre.is_file():
+        proc = json.loads(pre.read_text())
+        mean, std = list(proc.get("image_mean", mean)), list(proc.get("image_std", std))
+    return swin, mean, std
+
+
+# ----------------------------------------------------------------------------- matching
+
+class NonLocalCorrespondence(nn.Module):
+    """Trainable matching of frame features to reference features; see the module docstring."""
+
+    def __init__(self, in_channels: int, dim: int = 64, temperature: float = 0.01):
+        super().__init__()
+        self.project = nn.Sequential(nn.Conv2d(in_channels, dim, 3, padding=1), nn.ReLU(inplace=True),
+                                     nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+                                     nn.Conv2d(dim, dim, 1))
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+
+    def embed(self, feat: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> unit-length (B, dim, h*w)."""
+        return F.normalize(self.project(feat).flatten(2), dim=1)
+
+    def forward(self, feat: torch.Tensor, ref_key: torch.Tensor, ref_ab_grid: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """feat (B, C, h, w) frame features; ref_key (B, dim, n) from `embed` of the reference;
+        ref_ab_grid (B, 2, n) reference ab on the feature grid.
+        Returns (warped ab (B, 2, h, w), similarity (B, 1, h, w) in [0, 1])."""
+        b, _, h, w = feat.shape
+        query = self.embed(feat)                                   # (B, dim, hw)
+        corr = torch.einsum("bdq,bdk->bqk", query, ref_key)        # cosine similarities
+        attn = torch.softmax(corr / self.log_temperature.exp(), dim=-1)
+        warped = torch.einsum("bqk,bck->bcq", attn, ref_ab_grid)
+        similarity = (corr.max(dim=-1).values + 1.0) / 2.0
+        return warped.view(b, 2, h, w), similarity.view(b, 1, h, w)
+
+
+@dataclass
+class ReferenceEncoding:
+    """A reference prepared once per sequence: features, correspondence keys, ab on the grid."""
+    features: torch.Tensor   # (B, C, h, w)
+    ab_grid: torch.Tensor    # (B, 2, h*w)
+
+
+class ExemplarBranch(nn.Module):
+    """Frozen embedding + trainable correspondence + colour net; see the module docstring.
+
+    forward(l, ref_l, ref_ab) with l (B, 1, H, W), ref_l (B, 1, H, W), ref_ab (B, 2, H, W), all
+    normalised (lab.py) and at one working size; returns {'ab', 'warped_ab', 'similarity'},
+    each (B, C, H, W) with C = 2, 2, 1."""
+
+    def __init__(self, config: ExemplarConfig, swin: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        if config.embed == "random":
+            self.embed = RandomConvEmbedding(config.embed_channels, config.embed_seed)
+        elif config.embed == "swin":
+            if swin is None:
+                from transformers import SwinConfig, SwinModel
+                if config.swin_config is None:
+                    raise PolySpaceError("exemplar config: embed='swin' but no swin_config; "
+                                         "build the branch with build_exemplar_branch(swin_checkpoint=...)")
+                swin = SwinModel(SwinConfig.from_dict(config.swin_config))
+            self.embed = SwinEmbedding(swin, config.pixel_mean, config.pixel_std)
+        else:
+            raise PolySpaceError(f"exemplar config embed={config.embed!r}: use 'random' or 'swin'")
+        self.embed.requires_grad_(False).eval()
+        self.nonlocal_net = NonLocalCorrespondence(self.embed.out_channels, config.match_dim, config.temperature)
+        self.colornet = SmallUNet(4, 2, base=config.color_base, depth=config.color_depth)
+        self.pretrained = False  # True after from_pretrained: Strategy 1
+
+    def train(self, mode: bool = True) -> "ExemplarBranch":
+        super().train(mode)
+        self.embed.eval()  # frozen: no dropout/stat updates, ever
+        return self
+
+    def encode_reference(self, ref_l: torch.Tensor, ref_ab: torch.Tensor) -> ReferenceEncoding:
+        with torch.no_grad():
+            feats = self.embed(ref_l)
+        grid = F.adaptive_avg_pool2d(ref_ab, feats.shape[-2:]).flatten(2)
+        return ReferenceEncoding(feats, grid)
+
+    def forward(self, l: torch.Tensor, ref_l: torch.Tensor | None = None, ref_ab: torch.Tensor | None = None,
+                reference: ReferenceEncoding | None = None) -> dict[str, torch.Tensor]:
+        if reference is None:
+            if ref_l is None or ref_ab is None:
+                raise PolySpaceError("exemplar branch: give ref_l and ref_ab, or a ReferenceEncoding")
+            reference = self.encode_reference(ref_l, ref_ab)
+        with torch.no_grad():
+            feats = self.embed(l)
+        ref_key = self.nonlocal_net.embed(reference.features)
+        warped, sim = self.nonlocal_net(feats, ref_key, reference.ab_grid)
+        size = l.shape[-2:]
+        warped = F.interpolate(warped, size=size, mode="bilinear", align_corners=False)
+        sim = F.interpolate(sim, size=size, mode="bilinear", align_corners=False)
+        ab = warped + self.colornet(torch.cat([l, warped, sim], dim=1))
+        return {"ab": ab, "warped_ab": warped, "similarity": sim}
+
+    # ------------------------------------------------------------------ strategies
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Strategy 1 (pretrained): the correspondence only. Strategy 2: correspondence + colour net."""
+        params = list(self.nonlocal_net.parameters())
+        if not self.pretrained:
+            params += list(self.colornet.parameters())
+        return params
+
+    def apply_strategy(self) -> None:
+        """Set requires_grad to match the strategy (embedding always frozen)."""
+        self.embed.requires_grad_(False)
+        self.nonlocal_net.requires_grad_(True)
+        self.colornet.requires_grad_(not self.pretrained)
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """config.json + model.safetensors (every weight, the frozen embedding included)."""
+        from ..io import atomic_write_json, save_safetensors_atomic
+
+        folder = Path(folder)
+        atomic_write_json(folder / "config.json", {"kind": "exemplar_branch", **asdict(self.config)})
+        save_safetensors_atomic(self.state_dict(), folder / "model.safetensors")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ExemplarBranch":
+        """Load a branch saved by save_pretrained (Strategy 1: the colour net stays frozen)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+        if not cfg_path.is_file() or not weights.is_file():
+            raise PolySpaceError(f"exemplar checkpoint {folder}: needs config.json and model.safetensors "
+                                 f"(written by ExemplarBranch.save_pretrained)")
+        raw = json.loads(cfg_path.read_text())
+        if raw.pop("kind", None) != "exemplar_branch":
+            raise PolySpaceError(f"{cfg_path}: not an exemplar-branch config")
+        try:
+            config = ExemplarConfig(**raw)
+        except TypeError as e:
+            raise PolySpaceError(f"{cfg_path}: unexpected config ({e})") from None
+        branch = cls(config)
+        missing, unexpected = branch.load_state_dict(load_file(str(weights), device=str(map_location)), strict=False)
+        if missing or unexpected:
+            raise PolySpaceError(f"{weights}: weights do not fit the config (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]})")
+        branch.pretrained = True
+        branch.apply_strategy()
+        return branch
+
+
+def build_exemplar_branch(swin_checkpoint: str | os.PathLike | None = None, **overrides) -> ExemplarBranch:
+    """A fresh branch (Strategy 2): Swin embedding from a local folder if given, else the frozen
+    random conv embedding. `overrides` set ExemplarConfig fields (match_dim, color_base, ...)."""
+    try:
+        config = ExemplarConfig(**overrides)
+    except TypeError as e:
+        raise PolySpaceError(f"exemplar config: {e}") from None
+    swin = None
+    if swin_checkpoint is not None:
+        swin, mean, std = load_swin(swin_checkpoint)
+        config.embed, config.swin_config, config.swin_source = "swin", swin.config.to_dict(), str(swin_checkpoint)
+        config.pixel_mean, config.pixel_std = mean, std
+    branch = ExemplarBranch(config, swin=swin)
+    branch.apply_strategy()
+    return branch

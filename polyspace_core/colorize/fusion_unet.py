@@ -1,0 +1,79 @@
+"""Fusion UNet: combine the temporal and the exemplar branch into one ab prediction.
+
+Input per frame (all normalised, (B, C, H, W)): L (1), temporal ab (2), temporal confidence (1),
+exemplar ab (2), exemplar similarity (1) = 7 channels. The U-Net predicts a per-pixel gate g and
+a residual r:
+
+    ab = g * ab_temporal + (1 - g) * ab_exemplar + r
+
+g starts as the confidence-based choice of the better branch (a fixed logit from the two
+confidences, so an untrained net already prefers the branch that is surer at each pixel) and the
+net learns a correction to it; r starts at zero (zero-initialised head). The seed's
+SimpleFusionNet is a plain U-Net; this gated residual form is its "residual over the
+better-confidence branch" variant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..errors import PolySpaceError
+from .unet import SmallUNet
+
+IN_CHANNELS = 7
+
+
+@dataclass
+class FusionConfig:
+    base: int = 24
+    depth: int = 2
+    prior_scale: float = 6.0   # gate prior logit = prior_scale * (conf_temporal - similarity_exemplar)
+
+
+class FusionUNet(nn.Module):
+    """(l, ab_t, conf_t, ab_e, sim_e) -> {'ab', 'gate'}; see the module docstring."""
+
+    def __init__(self, config: FusionConfig | None = None):
+        super().__init__()
+        self.config = config or FusionConfig()
+        self.net = SmallUNet(IN_CHANNELS, 3, base=self.config.base, depth=self.config.depth)
+
+    def forward(self, l: torch.Tensor, ab_t: torch.Tensor, conf_t: torch.Tensor,
+                ab_e: torch.Tensor, sim_e: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(torch.cat([l, ab_t, conf_t, ab_e, sim_e], dim=1))
+        prior = self.config.prior_scale * (conf_t - sim_e)
+        gate = torch.sigmoid(prior + out[:, :1])
+        ab = gate * ab_t + (1.0 - gate) * ab_e + out[:, 1:]
+        return {"ab": ab, "gate": gate}
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        from ..io import atomic_write_json, save_safetensors_atomic
+
+        folder = Path(folder)
+        atomic_write_json(folder / "config.json", {"kind": "fusion_unet", **asdict(self.config)})
+        save_safetensors_atomic(self.state_dict(), folder / "model.safetensors")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "FusionUNet":
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+        if not cfg_path.is_file() or not weights.is_file():
+            raise PolySpaceError(f"fusion checkpoint {folder}: needs config.json and model.safetensors")
+        raw = json.loads(cfg_path.read_text())
+        if raw.pop("kind", None) != "fusion_unet":
+            raise PolySpaceError(f"{cfg_path}: not a fusion-UNet config")
+        net = cls(FusionConfig(**raw))
+        try:
+            net.load_state_dict(load_file(str(weights), device=str(map_location)))
+        except RuntimeError as e:
+            raise PolySpaceError(f"{weights}: weights do not fit the config ({str(e).splitlines()[0]})") from None
+        return net

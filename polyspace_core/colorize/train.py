@@ -1,0 +1,323 @@
+"""Training the fusion colorization system, in two phases, with HF Accelerate.
+
+Phase A (exemplar): the exemplar branch alone on single frames + their clip's reference,
+    L1 on its ab + `warp_weight` x L1 on the correspondence's warped ab (direct signal for the
+    matching). Skipped for a branch loaded from a checkpoint (Strategy 1).
+Phase B (fusion): the whole system on sequences from frame 0, FusionLoss (L1 + temporal
+    consistency [+ perceptual/contextual]); optimizer groups from get_parameter_groups(): the
+    exemplar part at lr_exemplar_finetune, the fusion UNet at lr_fusion.
+
+Both phases keep the epoch with the lowest validation L1 (selection on validation, never on
+test) and save it. Accelerate gives AMP (`mixed_precision` fp16/bf16), gradient accumulation
+(`grad_accum`) and multi-process data parallelism: the same code runs single-process on CPU or
+under `accelerate launch -m polyspace_core.colorize.train ...` / `torchrun -m ...`.
+A finished phase is saved under out_dir and skipped when the run is started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import PolySpaceError
+from .data import ColorClip, FrameDataset, SequenceDataset
+from .exemplar import ExemplarBranch
+from .lab import split_lab
+from .loss import FusionLoss, build_feature_net
+from .system import FusionSystem
+
+
+@dataclass
+class TrainConfig:
+    exemplar_epochs: int = 10
+    fusion_epochs: int = 8
+    batch_size: int = 16            # frames per step in phase A
+    fusion_batch_size: int = 4      # sequences per step in phase B
+    seq_len: int | None = None      # frames per training sequence (None = whole clip)
+    lr_exemplar: float = 2e-3       # phase A; higher than the seed's 1e-4 to fit a CPU budget
+    lr_exemplar_finetune: float = 2e-4
+    lr_fusion: float = 2e-3
+    warp_weight: float = 0.5
+    temporal_weight: float = 0.05
+    perceptual_weight: float = 0.0
+    contextual_weight: float = 0.0
+    feature_net: str = "random"     # random | vgg16 | vgg19 (perceptual/contextual terms only)
+    feature_weights: str | None = None
+    mixed_precision: str = "no"     # no | fp16 | bf16
+    grad_accum: int = 1
+    max_steps_per_epoch: int | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise PolySpaceError(f"mixed_precision={self.mixed_precision!r}: use no, fp16 or bf16")
+        if self.grad_accum < 1:
+            raise PolySpaceError(f"grad_accum={self.grad_accum}: must be >= 1")
+        for name in ("exemplar_epochs", "fusion_epochs"):
+            if getattr(self, name) < 0:
+                raise PolySpaceError(f"{name}={getattr(self, name)}: must be >= 0")
+
+
+def make_accelerator(cfg: TrainConfig, device: torch.device | str = "cpu"):
+    """An Accelerator for this config. Outside a distributed launch, a previous Accelerator's
+    settings are cleared first (they are a process-wide singleton in accelerate), so a notebook
+    or test can train twice with different precision."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()  # private API; the documented way is a fresh process
+    return Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision=cfg.mixed_precision,
+                       gradient_accumulation_steps=cfg.grad_accum)
+
+
+def _loader(dataset, batch_size: int, seed: int, shuffle: bool = True) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=0)
+
+
+# ----------------------------------------------------------------------------- phase A
+
+@torch.no_grad()
+def exemplar_val_l1(branch: ExemplarBranch, clips: list[ColorClip], device: torch.device) -> float:
+    """Mean |ab - ab_gt| (normalised) of the exemplar branch over every frame of `clips`."""
+    branch.eval()
+    total, count = 0.0, 0
+    for clip in clips:
+        l, ab = split_lab(clip.lab.to(device))
+        ref_l, ref_ab = split_lab(clip.ref_lab[None].to(device))
+        ref = branch.encode_reference(ref_l.expand(len(l), -1, -1, -1), ref_ab.expand(len(l), -1, -1, -1))
+        pred = branch(l, reference=ref)["ab"]
+        total += float((pred - ab).abs().mean()) * len(l)
+        count += len(l)
+    return total / max(count, 1)
+
+
+def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_clips: list[ColorClip],
+                   cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> list[dict]:
+    """Phase A in place on `branch` (best validation epoch kept). Returns per-epoch history."""
+    from tqdm.auto import tqdm
+
+    cfg.check()
+    acc = make_accelerator(cfg, device)
+    branch.apply_strategy()
+    opt = torch.optim.Adam(branch.trainable_parameters(), lr=cfg.lr_exemplar)
+    loader = _loader(FrameDataset(train_clips), cfg.batch_size, cfg.seed)
+    model, opt, loader = acc.prepare(branch, opt, loader)
+    history, best, best_state = [], float("inf"), None
+    for epoch in range(cfg.exemplar_epochs):
+        model.train()
+        start, losses = time.perf_counter(), []
+        for step, batch in enumerate(tqdm(loader, desc=f"exemplar {epoch + 1}/{cfg.exemplar_epochs}",
+                                          disable=not progress or not acc.is_local_main_process, leave=False)):
+            if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+                break
+            l, ab = split_lab(batch["lab"])
+            ref_l, ref_ab = split_lab(batch["ref_lab"])
+            with acc.accumulate(model):
+                out = model(l, ref_l, ref_ab)
+                loss = (out["ab"].float() - ab).abs().mean() + cfg.warp_weight * (out["warped_ab"].float() - ab).abs().mean()
+                acc.backward(loss)
+                opt.step()
+                opt.zero_grad()
+            losses.append(float(loss.detach()))
+        val = exemplar_val_l1(acc.unwrap_model(model), val_clips, acc.device)
+        history.append({"phase": "exemplar", "epoch": epoch + 1, "train_loss": sum(losses) / max(len(losses), 1),
+                        "val_l1": val, "seconds": time.perf_counter() - start})
+        if val < best:
+            best, best_state = val, copy.deepcopy(acc.unwrap_model(model).state_dict())
+    if best_state is not None:
+        branch.load_state_dict(best_state)
+    branch.eval()
+    return history
+
+
+# ----------------------------------------------------------------------------- phase B
+
+@torch.no_grad()
+def fusion_val_l1(system: FusionSystem, clips: list[ColorClip], device: torch.device) -> float:
+    """Mean |ab - ab_gt| of the full system over whole clips (memory reset per clip)."""
+    system.eval()
+    total, count = 0.0, 0
+    for clip in clips:
+        system.reset_memory()
+        lab = clip.lab[None].to(device)
+        pred = system(lab, clip.grey[None], clip.ref_lab[None])
+        total += float((pred - split_lab(lab)[1]).abs().mean()) * len(clip.frames)
+        count += len(clip.frames)
+    return total / max(count, 1)
+
+
+def train_fusion(system: FusionSystem, train_clips: list[ColorClip], val_clips: list[ColorClip],
+                 cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> list[dict]:
+    """Phase B in place on `system` (best validation epoch kept). Returns per-epoch history."""
+    from tqdm.auto import tqdm
+
+    cfg.check()
+    acc = make_accelerator(cfg, device)
+    system.exemplar.apply_strategy()
+    groups = system.get_parameter_groups(lr_exemplar=cfg.lr_exemplar_finetune, lr_fusion=cfg.lr_fusion)
+    opt = torch.optim.Adam(groups)
+    feature_net = None
+    if cfg.perceptual_weight or cfg.contextual_weight:
+        feature_net = build_feature_net(cfg.feature_net, cfg.feature_weights).to(acc.device)
+    criterion = FusionLoss(temporal_weight=cfg.temporal_weight, perceptual_weight=cfg.perceptual_weight,
+                           contextual_weight=cfg.contextual_weight, feature_net=feature_net)
+    loader = _loader(SequenceDataset(train_clips, cfg.seq_len), cfg.fusion_batch_size, cfg.seed + 1)
+    model, opt, loader = acc.prepare(system, opt, loader)
+    inner = acc.unwrap_model(model)
+    history, best, best_state = [], float("inf"), None
+    for epoch in range(cfg.fusion_epochs):
+        model.train()
+        start, losses = time.perf_counter(), []
+        for step, batch in enumerate(tqdm(loader, desc=f"fusion {epoch + 1}/{cfg.fusion_epochs}",
+                                          disable=not progress or not acc.is_local_main_process, leave=False)):
+            if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+                break
+            inner.reset_memory()  # every batch is a new set of sequences
+            with acc.accumulate(model):
+                outputs, memflow_ab, memflow_conf = model(batch["lab"], batch["grey"], batch["ref_lab"],
+                                                          return_memflow=True)
+                loss = criterion(outputs, batch["lab"], memflow_ab, memflow_conf, batch["ref_lab"])
+                acc.backward(loss)
+                opt.step()
+                opt.zero_grad()
+            losses.append(float(loss.detach()))
+        val = fusion_val_l1(inner, val_clips, acc.device)
+        history.append({"phase": "fusion", "epoch": epoch + 1, "train_loss": sum(losses) / max(len(losses), 1),
+                        "val_l1": val, "seconds": time.perf_counter() - start, **{
+                            f"last_{k}": v for k, v in criterion.last_terms.items()}})
+        if val < best:
+            best, best_state = val, copy.deepcopy(inner.state_dict())
+    if best_state is not None:
+        system.load_state_dict(best_state)
+    system.eval()
+    return history
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip], out_dir: str | os.PathLike,
+                       cfg: TrainConfig, device: torch.device | str = "cpu", flow=None,
+                       swin_checkpoint: str | None = None, exemplar_checkpoint: str | None = None,
+                       progress: bool = True) -> tuple[FusionSystem, list[dict]]:
+    """Phases A and B; saves out_dir/exemplar_phase/ and out_dir/checkpoint/ (a FusionSystem
+    folder) plus history.json. A phase whose folder exists is loaded instead of retrained.
+
+    exemplar_checkpoint: an ExemplarBranch folder -> Strategy 1 (phase A skipped, the colour net
+    frozen, the correspondence fine-tuned). Else Strategy 2 from scratch, with a Swin embedding
+    from `swin_checkpoint` or the frozen random embedding."""
+    from ..io import atomic_write_json, read_json
+    from ..seeding import seed_everything
+    from .exemplar import build_exemplar_branch
+
+    seed_everything(cfg.seed)
+    out = Path(out_dir)
+    history_path = out / "history.json"
+    history = read_json(history_path)["epochs"] if history_path.is_file() else []
+    final = out / "checkpoint"
+    if (final / "system.json").is_file():
+        return FusionSystem.from_pretrained(final, flow=flow).to(device).eval(), history
+
+    phase_a = out / "exemplar_phase"
+    if exemplar_checkpoint is not None:
+        branch = ExemplarBranch.from_pretrained(exemplar_checkpoint)
+    elif (phase_a / "config.json").is_file():
+        branch = ExemplarBranch.from_pretrained(phase_a)
+        branch.pretrained = False  # our own phase-A result: keep training it as Strategy 2
+        branch.apply_strategy()
+    else:
+        branch = build_exemplar_branch(swin_checkpoint, embed_seed=cfg.seed)
+        history = [h for h in history if h["phase"] != "exemplar"]
+        history += train_exemplar(branch.to(device), train_clips, val_clips, cfg, device, progress)
+        branch.save_pretrained(phase_a)
+        _save_history(history_path, history, cfg)
+
+    system = FusionSystem(branch, flow=flow).to(device)
+    history = [h for h in history if h["phase"] != "fusion"]
+    history += train_fusion(system, train_clips, val_clips, cfg, device, progress)
+    if _is_main_process():
+        system.save_pretrained(final)
+        _save_history(history_path, history, cfg)
+    return system, history
+
+
+def _save_history(path: Path, history: list[dict], cfg: TrainConfig) -> None:
+    from ..io import atomic_write_json
+
+    if _is_main_process():
+        atomic_write_json(path, {"config": asdict(cfg), "epochs": history})
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `polyspace train-colorize` / `python -m polyspace_core.colorize.train`."""
+    parser.add_argument("--data", required=True, help="SynthColor folder (polyspace synth-color --out)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoint/, exemplar_phase/, history.json")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--flow", default="dis", choices=["dis", "farneback", "raft", "memflow"])
+    parser.add_argument("--raft-weights", default=None)
+    parser.add_argument("--memflow-path", default=None)
+    parser.add_argument("--memflow-ckpt", default=None)
+    parser.add_argument("--swin-checkpoint", default=None, help="local SwinModel folder for the embedding")
+    parser.add_argument("--exemplar-checkpoint", default=None, help="ExemplarBranch folder (Strategy 1)")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        kind = {int: int, float: float, str: str}.get(type(value), str)
+        if f.name in ("seq_len", "max_steps_per_epoch"):
+            kind = int
+        if f.name == "feature_weights":
+            kind = str
+        parser.add_argument(flag, type=kind, default=value)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from ..seeding import best_device
+    from .data import load_color_clips
+    from .flow import build_flow_backend
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    device = best_device(args.device)
+    flow = build_flow_backend(args.flow, raft_weights=args.raft_weights, memflow_path=args.memflow_path,
+                              memflow_ckpt=args.memflow_ckpt, device=device)
+    train_clips = load_color_clips(args.data, "train")
+    val_clips = load_color_clips(args.data, "validation")
+    _, history = train_colorization(train_clips, val_clips, args.out, cfg, device, flow=flow,
+                                    swin_checkpoint=args.swin_checkpoint,
+                                    exemplar_checkpoint=args.exemplar_checkpoint)
+    if _is_main_process():
+        for h in history:
+            print(f"{h['phase']:>8} epoch {h['epoch']:>3}  train {h['train_loss']:.4f}  val L1 {h['val_l1']:.4f}")
+        print(f"checkpoint: {Path(args.out) / 'checkpoint'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m polyspace_core.colorize.train",
+                                     description="Train the fusion colorization system (accelerate launch ready).")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except PolySpaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

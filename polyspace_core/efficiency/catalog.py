@@ -1,0 +1,230 @@
+"""The backbones we cost, at the configurations of their real checkpoints and as tiny presets.
+
+Counting FLOPs needs the architecture, not the weights, so each real checkpoint is described by
+the config kwargs of its transformers class (values from the checkpoints' config.json files /
+the V-JEPA 2 conversion script) and built from that config with random weights — on the `meta`
+device for counting, where nothing is allocated, so ViT-g (1B parameters) costs no memory:
+
+| name              | class       | checkpoint                                | frames | size | width x depth |
+|-------------------|-------------|-------------------------------------------|--------|------|---------------|
+| vjepa2_vitl       | VJEPA2Model | facebook/vjepa2-vitl-fpc64-256            | 16     | 256  | 1024 x 24     |
+| vjepa2_vith       | VJEPA2Model | facebook/vjepa2-vith-fpc64-256            | 16     | 256  | 1280 x 32     |
+| vjepa2_vitg       | VJEPA2Model | facebook/vjepa2-vitg-fpc64-256            | 16     | 256  | 1408 x 40     |
+| videomae_base     | VideoMAEModel | MCG-NJU/videomae-base                   | 16     | 224  | 768 x 12      |
+| timesformer_base  | TimesformerModel | facebook/timesformer-base-finetuned-k400 | 8   | 224  | 768 x 12      |
+| vivit_base        | VivitModel  | google/vivit-b-16x2-kinetics400           | 32     | 224  | 768 x 12      |
+
+V-JEPA 2 takes any frame count; 16 is what the pipeline extracts (`--frames 16`). The tiny presets
+(`vjepa2_tiny`, ...) come from `backbones.TINY_PRESETS`, so they are exactly the as-run zoo
+architectures. A local checkpoint folder is costed from its own config.json and processor.
+
+Models are built with eager attention, so Q·Kᵀ and attention·V are visible batched matmuls.
+V-JEPA 2 runs its encoder only (`skip_predictor=True`); its predictor's parameters are excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import PolySpaceError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone at one clip configuration."""
+
+    name: str                 # metrics name: vjepa2_vitl, videomae_tiny, ...
+    arch: str                 # backbones.ARCHS key: vjepa2, videomae, timesformer, vivit
+    source: str               # the checkpoint (hub id, tiny preset or folder) these numbers stand for
+    config: dict[str, Any] = field(default_factory=dict)  # config kwargs of the transformers class
+    frames: int = 16
+    size: int = 224
+
+    @property
+    def patch(self) -> int:
+        if self.arch == "vivit":
+            return int(self.config.get("tubelet_size", [2, 16, 16])[1])
+        return int(self.config.get("patch_size", 16))
+
+    @property
+    def tubelet(self) -> int:
+        """Frames per temporal token."""
+        if self.arch == "vivit":
+            return int(self.config.get("tubelet_size", [2, 16, 16])[0])
+        if self.arch == "timesformer":
+            return 1
+        return int(self.config.get("tubelet_size", 2))
+
+    @property
+    def width(self) -> int:
+        return int(self.config.get("hidden_size", 768))
+
+    @property
+    def has_cls(self) -> bool:
+        return self.arch in ("timesformer", "vivit")
+
+    def tokens(self, rule: str = "temporal") -> int:
+        """T of the (T, D) features the feature store keeps per clip under a token rule."""
+        temporal = max(1, self.frames // self.tubelet)
+        spatial = (self.size // self.patch) ** 2
+        counts = {"temporal": temporal, "full": temporal * spatial, "clip": 1}
+        if rule not in counts:
+            raise PolySpaceError(f"tokens {rule!r}: use one of {', '.join(counts)}")
+        return counts[rule]
+
+    def clip(self) -> dict[str, Any]:
+        """The clip spec the FLOPs are counted at."""
+        return {"frames": self.frames, "size": self.size, "source": self.source}
+
+
+_VJEPA2_COMMON = dict(patch_size=16, tubelet_size=2, frames_per_clip=64, mlp_ratio=4.0)
+_BASE_VIT = dict(hidden_size=768, num_attention_heads=12, num_hidden_layers=12, intermediate_size=3072)
+
+REAL_BACKBONES: dict[str, BackboneSpec] = {
+    "vjepa2_vitl": BackboneSpec("vjepa2_vitl", "vjepa2", "facebook/vjepa2-vitl-fpc64-256", dict(
+        _VJEPA2_COMMON, crop_size=256, hidden_size=1024, num_attention_heads=16, num_hidden_layers=24), 16, 256),
+    "vjepa2_vith": BackboneSpec("vjepa2_vith", "vjepa2", "facebook/vjepa2-vith-fpc64-256", dict(
+        _VJEPA2_COMMON, crop_size=256, hidden_size=1280, num_attention_heads=16, num_hidden_layers=32), 16, 256),
+    "vjepa2_vitg": BackboneSpec("vjepa2_vitg", "vjepa2", "facebook/vjepa2-vitg-fpc64-256", dict(
+        _VJEPA2_COMMON, crop_size=256, hidden_size=1408, num_attention_heads=22, num_hidden_layers=40,
+        mlp_ratio=48 / 11), 16, 256),
+    "videomae_base": BackboneSpec("videomae_base", "videomae", "MCG-NJU/videomae-base", dict(
+        _BASE_VIT, image_size=224, patch_size=16, num_frames=16, tubelet_size=2), 16, 224),
+    "timesformer_base": BackboneSpec("timesformer_base", "timesformer", "facebook/timesformer-base-finetuned-k400", dict(
+        _BASE_VIT, image_size=224, patch_size=16, num_frames=8, attention_type="divided_space_time"), 8, 224),
+    "vivit_base": BackboneSpec("vivit_base", "vivit", "google/vivit-b-16x2-kinetics400", dict(
+        _BASE_VIT, image_size=224, num_frames=32, tubelet_size=[2, 16, 16], hidden_act="gelu_fast"), 32, 224),
+}
+
+# registry keys of backbones.py (and their default hub ids) -> the spec of that checkpoint
+ALIASES = {"vjepa2": "vjepa2_vitl", "videomae": "videomae_base", "timesformer": "timesformer_base",
+           "vivit": "vivit_base", "vjepa2_vitg_384": "vjepa2_vitg"}
+ALIASES.update({spec.source: name for name, spec in REAL_BACKBONES.items()})
+
+
+def tiny_specs() -> dict[str, BackboneSpec]:
+    """The tiny presets of backbones.py as specs (name 'vjepa2_tiny' for preset 'vjepa2-tiny')."""
+    from ..backbones import TINY_PRESETS, TINY_SIZE
+
+    specs = {}
+    for preset, (arch, kwargs) in TINY_PRESETS.items():
+        frames = int(kwargs.get("num_frames", kwargs.get("frames_per_clip", 16)))
+        name = preset.replace("-", "_")
+        specs[name] = BackboneSpec(name, arch, preset, dict(kwargs), frames, TINY_SIZE)
+    return specs
+
+
+def backbone_names() -> list[str]:
+    return [*REAL_BACKBONES, *tiny_specs()]
+
+
+def _with_clip(spec: BackboneSpec, frames: int | None, size: int | None) -> BackboneSpec:
+    """The same architecture at another frame count / crop size (the config follows the clip)."""
+    frames = spec.frames if frames is None else int(frames)
+    size = spec.size if size is None else int(size)
+    if frames < 1 or size < 1:
+        raise PolySpaceError(f"model {spec.name}: frames={frames} and size={size} must be positive")
+    if size % spec.patch:
+        raise PolySpaceError(f"model {spec.name}: size {size} is not a multiple of its patch size {spec.patch}; "
+                             f"pick a multiple of {spec.patch}")
+    if spec.arch != "vjepa2" and frames % spec.tubelet:
+        raise PolySpaceError(f"model {spec.name}: {frames} frames is not a multiple of its tubelet "
+                             f"({spec.tubelet} frames); pick a multiple of {spec.tubelet}")
+    config = dict(spec.config)
+    if spec.arch == "vjepa2":
+        config["crop_size"] = size
+        config["frames_per_clip"] = max(int(config.get("frames_per_clip", 64)), frames)
+    else:
+        config["image_size"] = size
+        config["num_frames"] = frames
+    return replace(spec, config=config, frames=frames, size=size)
+
+
+def _local_spec(name: str, folder: Path, frames: int | None) -> BackboneSpec:
+    """Spec of a checkpoint folder from its config.json and processor (no weights are read)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
+
+    from ..backbones import ARCHS, _clip_spec
+
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise PolySpaceError(f"model {name!r}: cannot read the config of {folder} ({str(e).splitlines()[0][:120]}); "
+                             f"it must be a folder written by save_pretrained") from None
+    if config.model_type not in ARCHS:
+        raise PolySpaceError(f"model {name!r}: {folder} is a {config.model_type!r} checkpoint, not one of the "
+                             f"video backbones ({', '.join(ARCHS)})")
+    try:
+        processor = AutoVideoProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError):
+        try:
+            processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError):
+            raise PolySpaceError(f"model {name!r}: {folder} has no processor config; save the processor "
+                                 f"into it with processor.save_pretrained") from None
+    arch = config.model_type
+    kwargs = {k: v for k, v in config.to_diff_dict().items()
+              if k not in ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype",
+                           "id2label", "label2id", "_name_or_path")}
+    fixed = ARCHS[arch].fixed_frames
+    n_frames = int(config.num_frames) if fixed else int(frames or 16)
+    clip = _clip_spec(processor, n_frames)
+    return BackboneSpec(name.replace("-", "_"), arch, str(folder), kwargs, n_frames, clip.height)
+
+
+def resolve_backbone(spec: str, frames: int | None = None, size: int | None = None) -> BackboneSpec:
+    """A backbone spec from a catalogue name (vjepa2_vitl, videomae_tiny, ...), a backbones.py
+    registry key or tiny preset (vjepa2, videomae-tiny, ...), one of the catalogue's hub ids, a
+    local checkpoint folder, or NAME=SOURCE; optionally at another frame count / crop size."""
+    from ..backbones import parse_model_spec
+
+    text = str(spec).strip()
+    name, source = parse_model_spec(text) if "=" in text else (None, text)
+    key = source.replace("-", "_") if source.replace("-", "_") in backbone_names() else source
+    key = ALIASES.get(key, key)
+    catalogue = {**REAL_BACKBONES, **tiny_specs()}
+    if key in catalogue:
+        found = catalogue[key]
+    elif Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser()
+        found = _local_spec(name or folder.name, folder, frames)
+    else:
+        raise PolySpaceError(f"model {text!r}: not a known backbone ({', '.join(backbone_names())}, or the "
+                             f"registry keys {', '.join(k for k in ALIASES if '/' not in k)}) nor a local "
+                             f"checkpoint folder; pick one of those")
+    if name:
+        found = replace(found, name=name.replace("-", "_"))
+    if frames is not None or size is not None:
+        found = _with_clip(found, frames, size)
+    return found
+
+
+def build_backbone(spec: BackboneSpec, device: torch.device | str = "meta") -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, forward kwargs for one clip of random pixels) on `device`.
+
+    Random weights: FLOPs and latency do not depend on the values. On `meta` nothing is allocated.
+    The predictor of V-JEPA 2 is built (it is part of the class) but never run."""
+    from ..backbones import ARCHS
+    from ..backbones import _transformers_class as transformers_class
+
+    arch = ARCHS[spec.arch]
+    config = transformers_class(arch.config_class)(**spec.config)
+    config._attn_implementation = "eager"  # attention as plain matmuls, counted on every device
+    device = torch.device(device)
+    with torch.device(device):
+        model = transformers_class(arch.model_class)(config, **arch.load_kwargs).eval()
+        pixels = torch.randn(1, spec.frames, 3, spec.size, spec.size)
+    kwargs: dict[str, Any] = {arch.input_key: pixels}
+    if spec.arch == "vjepa2":
+        kwargs["skip_predictor"] = True
+    return model, kwargs
+
+
+def encoder_prefixes(spec: BackboneSpec) -> tuple[str, ...]:
+    """Parameter-name prefixes that are not part of the clip-feature path."""
+    return ("predictor.",) if spec.arch == "vjepa2" else ()

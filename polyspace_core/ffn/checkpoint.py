@@ -1,0 +1,113 @@
+"""Checkpoints as a safetensors file (every tensor) plus a JSON file (everything else).
+
+    <dir>/<name>.safetensors   model.<param>, optimizer.<index>.<slot> tensors
+    <dir>/<name>.json          format, kind, epoch, best accuracies, lambda_kl, model config,
+                               optimizer param groups, scheduler and grad-scaler state, history,
+                               and the sha256 of the safetensors file
+
+Both are written atomically, tensors first; the JSON names the tensors' checksum, so a pair
+torn by a crash between the two writes is detected on load instead of silently mixing epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import PolySpaceError
+from ..io import atomic_write_bytes, atomic_write_json, read_json
+
+FORMAT = "polyspace-ffn-checkpoint/1"
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """`runs/x/best`, `runs/x/best.json` or `runs/x/best.safetensors` -> (json path, tensors path)."""
+    path = Path(path)
+    if path.suffix in (".json", ".safetensors"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
+
+
+def optimizer_to_parts(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """torch optimizer state_dict -> (tensors by 'optimizer.<index>.<slot>', JSON-able rest)."""
+    tensors, extra = {}, {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{slot}"] = value
+            else:
+                extra.setdefault(str(index), {})[slot] = value
+    return tensors, {"param_groups": state["param_groups"], "state_extra": extra}
+
+
+def optimizer_from_parts(tensors: dict[str, torch.Tensor], json_part: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of optimizer_to_parts: a dict for optimizer.load_state_dict."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, slot = key.split(".", 2)
+            state.setdefault(int(index), {})[slot] = value
+    for index, slots in json_part.get("state_extra", {}).items():
+        state.setdefault(int(index), {}).update(slots)
+    return {"state": state, "param_groups": json_part["param_groups"]}
+
+
+def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor],
+                    optimizer_state: dict[str, Any] | None, info: dict[str, Any]) -> Path:
+    """Write `<path>.safetensors` and `<path>.json`; `info` is JSON-able (epoch, config, ...).
+
+    Returns the JSON path, which is what `load_checkpoint` and `--resume` take.
+    """
+    from safetensors.torch import save
+
+    json_path, tensor_path = checkpoint_paths(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model_state.items()}
+    record = {"format": FORMAT, **info}
+    if optimizer_state is not None:
+        opt_tensors, opt_json = optimizer_to_parts(optimizer_state)
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()})
+        record["optimizer"] = opt_json
+    data = save(tensors)
+    record["tensors_file"] = tensor_path.name
+    record["tensors_sha256"] = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(tensor_path, data)
+    atomic_write_json(json_path, record)
+    return json_path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Read a checkpoint -> (info from the JSON, model state dict, optimizer tensors).
+
+    Checks the format and that the tensors file is the one the JSON was written with.
+    """
+    from safetensors.torch import load
+
+    json_path, tensor_path = checkpoint_paths(path)
+    if not json_path.is_file():
+        raise PolySpaceError(f"{json_path}: checkpoint not found; pass the .json written by train-ffn (e.g. <save_dir>/best.json)")
+    info = read_json(json_path)
+    if info.get("format") != FORMAT:
+        raise PolySpaceError(f"{json_path}: not an FFN/TSM checkpoint (format {info.get('format')!r}, expected {FORMAT})")
+    if not tensor_path.is_file():
+        raise PolySpaceError(f"{tensor_path}: tensors of checkpoint {json_path.name} are missing")
+    data = tensor_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != info.get("tensors_sha256"):
+        raise PolySpaceError(
+            f"{tensor_path}: does not match {json_path.name} (checksum differs; interrupted save?); use another checkpoint")
+    tensors = load(data)
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
+    return info, model_state, optimizer_tensors
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> "torch.nn.Module":
+    """Rebuild the TSM/FFN model stored in a checkpoint, with its weights, in eval mode."""
+    from .tsm_resnet import TSMConfig, TSMResNet
+
+    info, model_state, _ = load_checkpoint(path)
+    model = TSMResNet(TSMConfig.from_dict(info["model_config"]))
+    model.load_state_dict(model_state)
+    return model.to(map_location).eval()

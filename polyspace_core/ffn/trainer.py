@@ -1,0 +1,363 @@
+"""Training loops for the vanilla TSM baseline (one frame count) and FFN (several).
+
+Both run unchanged on one CPU/GPU or under `accelerate launch` / `torchrun` (DDP): Accelerate
+wraps the model, shards the loaders, handles mixed precision on GPU and gathers metrics. Each
+frame count's BatchNorms are separate modules, so under DDP every stream keeps its own
+statistics (broadcast from rank 0 per forward, as DDP does for all buffers).
+
+Reproducibility: epoch e draws its shuffling, crops and dropout from (seed, e), not from
+whatever the RNG held before, so "train 2 epochs" and "train 1, resume, train 1" give the same
+weights on CPU. Checkpoints: `best` (highest validation accuracy at the highest trained frame
+count), `epoch_N` every `save_every` epochs, `final`; see checkpoint.py for the format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import PolySpaceError
+from ..io import atomic_write_json
+from .checkpoint import load_checkpoint, optimizer_from_parts, save_checkpoint
+from .evaluate import accuracy_by_frames, tfd_summary
+from .loss import LossParts, TemporalDistillationLoss
+from .tsm_resnet import TSMResNet
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (TSM/FFN recipe: SGD 0.9, lr 0.01, wd 5e-4, cosine, clip 20)."""
+
+    epochs: int = 50
+    batch_size: int = 8              # per process
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4       # not applied to BatchNorm parameters and biases
+    fc_lr_mult: float = 5.0          # new classifier learns faster than the (pretrained) backbone
+    fc_bias_lr_mult: float = 10.0
+    clip_grad_norm: float = 20.0     # 0 disables clipping
+    lambda_kl: float = 1.0           # FFN only: weight of the KL terms
+    eval_every: int = 1              # validate every N epochs (and after the last)
+    save_every: int = 5              # write epoch_N every N epochs; 0 = never
+    max_batches: int | None = None   # cap batches per loop (--test_run uses 2)
+    num_workers: int = 0
+    mixed_precision: str = "auto"    # auto (bf16/fp16 on CUDA, off elsewhere), no, fp16, bf16
+    device: str = "auto"             # auto (CUDA > MPS > CPU) or cpu
+    seed: int = 0
+    log_every: int = 10              # steps per entry of the CE/KL curve
+    verbose: bool = True
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise PolySpaceError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise PolySpaceError(f"--lr must be > 0, got {self.lr}")
+        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise PolySpaceError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
+
+
+def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """SGD groups: conv weights (decay), BN params + biases (no decay), classifier weight (lr x5), bias (lr x10)."""
+    groups: dict[str, list] = {"weights": [], "norm_and_bias": [], "classifier_weight": [], "classifier_bias": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("fc."):
+            groups["classifier_weight" if name.endswith("weight") else "classifier_bias"].append(p)
+        elif p.ndim <= 1:  # BatchNorm weights/biases and any bias
+            groups["norm_and_bias"].append(p)
+        else:
+            groups["weights"].append(p)
+    settings = {
+        "weights": (1.0, config.weight_decay),
+        "norm_and_bias": (1.0, 0.0),
+        "classifier_weight": (config.fc_lr_mult, config.weight_decay),
+        "classifier_bias": (config.fc_bias_lr_mult, 0.0),
+    }
+    return [{"params": params, "lr": config.lr * settings[name][0], "weight_decay": settings[name][1], "name": name}
+            for name, params in groups.items() if params]
+
+
+def make_accelerator(config: TrainConfig):
+    """An Accelerate Accelerator for this process (single device, or one rank under a launcher)."""
+    from accelerate import Accelerator
+
+    from ..seeding import best_device
+
+    device = best_device(config.device)
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "no"
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision != "no" and device.type != "cuda":
+        raise PolySpaceError(f"mixed_precision={precision} needs a CUDA device; got {device}")
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+class TSMTrainer:
+    """Vanilla TSM: trains its single frame count with cross-entropy; validates at every frame
+    count the validation batches carry (that is where the TFD shows).
+
+    Batches are `(clip_a, clip_b, ..., labels)` with clips (B, C, T, H, W); the trainer uses the
+    clip(s) whose T the model trains. `save_dir=None` keeps checkpoints off disk.
+    """
+
+    kind = "tsm"
+
+    def __init__(self, model: TSMResNet, train_data: Dataset, val_data: Dataset | None,
+                 config: TrainConfig, save_dir: str | Path | None = None):
+        self.config = config
+        self.accelerator = make_accelerator(config)
+        self.device = self.accelerator.device
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self._check_model(model)
+        self.train_frames: tuple[int, ...] = tuple(model.frame_counts)
+        self.select_frames = max(self.train_frames)  # `best` is chosen on this frame count
+
+        self.loader_generator = torch.Generator().manual_seed(config.seed)
+        train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                  num_workers=config.num_workers, generator=self.loader_generator)
+        if len(train_loader) == 0:
+            raise PolySpaceError(
+                f"training set has {len(train_data)} clips, fewer than one batch of {config.batch_size}; lower --batch_size")
+        val_loader = None
+        if val_data is not None:
+            val_loader = DataLoader(val_data, batch_size=config.batch_size, shuffle=False,
+                                    num_workers=config.num_workers)
+        optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum)
+        # stepped once per epoch, by us (not prepared: Accelerate would step it once per process)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        if val_loader is not None:
+            self.model, self.optimizer, self.train_loader, self.val_loader = self.accelerator.prepare(
+                model, optimizer, train_loader, val_loader)
+        else:
+            self.model, self.optimizer, self.train_loader = self.accelerator.prepare(model, optimizer, train_loader)
+            self.val_loader = None
+
+        self.epoch = 0                           # completed epochs
+        self.global_step = 0
+        self.best_acc = 0.0                      # best validation accuracy at select_frames
+        self.best_by_frames: dict[int, float] = {}
+        self.history: list[dict[str, Any]] = []  # one row per epoch
+        self.curve: list[dict[str, float]] = []  # loss terms every log_every steps
+
+    # --- what differs between TSM and FFN ---------------------------------------------------
+    def _check_model(self, model: TSMResNet) -> None:
+        if len(model.frame_counts) != 1:
+            raise PolySpaceError(f"TSMTrainer trains one frame count, the model has {list(model.frame_counts)}; use FFNTrainer")
+
+    def compute_loss(self, clips: dict[int, torch.Tensor], labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], LossParts]:
+        (frames,) = self.train_frames
+        logits = self.model(clips[frames])
+        ce = torch.nn.functional.cross_entropy(logits.float(), labels)
+        return {frames: logits}, LossParts(loss=ce, ce=ce, kl=torch.zeros_like(ce))
+
+    # --- loops -------------------------------------------------------------------------------
+    @property
+    def unwrapped_model(self) -> TSMResNet:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _clips_by_frames(self, clips: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+        by_frames = {int(c.shape[2]): c for c in clips}
+        missing = [t for t in self.train_frames if t not in by_frames]
+        if missing:
+            raise PolySpaceError(
+                f"training batches hold {sorted(by_frames)}-frame clips but the model trains {list(self.train_frames)}; "
+                "build the dataset with those frame counts")
+        return by_frames
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training data -> mean loss/ce/kl, train accuracy per frame count, lr."""
+        seed = _epoch_seed(self.config.seed, self.epoch)
+        self.loader_generator.manual_seed(seed)                          # shuffling (and worker seeds)
+        torch.manual_seed(seed + self.accelerator.process_index)        # dropout, crops in the main process
+        self.model.train()
+        sums = torch.zeros(3, dtype=torch.float64)                       # loss, ce, kl (x batch size)
+        correct = {t: 0 for t in self.train_frames}
+        seen = 0
+        window: list[torch.Tensor] = []
+        lr = self.optimizer.param_groups[0]["lr"]
+        bar = tqdm(self.train_loader, desc=f"{self.kind} epoch {self.epoch + 1}/{self.config.epochs}", leave=False,
+                   disable=not self.accelerator.is_main_process)
+        for step, batch in enumerate(bar):
+            if self.config.max_batches is not None and step >= self.config.max_batches:
+                break
+            *clips, labels = batch
+            logits, parts = self.compute_loss(self._clips_by_frames(clips), labels)
+            if not torch.isfinite(parts.loss):
+                raise PolySpaceError(f"{self.kind} training diverged at epoch {self.epoch + 1} step {step} "
+                                     f"(loss {float(parts.loss)}); lower --lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(parts.loss)
+            if self.config.clip_grad_norm:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+            self.optimizer.step()
+            self.global_step += 1
+
+            terms = torch.stack([parts.loss.detach(), parts.ce.detach(), parts.kl.detach()]).double().cpu()
+            sums += terms * len(labels)
+            seen += len(labels)
+            for t, out in logits.items():
+                correct[t] += int((out.argmax(-1) == labels).sum())
+            window.append(terms)
+            if len(window) == self.config.log_every:
+                mean = torch.stack(window).mean(0).tolist()
+                self.curve.append({"step": self.global_step, "epoch": self.epoch + step / len(self.train_loader),
+                                   "loss": mean[0], "ce": mean[1], "kl": mean[2]})
+                window = []
+            bar.set_postfix(loss=f"{terms[0].item():.3f}")
+        self.scheduler.step()
+        self.epoch += 1
+
+        # sum over processes so every rank reports the same numbers
+        totals = torch.cat([sums, torch.tensor([float(seen)] + [float(correct[t]) for t in self.train_frames],
+                                               dtype=torch.float64)]).to(self.device)
+        totals = self.accelerator.reduce(totals, reduction="sum").cpu().tolist()
+        n = max(totals[3], 1.0)
+        metrics = {"loss": totals[0] / n, "ce": totals[1] / n, "kl": totals[2] / n, "lr": lr}
+        for i, t in enumerate(self.train_frames):
+            metrics[f"acc_{t}f"] = 100.0 * totals[4 + i] / n
+        return metrics
+
+    def validate(self, frame_count: int | None = None) -> dict[str, float]:
+        """Validation accuracy (percent) and CE at every frame count of the batches, or only at
+        `frame_count`: {"acc_4f", "loss_4f", ..., "tfd_gap"}."""
+        if self.val_loader is None:
+            raise PolySpaceError("this trainer has no validation data; pass val_data")
+        results = accuracy_by_frames(self.model, self.val_loader, accelerator=self.accelerator,
+                                     max_batches=self.config.max_batches, desc=f"{self.kind} validate")
+        if frame_count is not None:
+            if frame_count not in results:
+                raise PolySpaceError(f"validation batches hold {sorted(results)}-frame clips, not {frame_count}")
+            results = {frame_count: results[frame_count]}
+        metrics = tfd_summary(results)
+        metrics.update({f"loss_{t}f": r["loss"] for t, r in results.items()})
+        if len(results) == 1:
+            metrics.pop("tfd_gap")
+        return metrics
+
+    def train(self, epochs: int | None = None) -> list[dict[str, Any]]:
+        """Train until `epochs` epochs are complete (default config.epochs), validating every
+        eval_every epochs; saves best/epoch_N/final when save_dir is set. Returns the history."""
+        epochs = self.config.epochs if epochs is None else epochs
+        if epochs > self.config.epochs:
+            raise PolySpaceError(f"train({epochs}) beyond the schedule's {self.config.epochs} epochs; raise --epochs")
+        while self.epoch < epochs:
+            row: dict[str, Any] = {"epoch": self.epoch + 1}
+            row.update({f"train_{k}": v for k, v in self.train_epoch().items()})
+            if self.val_loader is not None and (self.epoch % self.config.eval_every == 0 or self.epoch == epochs):
+                val = self.validate()
+                row.update({f"val_{k}": v for k, v in val.items()})
+                for key, acc in val.items():
+                    if key.startswith("acc_"):
+                        t = int(key[4:-1])
+                        self.best_by_frames[t] = max(self.best_by_frames.get(t, 0.0), acc)
+                selected = val.get(f"acc_{self.select_frames}f")
+                if selected is not None and selected > self.best_acc:
+                    self.best_acc = selected
+                    row["new_best"] = True
+                    self.save("best")
+            self.history.append(row)
+            self._log(row)
+            if self.config.save_every and self.epoch % self.config.save_every == 0:
+                self.save(f"epoch_{self.epoch}")
+        self.save("final")
+        return self.history
+
+    def _log(self, row: dict[str, Any]) -> None:
+        if not (self.config.verbose and self.accelerator.is_main_process):
+            return
+        train = " ".join(f"{k[6:]}={v:.3f}" for k, v in row.items() if k.startswith("train_") and k != "train_lr")
+        val = " ".join(f"{k[4:]}={v:.1f}" for k, v in row.items() if k.startswith("val_acc_"))
+        tqdm.write(f"[{self.kind}] epoch {row['epoch']}/{self.config.epochs} lr={row['train_lr']:.5f} {train}"
+                   + (f" | val {val}" if val else "") + (" *best*" if row.get("new_best") else ""))
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def checkpoint_info(self) -> dict[str, Any]:
+        info = {
+            "kind": self.kind,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_acc": self.best_acc,
+            **{f"best_acc_{t}f": acc for t, acc in sorted(self.best_by_frames.items())},
+            "lambda_kl": self.config.lambda_kl if self.kind == "ffn" else 0.0,
+            "model_config": self.unwrapped_model.config.to_dict(),
+            "train_config": asdict(self.config),
+            "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None,
+            "history": self.history,
+            "curve": self.curve,
+        }
+        return info
+
+    def save(self, name: str) -> Path | None:
+        """Write checkpoint `<save_dir>/<name>` (main process only); returns its JSON path."""
+        if self.save_dir is None:
+            return None
+        self.accelerator.wait_for_everyone()
+        path = None
+        if self.accelerator.is_main_process:
+            path = save_checkpoint(self.save_dir / name, self.unwrapped_model.state_dict(),
+                                   self.optimizer.state_dict(), self.checkpoint_info())
+            atomic_write_json(self.save_dir / "history.json", {"history": self.history, "curve": self.curve})
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def resume(self, path: str | Path) -> int:
+        """Restore model, optimizer, scheduler, grad scaler, counters, bests and history from a
+        checkpoint; returns the number of completed epochs (training continues from there)."""
+        info, model_state, optimizer_tensors = load_checkpoint(path)
+        if info.get("kind") != self.kind:
+            raise PolySpaceError(f"{path}: is a {info.get('kind')} checkpoint, this is a {self.kind} trainer")
+        ours = self.unwrapped_model.config.to_dict()
+        if info["model_config"] != ours:
+            diff = sorted(k for k in ours if info["model_config"].get(k) != ours[k])
+            raise PolySpaceError(f"{path}: model config differs from this run's in {diff}; build the model the checkpoint was trained with")
+        self.unwrapped_model.load_state_dict(model_state)
+        if "optimizer" in info:
+            self.optimizer.load_state_dict(optimizer_from_parts(optimizer_tensors, info["optimizer"]))
+        self.scheduler.load_state_dict(info["scheduler"])
+        if info.get("grad_scaler") and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(info["grad_scaler"])
+        self.epoch = int(info["epoch"])
+        self.global_step = int(info.get("global_step", 0))
+        self.best_acc = float(info["best_acc"])
+        self.best_by_frames = {int(k[len("best_acc_"):-1]): float(v) for k, v in info.items()
+                               if k.startswith("best_acc_") and k.endswith("f")}
+        self.history = list(info.get("history", []))
+        self.curve = list(info.get("curve", []))
+        return self.epoch
+
+
+class FFNTrainer(TSMTrainer):
+    """Frame Flexible Network: every batch runs the low, middle and high frame-count clips
+    through their own streams; loss = CE(high) + lambda_kl * sum KL(high || lower).
+    Tracks CE and KL separately and train accuracy per frame count."""
+
+    kind = "ffn"
+
+    def __init__(self, model: TSMResNet, train_data: Dataset, val_data: Dataset | None,
+                 config: TrainConfig, save_dir: str | Path | None = None):
+        self.loss_fn = TemporalDistillationLoss(config.lambda_kl)
+        super().__init__(model, train_data, val_data, config, save_dir)
+
+    def _check_model(self, model: TSMResNet) -> None:
+        if len(model.frame_counts) < 2:
+            raise PolySpaceError(f"FFNTrainer needs a model with several frame counts, got {list(model.frame_counts)}; "
+                                 "use TSMTrainer for one")
+
+    def compute_loss(self, clips: dict[int, torch.Tensor], labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], LossParts]:
+        ordered = [clips[t] for t in self.train_frames]           # lowest first, teacher last
+        logits = self.model(*ordered)
+        return dict(zip(self.train_frames, logits)), self.loss_fn(logits, labels)

@@ -1,0 +1,316 @@
+"""The residual-gated fusion head and the heads it is compared against.
+
+Fusion (DESIGN.md, Models):
+
+    z = z0 + Σ_i g_i · P_i(ẑ_i) / √N        g_i = σ(MLP([ẑ_i; z0]))  per token
+
+z0 (B, T_s, D_s) are the student's token features, ẑ_i (B, T_i, D_i) the student features converted
+into teacher i's space. Each ẑ_i is first brought to the student's token count T_s by linear
+interpolation over time (length adaptation: teachers see 8, 16 or 32 frames, the student another
+number), then P_i — a low-rank projection D_i -> rank -> D_s — maps it into the student space,
+and a per-token scalar gate decides how much of it to add. The up-projection starts at zero, so an
+untrained head *is* the student-only classifier and every teacher contribution has to earn its way
+in. The fused tokens are normalised, pooled (mean, or attention pooling with a learned query) and
+classified. The gates are returned for inspection; `gate_l1` adds their mean as a sparsity penalty.
+
+The baselines in this file:
+- `StudentHead`: the same token -> pool -> classify structure on the student features alone, with a
+  residual MLP whose width is chosen by `matched_student_head` so that it has as many trainable
+  parameters as the fusion pipeline (a fusion gain is then not just a bigger head);
+- `LinearProbe`: standardised, mean-pooled features of one or more models (concatenated) -> linear.
+
+Every model here takes a batch dict {model name: (B, T, D) tensor, ...} and returns a dict with
+`logits` (B, C) (and `gates` (B, N, T_s) for fusion), so one training loop serves them all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import PolySpaceError
+
+POOLINGS = ("mean", "attention")
+
+
+def resample_tokens(x: torch.Tensor, t_out: int) -> torch.Tensor:
+    """(B, T, D) -> (B, t_out, D) by linear interpolation over the token axis (end points kept).
+    The converters use the same rule (align/converters.py), so a converter that already outputs
+    T_s tokens passes through unchanged."""
+    from ..align.converters import resample_tokens as _resample
+
+    return _resample(x, t_out)
+
+
+@dataclass
+class FusionConfig:
+    """Everything needed to rebuild a fusion head; saved as JSON next to its weights.
+
+    teachers / teacher_dims / teacher_tokens: one entry per teacher, in the order the head sums
+    them (the converted features arrive in that order). rank: width of each low-rank projection.
+    gate_hidden: width of each gate MLP. pooling: "mean" or "attention". gate_l1: weight of the
+    gate sparsity penalty (0 = off).
+    """
+
+    student: str
+    student_dim: int
+    student_tokens: int
+    teachers: list[str]
+    teacher_dims: list[int]
+    teacher_tokens: list[int]
+    num_classes: int
+    rank: int = 64
+    gate_hidden: int = 64
+    pooling: str = "mean"
+    dropout: float = 0.1
+    gate_l1: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.teachers = list(self.teachers)
+        self.teacher_dims = [int(d) for d in self.teacher_dims]
+        self.teacher_tokens = [int(t) for t in self.teacher_tokens]
+        if not self.teachers:
+            raise PolySpaceError("fusion head: no teachers given; pass at least one --teachers name")
+        if not len(self.teachers) == len(self.teacher_dims) == len(self.teacher_tokens):
+            raise PolySpaceError("fusion head: teachers, teacher_dims and teacher_tokens differ in length")
+        if len(set(self.teachers)) != len(self.teachers) or self.student in self.teachers:
+            raise PolySpaceError(f"fusion head: teacher names {self.teachers} must be unique and differ "
+                                 f"from the student {self.student!r}")
+        for name in ("student_dim", "student_tokens", "num_classes", "rank", "gate_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PolySpaceError(f"fusion head {name}={value!r}: must be a positive integer")
+        if self.num_classes < 2:
+            raise PolySpaceError(f"fusion head num_classes={self.num_classes}: a classifier needs at least 2 classes")
+        if min(self.teacher_dims + self.teacher_tokens) < 1:
+            raise PolySpaceError("fusion head: teacher dims and token counts must be positive")
+        if self.pooling not in POOLINGS:
+            raise PolySpaceError(f"fusion head pooling={self.pooling!r}: use one of {', '.join(POOLINGS)}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise PolySpaceError(f"fusion head dropout={self.dropout!r}: must be in [0, 1)")
+        if not float(self.gate_l1) >= 0.0:
+            raise PolySpaceError(f"fusion head gate_l1={self.gate_l1!r}: must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "FusionConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PolySpaceError(f"fusion config has unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+class Pooling(nn.Module):
+    """(B, T, D) -> (B, D): the token mean, or attention pooling (softmax over a learned score per
+    token, so the head can weight the informative moments of a clip)."""
+
+    def __init__(self, dim: int, kind: str):
+        super().__init__()
+        if kind not in POOLINGS:
+            raise PolySpaceError(f"pooling={kind!r}: use one of {', '.join(POOLINGS)}")
+        self.kind = kind
+        self.score = nn.Linear(dim, 1) if kind == "attention" else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.score is None:
+            return z.mean(dim=1)
+        weights = torch.softmax(self.score(z).squeeze(-1), dim=1)  # (B, T)
+        return torch.einsum("bt,btd->bd", weights, z)
+
+
+class TeacherBranch(nn.Module):
+    """One teacher's contribution: g · P(ẑ) at the student's token count, and the gate g."""
+
+    def __init__(self, teacher_dim: int, student_dim: int, student_tokens: int, rank: int, gate_hidden: int):
+        super().__init__()
+        self.student_tokens = student_tokens
+        self.norm = nn.LayerNorm(teacher_dim)
+        self.down = nn.Linear(teacher_dim, rank, bias=False)
+        self.up = nn.Linear(rank, student_dim)
+        self.gate = nn.Sequential(nn.Linear(teacher_dim + student_dim, gate_hidden), nn.GELU(),
+                                  nn.Linear(gate_hidden, 1))
+        # zero up-projection: the untrained head equals the student-only head (LoRA-style start)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, z_hat: torch.Tensor, z0_normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_hat (B, T_i, D_i), z0_normed (B, T_s, D_s) -> (contribution (B, T_s, D_s), gate (B, T_s))."""
+        z_hat = self.norm(resample_tokens(z_hat, self.student_tokens))
+        gate = torch.sigmoid(self.gate(torch.cat([z_hat, z0_normed], dim=-1))).squeeze(-1)
+        return gate.unsqueeze(-1) * self.up(self.down(z_hat)), gate
+
+
+class FusionHead(nn.Module):
+    """Residual-gated fusion of the student tokens with N converted teacher features.
+
+    forward(z0 (B, T_s, D_s), converted: sequence of N tensors (B, T_i, D_i) in config.teachers
+    order) -> {"logits": (B, num_classes), "gates": (B, N, T_s) in [0, 1], "aux_loss": scalar
+    (gate_l1 · mean gate; 0 when gate_l1 = 0)}.
+    """
+
+    def __init__(self, config: FusionConfig):
+        super().__init__()
+        self.config = c = config
+        self.student_norm = nn.LayerNorm(c.student_dim)
+        self.branches = nn.ModuleList(
+            TeacherBranch(d, c.student_dim, c.student_tokens, c.rank, c.gate_hidden) for d in c.teacher_dims)
+        self.out_norm = nn.LayerNorm(c.student_dim)
+        self.pool = Pooling(c.student_dim, c.pooling)
+        self.drop = nn.Dropout(c.dropout)
+        self.classifier = nn.Linear(c.student_dim, c.num_classes)
+
+    def check_inputs(self, z0: torch.Tensor, converted: Sequence[torch.Tensor]) -> None:
+        c = self.config
+        if z0.ndim != 3 or z0.shape[1] != c.student_tokens or z0.shape[2] != c.student_dim:
+            raise PolySpaceError(f"fusion head expects student features {c.student!r} of shape "
+                                 f"(B, {c.student_tokens}, {c.student_dim}), got {tuple(z0.shape)}; "
+                                 f"the features come from another student or token rule")
+        if len(converted) != len(c.teachers):
+            raise PolySpaceError(f"fusion head expects {len(c.teachers)} teacher inputs ({', '.join(c.teachers)}), "
+                                 f"got {len(converted)}")
+        for name, d, t, x in zip(c.teachers, c.teacher_dims, c.teacher_tokens, converted):
+            if x.ndim != 3 or x.shape[0] != z0.shape[0] or x.shape[2] != d or x.shape[1] != t:
+                raise PolySpaceError(f"fusion head expects {name!r} features (B, {t}, {d}), got {tuple(x.shape)}")
+
+    def forward(self, z0: torch.Tensor, converted: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.check_inputs(z0, converted)
+        z0_normed = self.student_norm(z0)
+        fused = z0
+        gates = []
+        scale = 1.0 / math.sqrt(len(self.branches))
+        for branch, z_hat in zip(self.branches, converted):
+            contribution, gate = branch(z_hat, z0_normed)
+            fused = fused + scale * contribution
+            gates.append(gate)
+        gates_t = torch.stack(gates, dim=1)  # (B, N, T_s)
+        pooled = self.pool(self.out_norm(fused))
+        logits = self.classifier(self.drop(pooled))
+        aux = self.config.gate_l1 * gates_t.mean() if self.config.gate_l1 > 0 else logits.new_zeros(())
+        return {"logits": logits, "gates": gates_t, "aux_loss": aux}
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines
+
+
+@dataclass
+class StudentHeadConfig:
+    """A student-only head: per-token residual MLP of width `hidden`, norm, pooling, classifier."""
+
+    student: str
+    student_dim: int
+    student_tokens: int
+    num_classes: int
+    hidden: int = 64
+    pooling: str = "mean"
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "StudentHeadConfig":
+        return cls(**data)
+
+
+class StudentHead(nn.Module):
+    """Student features only: z = z0 + MLP(LN(z0)) per token, then the fusion head's read-out
+    (norm, pooling, dropout, linear). batch -> {"logits", "aux_loss"}."""
+
+    def __init__(self, config: StudentHeadConfig):
+        super().__init__()
+        self.config = c = config
+        if c.hidden < 1:
+            raise PolySpaceError(f"student head hidden={c.hidden}: must be a positive integer")
+        self.norm = nn.LayerNorm(c.student_dim)
+        self.fc1 = nn.Linear(c.student_dim, c.hidden)
+        self.fc2 = nn.Linear(c.hidden, c.student_dim)
+        nn.init.zeros_(self.fc2.weight)  # same start as the fusion head: the plain pooled classifier
+        nn.init.zeros_(self.fc2.bias)
+        self.out_norm = nn.LayerNorm(c.student_dim)
+        self.pool = Pooling(c.student_dim, c.pooling)
+        self.drop = nn.Dropout(c.dropout)
+        self.classifier = nn.Linear(c.student_dim, c.num_classes)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        z0 = batch[self.config.student]
+        if z0.ndim != 3 or tuple(z0.shape[1:]) != (self.config.student_tokens, self.config.student_dim):
+            raise PolySpaceError(f"student head expects {self.config.student!r} features (B, "
+                                 f"{self.config.student_tokens}, {self.config.student_dim}), got {tuple(z0.shape)}")
+        z = z0 + self.fc2(F.gelu(self.fc1(self.norm(z0))))
+        logits = self.classifier(self.drop(self.pool(self.out_norm(z))))
+        return {"logits": logits, "aux_loss": logits.new_zeros(())}
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of parameters that receive gradients."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def matched_student_head(target_params: int, student: str, student_dim: int, student_tokens: int,
+                         num_classes: int, pooling: str = "mean", dropout: float = 0.1) -> StudentHead:
+    """A StudentHead whose MLP width makes its parameter count as close as possible to
+    `target_params` (the fusion pipeline's trainable parameters)."""
+    def size(hidden: int) -> int:
+        return count_trainable(StudentHead(StudentHeadConfig(student, student_dim, student_tokens, num_classes,
+                                                             hidden, pooling, dropout)))
+
+    base = size(1)
+    per_unit = size(2) - base  # parameters are affine in the width
+    hidden = max(1, round(1 + (target_params - base) / per_unit))
+    return StudentHead(StudentHeadConfig(student, student_dim, student_tokens, num_classes, hidden, pooling, dropout))
+
+
+class LinearProbe(nn.Module):
+    """Mean-pool each model's tokens, concatenate, standardise with the training set's statistics
+    (buffers set by `fit_standardizer`), then one linear layer. batch -> {"logits", "aux_loss"}."""
+
+    def __init__(self, models: Sequence[str], dims: Sequence[int], num_classes: int):
+        super().__init__()
+        self.models = list(models)
+        self.dims = [int(d) for d in dims]
+        if not self.models or len(self.models) != len(self.dims):
+            raise PolySpaceError("linear probe: give one dim per model and at least one model")
+        width = sum(self.dims)
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        self.linear = nn.Linear(width, num_classes)
+
+    def pooled(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        for name, dim in zip(self.models, self.dims):
+            x = batch[name]
+            if x.ndim != 3 or x.shape[2] != dim:
+                raise PolySpaceError(f"linear probe expects {name!r} features (B, T, {dim}), got {tuple(x.shape)}")
+            parts.append(x.float().mean(dim=1))
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def fit_standardizer(self, batches) -> "LinearProbe":
+        """Set mean/std from an iterable of training batches (float64 accumulation)."""
+        total, total_sq, n = None, None, 0
+        for batch in batches:
+            x = self.pooled(batch).double()
+            total = x.sum(0) if total is None else total + x.sum(0)
+            total_sq = (x * x).sum(0) if total_sq is None else total_sq + (x * x).sum(0)
+            n += x.shape[0]
+        if n < 2:
+            raise PolySpaceError("linear probe: need at least 2 training samples to standardise")
+        mean = total / n
+        var = (total_sq / n - mean * mean).clamp_min(0)
+        self.mean.copy_(mean.float())
+        self.std.copy_(var.sqrt().clamp_min(1e-6).float())
+        return self
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = (self.pooled(batch) - self.mean) / self.std
+        logits = self.linear(x)
+        return {"logits": logits, "aux_loss": logits.new_zeros(())}

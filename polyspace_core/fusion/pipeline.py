@@ -1,0 +1,174 @@
+"""Student features -> converters -> fusion head, as one module, and its checkpoint format.
+
+`FusionPipeline(batch)` reads the student's token features from the batch (cached mode: the
+store; video mode: `StudentFeatures` put them there), converts them into every teacher's space and
+runs the head. With `teacher_inputs=True` it reads each teacher's own features from the batch
+instead of converting (the oracle of 05: what fusion would give with perfect converters).
+
+Converters are frozen (weights fixed, always in eval mode) or fine-tuned with the head.
+
+A checkpoint is a folder: `fusion.safetensors` (head and converter weights, prefixed `head.` and
+`converters.<i>.`) and `fusion.json` (format, FusionConfig, each converter's ConverterConfig, class
+names, feature info, training summary), written atomically, fusion.json last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import PolySpaceError
+from ..io import atomic_write_json, read_json, save_safetensors_atomic
+from .head import FusionConfig, FusionHead
+
+CHECKPOINT_FORMAT = "polyspace-fusion/1"
+
+
+class FusionPipeline(nn.Module):
+    """converters (one per teacher, config.teachers order) + FusionHead.
+
+    forward(batch {student: (B, T_s, D_s), [teacher: (B, T_t, D_t)] ...}) -> head output
+    {"logits", "gates", "aux_loss"}.
+    """
+
+    def __init__(self, head: FusionHead, converters: Sequence[nn.Module], finetune_converters: bool = False):
+        super().__init__()
+        self.head = head
+        self.config = head.config
+        if len(converters) != len(self.config.teachers):
+            raise PolySpaceError(f"fusion: {len(converters)} converters for {len(self.config.teachers)} teachers")
+        for name, conv in zip(self.config.teachers, converters):
+            cc = getattr(conv, "config", None)
+            if cc is not None and (cc.d_in, cc.t_in, cc.d_out, cc.t_out) != (
+                    self.config.student_dim, self.config.student_tokens,
+                    self.config.teacher_dims[self.config.teachers.index(name)],
+                    self.config.teacher_tokens[self.config.teachers.index(name)]):
+                raise PolySpaceError(
+                    f"converter for {name!r} maps (T={cc.t_in}, D={cc.d_in}) -> (T={cc.t_out}, D={cc.d_out}) but the "
+                    f"features are student (T={self.config.student_tokens}, D={self.config.student_dim}) -> teacher "
+                    f"(T={self.config.teacher_tokens[self.config.teachers.index(name)]}, "
+                    f"D={self.config.teacher_dims[self.config.teachers.index(name)]}); "
+                    f"train converters on these features")
+        self.converters = nn.ModuleList(converters)
+        self.finetune_converters = bool(finetune_converters)
+        for p in self.converters.parameters():
+            p.requires_grad_(self.finetune_converters)
+        self.teacher_inputs = False
+
+    def train(self, mode: bool = True) -> "FusionPipeline":
+        super().train(mode)
+        if not self.finetune_converters:
+            self.converters.eval()  # frozen converters keep inference behaviour (no dropout)
+        return self
+
+    def convert(self, z0: torch.Tensor) -> list[torch.Tensor]:
+        """Student features -> [converted features per teacher]."""
+        if self.finetune_converters:
+            return [conv(z0) for conv in self.converters]
+        with torch.no_grad():
+            return [conv(z0) for conv in self.converters]
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        if c.student not in batch:
+            raise PolySpaceError(f"fusion: the batch has no features of the student {c.student!r} "
+                                 f"(it has {', '.join(k for k in batch if k not in ('label', 'index'))})")
+        z0 = batch[c.student]
+        if self.teacher_inputs:
+            missing = [t for t in c.teachers if t not in batch]
+            if missing:
+                raise PolySpaceError(f"fusion oracle needs the teachers' own features; {missing} are not in the batch")
+            converted = [batch[t] for t in c.teachers]
+        else:
+            converted = self.convert(z0)
+        return self.head(z0, converted)
+
+
+def build_pipeline(student: str, student_shape: tuple[int, int], converters: Mapping[str, nn.Module],
+                   num_classes: int, *, rank: int = 64, gate_hidden: int = 64, pooling: str = "mean",
+                   dropout: float = 0.1, gate_l1: float = 0.0, finetune_converters: bool = False) -> FusionPipeline:
+    """A fresh fusion pipeline for a student whose features are (T, D) = student_shape and
+    trained converters {teacher: converter} (their configs give each teacher's (T, D))."""
+    teachers = list(converters)
+    for t in teachers:
+        if not hasattr(converters[t], "config"):
+            raise PolySpaceError(f"converter for {t!r} has no config; load it with align.load_converter_set")
+    config = FusionConfig(
+        student=student, student_dim=int(student_shape[1]), student_tokens=int(student_shape[0]), teachers=teachers,
+        teacher_dims=[converters[t].config.d_out for t in teachers],
+        teacher_tokens=[converters[t].config.t_out for t in teachers],
+        num_classes=num_classes, rank=rank, gate_hidden=gate_hidden, pooling=pooling, dropout=dropout,
+        gate_l1=gate_l1)
+    return FusionPipeline(FusionHead(config), [converters[t] for t in teachers], finetune_converters)
+
+
+def load_converters(directory: str | Path, student: str, teachers: Sequence[str] | None = None,
+                    device: str | torch.device = "cpu") -> dict[str, nn.Module]:
+    """Converters trained by 02 / `polyspace train-converter` for `teachers` (default: all),
+    checked to come from the same student."""
+    from ..align.train import load_converter_set
+
+    directory = Path(directory)
+    if not (directory / "converters.json").is_file():
+        raise PolySpaceError(f"{directory}: no converters.json; train converters first "
+                             f"(notebook 02 or `polyspace train-converter --save_dir {directory}`)")
+    trained_on, converters = load_converter_set(directory, device=device, teachers=teachers)
+    if trained_on != student:
+        raise PolySpaceError(f"{directory}: converters were trained from student {trained_on!r}, not {student!r}; "
+                             f"use the same --student or retrain the converters")
+    return converters
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_fusion(directory: str | Path, pipeline: FusionPipeline, info: Mapping[str, Any] | None = None) -> Path:
+    """Write fusion.safetensors + fusion.json into `directory` (atomic; fusion.json last)."""
+    directory = Path(directory)
+    state = {k: v.detach().cpu() for k, v in pipeline.state_dict().items()}
+    save_safetensors_atomic(state, directory / "fusion.safetensors", metadata={"format": CHECKPOINT_FORMAT})
+    meta = {"format": CHECKPOINT_FORMAT, "config": pipeline.config.to_dict(),
+            "converters": [conv.config.to_dict() for conv in pipeline.converters],
+            "finetune_converters": pipeline.finetune_converters, **dict(info or {})}
+    atomic_write_json(directory / "fusion.json", meta)
+    return directory
+
+
+def read_fusion_meta(directory: str | Path) -> dict[str, Any]:
+    """The fusion.json of a checkpoint folder, checked."""
+    directory = Path(directory)
+    path = directory / "fusion.json"
+    if not path.is_file():
+        raise PolySpaceError(f"{path}: no fusion checkpoint here; train one with notebook 04 or "
+                             f"`polyspace train-fusion --save_dir {directory.parent}`")
+    meta = read_json(path)
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise PolySpaceError(f"{path}: not a fusion checkpoint ({CHECKPOINT_FORMAT})")
+    return meta
+
+
+def load_fusion(directory: str | Path, device: str | torch.device = "cpu") -> FusionPipeline:
+    """Rebuild a FusionPipeline saved by save_fusion, in eval mode; its fusion.json is `.info`."""
+    from safetensors.torch import load_file
+
+    from ..align.converters import build_converter
+
+    directory = Path(directory)
+    meta = read_fusion_meta(directory)
+    weights = directory / "fusion.safetensors"
+    if not weights.is_file():
+        raise PolySpaceError(f"{weights}: file not found; the checkpoint is incomplete, train it again")
+    config = FusionConfig.from_dict(meta["config"])
+    converters = [build_converter(c) for c in meta["converters"]]
+    pipeline = FusionPipeline(FusionHead(config), converters, meta.get("finetune_converters", False))
+    try:
+        pipeline.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "state dict mismatch"
+        raise PolySpaceError(f"{weights}: weights do not fit fusion.json ({first})") from None
+    pipeline.info = meta
+    return pipeline.to(device).eval()

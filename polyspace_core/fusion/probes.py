@@ -1,0 +1,51 @@
+"""Baselines trained on the same splits with the same loop as fusion (never random heads).
+
+    probe = train_linear_probe(["student"], train, val, num_classes, settings)   # student-only
+    probe = train_linear_probe(["videomae"], train, val, ...)                     # a teacher's own features
+    probe = train_linear_probe(teachers, train, val, ...)                         # all teachers concatenated
+    head  = train_matched_student_head(fusion, train, val, settings)              # same capacity as fusion
+
+train / val are TensorBatches (cached features); selection on validation happens in `fit`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .data import TensorBatches
+from .engine import FitResult, TrainSettings, fit
+from .head import LinearProbe, count_trainable, matched_student_head
+
+
+def fit_standardizer_on(probe: LinearProbe, batches: TensorBatches) -> LinearProbe:
+    """Standardisation statistics from ALL training samples (not one process's share)."""
+    full = TensorBatches({m: batches.features[m] for m in probe.models}, batches.labels, batches.indices, batch=1024)
+    return probe.fit_standardizer(full.epoch(0))
+
+
+def train_linear_probe(models: Sequence[str], train: TensorBatches, val: TensorBatches, num_classes: int,
+                       settings: TrainSettings, *, accelerator=None, progress: bool = True,
+                       desc: str | None = None) -> FitResult:
+    """A linear classifier on the mean-pooled, standardised features of `models` (concatenated
+    when several). Returns the best validation epoch's probe and its history."""
+    dims = [int(train.features[m].shape[2]) for m in models]
+    probe = fit_standardizer_on(LinearProbe(models, dims, num_classes), train)
+    return fit(probe, train, val, settings, accelerator=accelerator, progress=progress,
+               desc=desc or f"probe {'+'.join(models)}")
+
+
+def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: TensorBatches,
+                               settings: TrainSettings, *, accelerator=None, progress: bool = True) -> FitResult:
+    """A student-only head with as many trainable parameters as `fusion` (a FusionPipeline: head
+    plus fine-tuned converters, if any), trained like it. Its history records both counts."""
+    c = fusion.config
+    target = count_trainable(fusion)
+    torch.manual_seed(settings.seed)
+    head = matched_student_head(target, c.student, c.student_dim, c.student_tokens, c.num_classes,
+                                pooling=c.pooling, dropout=c.dropout)
+    result = fit(head, train, val, settings, accelerator=accelerator, progress=progress, desc="student matched head")
+    result.history.update(params=count_trainable(head), params_fusion=target, hidden=head.config.hidden)
+    return result

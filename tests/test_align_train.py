@@ -1,0 +1,162 @@
+"""Converter training: it learns a real nonlinear map, selects on validation, is deterministic,
+and its checkpoints round-trip."""
+
+import json
+
+import pytest
+import torch
+
+from polyspace_core.align.converters import CONVERTER_KINDS, ConverterConfig, build_converter, resample_tokens
+from polyspace_core.align.metrics import r2_score
+from polyspace_core.align.train import (
+    evaluate_converter,
+    load_converter,
+    load_converter_set,
+    predict,
+    save_converter,
+    save_converter_set,
+    train_converter,
+)
+from polyspace_core.errors import PolySpaceError
+
+T_S, D_S, T_T, D_T = 6, 16, 3, 12
+
+
+def make_pairs(n, seed, noise=0.05, quad=1.0, lin=0.5):
+    """Teacher tokens = a fixed random map of the time-resampled student tokens + noise: a
+    quadratic part (no linear component, so a linear fit cannot explain it) and a linear part."""
+    fixed = torch.Generator().manual_seed(1234)  # the same map for every split
+    w1 = torch.randn(D_S, 8, generator=fixed) / D_S ** 0.5
+    w2 = torch.randn(8, D_T, generator=fixed) / 8 ** 0.5
+    w_lin = torch.randn(D_S, D_T, generator=fixed) / D_S ** 0.5
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, T_S, D_S, generator=g)
+    xt = 1.5 * resample_tokens(x, T_T)
+    y = quad * ((xt @ w1) ** 2 - 1) @ w2 + lin * xt @ w_lin
+    return x, y + noise * torch.randn(y.shape, generator=g)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_pairs(384, 0), make_pairs(128, 1), make_pairs(128, 2)
+
+
+@pytest.fixture(scope="module")
+def mostly_linear_splits():
+    return tuple(make_pairs(n, seed, quad=0.3, lin=1.0) for n, seed in ((384, 0), (128, 1), (128, 2)))
+
+
+def test_mlp_learns_a_nonlinear_map_beyond_the_linear_baseline(splits):
+    train, val, test = splits
+    cfg = ConverterConfig("mlp", D_S, D_T, T_S, T_T, hidden=64, depth=2)
+    conv, hist = train_converter(train, val, cfg, "l2+0.1*cos", epochs=15, batch=64, lr=5e-3, progress=False)
+    untrained = build_converter(cfg)
+    r2_trained = r2_score(test[1], predict(conv, test[0]))
+    r2_untrained = r2_score(test[1], predict(untrained, test[0]))
+    ridge, _ = train_converter(train, val, ConverterConfig("ridge", D_S, D_T, T_S, T_T), "l2", progress=False)
+    r2_ridge = r2_score(test[1], predict(ridge, test[0]))
+    assert r2_untrained < 0.1
+    assert r2_trained > 0.8, hist["val_r2"]
+    assert r2_trained > r2_ridge + 0.5  # the map is mostly quadratic; a linear fit cannot reach it
+    assert hist["val_loss"][-1] < 0.5 * hist["initial_val_loss"]
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert len(hist["epoch"]) == len(hist["val_r2"]) == len(hist["train_parts"]["cos"]) == 15
+    json.dumps(hist)  # the history is JSON-ready
+    fid = evaluate_converter(conv, *test)
+    assert set(fid) == {"cosine", "r2", "cka", "mutual_knn", "retrieval_top1"}
+    assert fid["r2"] == pytest.approx(r2_trained, rel=1e-6)
+    assert fid["cka"] > 0.8 and fid["retrieval_top1"] > 0.9
+
+
+@pytest.mark.parametrize("kind", [k for k in CONVERTER_KINDS if k != "mlp"])
+def test_every_other_kind_improves_on_held_out_data(mostly_linear_splits, kind):
+    train, val, test = mostly_linear_splits
+    cfg = ConverterConfig(kind, D_S, D_T, T_S, T_T, hidden=32, depth=1, heads=2, latents=4)
+    conv, hist = train_converter(train, val, cfg, "l2", epochs=10, batch=64, lr=5e-3, progress=False)
+    r2 = r2_score(test[1], predict(conv, test[0]))
+    assert r2 > 0.3, (kind, hist["val_r2"])
+    if not conv.closed_form:
+        assert r2 > hist["initial_val_r2"] + 0.3
+
+
+def test_selection_keeps_the_best_validation_epoch_not_the_last():
+    # 24 noisy training samples, a wide model and a high lr: validation loss turns up again
+    train, val = make_pairs(24, 10, noise=1.0), make_pairs(64, 11, noise=1.0)
+    cfg = ConverterConfig("mlp", D_S, D_T, T_S, T_T, hidden=128, depth=2)
+    conv, hist = train_converter(train, val, cfg, "l2", epochs=20, batch=8, lr=1e-2, progress=False)
+    best = hist["best_epoch"]
+    assert hist["val_loss"][best - 1] == min(hist["val_loss"]) == hist["best_val_loss"]
+    assert best < 20 and hist["val_loss"][-1] > hist["best_val_loss"]
+    # the returned weights are the best epoch's: recomputing the validation loss gives its value
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss(conv(val[0]), val[1])
+    assert float(mse) == pytest.approx(hist["best_val_loss"], rel=1e-4)
+
+
+def test_training_is_deterministic_for_a_seed(splits):
+    train, val, _ = splits
+    cfg = ConverterConfig("resampler", D_S, D_T, T_S, T_T, hidden=16, depth=1)
+    _, h1 = train_converter(train, val, cfg, "l2+nce", epochs=2, batch=64, seed=3, progress=False)
+    _, h2 = train_converter(train, val, cfg, "l2+nce", epochs=2, batch=64, seed=3, progress=False)
+    _, h3 = train_converter(train, val, cfg, "l2+nce", epochs=2, batch=64, seed=4, progress=False)
+    assert h1["val_loss"] == h2["val_loss"] and h1["train_loss"] == h2["train_loss"]
+    assert h1["val_loss"] != h3["val_loss"]
+
+
+def test_bad_training_inputs_are_clear_errors(splits):
+    train, val, _ = splits
+    cfg = ConverterConfig("linear", D_S, D_T, T_S, T_T)
+    with pytest.raises(PolySpaceError, match=r"teacher features have shape .*d_out"):
+        train_converter(train, (val[0], val[1][..., :5]), cfg, progress=False)
+    with pytest.raises(PolySpaceError, match="student features have shape"):
+        train_converter((train[0][:, :2], train[1]), val, cfg, progress=False)
+    with pytest.raises(PolySpaceError, match="epochs"):
+        train_converter(train, val, cfg, epochs=0, progress=False)
+    with pytest.raises(PolySpaceError, match="loss"):
+        train_converter(train, val, cfg, loss_weights="l2+kl", progress=False)
+
+
+@pytest.mark.parametrize("kind", ["procrustes", "attention"])
+def test_checkpoint_roundtrip(tmp_path, splits, kind):
+    train, val, test = splits
+    cfg = ConverterConfig(kind, D_S, D_T, T_S, T_T, hidden=16, depth=1, heads=2, latents=4)
+    conv, hist = train_converter(train, val, cfg, "l2", epochs=1, batch=64, progress=False)
+    save_converter(tmp_path / "c", conv, cfg, hist, info={"student": "s", "teacher": "t"})
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["config.json", "converter.safetensors", "history.json"]
+    loaded = load_converter(tmp_path / "c")
+    assert loaded.config == cfg and loaded.info["teacher"] == "t" and not loaded.training
+    assert torch.equal(predict(loaded, test[0]), predict(conv, test[0]))
+
+
+def test_checkpoint_errors(tmp_path, splits):
+    train, val, _ = splits
+    cfg = ConverterConfig("linear", D_S, D_T, T_S, T_T)
+    conv, _ = train_converter(train, val, cfg, "l2", epochs=1, progress=False)
+    save_converter(tmp_path / "c", conv)
+    with pytest.raises(PolySpaceError, match="file not found"):
+        load_converter(tmp_path / "missing")
+    # weights that belong to another config
+    other = build_converter(ConverterConfig("linear", D_S, 5, T_S, T_T))
+    (tmp_path / "c" / "converter.safetensors").unlink()
+    save_converter(tmp_path / "o", other)
+    (tmp_path / "o" / "converter.safetensors").rename(tmp_path / "c" / "converter.safetensors")
+    with pytest.raises(PolySpaceError, match="do not fit the saved config"):
+        load_converter(tmp_path / "c")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text('{"format": "something-else"}')
+    with pytest.raises(PolySpaceError, match="not a converter checkpoint"):
+        load_converter(tmp_path / "bad")
+
+
+def test_converter_set_roundtrip(tmp_path, splits):
+    train, val, test = splits
+    cfg = ConverterConfig("ridge", D_S, D_T, T_S, T_T)
+    a, _ = train_converter(train, val, cfg, progress=False)
+    b, _ = train_converter(train, val, ConverterConfig("procrustes", D_S, D_T, T_S, T_T), progress=False)
+    save_converter_set(tmp_path, "vjepa2", {"videomae": a, "org/timesformer-base": b})
+    assert (tmp_path / "org_timesformer-base" / "config.json").is_file()
+    student, convs = load_converter_set(tmp_path, teachers=["org/timesformer-base"])
+    assert student == "vjepa2" and list(convs) == ["org/timesformer-base"]
+    assert torch.equal(predict(convs["org/timesformer-base"], test[0]), predict(b, test[0]))
+    with pytest.raises(PolySpaceError, match="no converter for teacher"):
+        load_converter_set(tmp_path, teachers=["vivit"])
