@@ -15,7 +15,7 @@ from .synthmotion import (COARSE_GROUPS, SYNTHMOTION_CLASSES, MotionClass, class
 from .synthmotion_layouts import LAYOUTS, generate_synthmotion, read_synthmotion_marker
 
 __all__ = [
-    "COARSE_GROUPS", "DATASETS", "DatasetSplit", "HAS_VALIDATION", "LAYOUTS", "MotionClass",
+    "COARSE_GROUPS", "ClipLoader", "DATASETS", "DatasetSplit", "HAS_VALIDATION", "LAYOUTS", "MotionClass",
     "PARSERS", "SYNTHMOTION_CLASSES", "UNLABELED", "VideoClipDataset", "VideoItem",
     "class_coarse_group", "collate_clips", "data_card", "generate_synthmotion", "load_split",
     "make_clip", "plot_class_strips", "read_synthmotion_marker", "stratified_holdout",

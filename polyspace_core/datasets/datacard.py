@@ -104,8 +104,7 @@ def plot_class_strips(split: DatasetSplit, frames_per_class: int = 8, *, seed: i
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(name if described is None else f"{name}\n", fontsize=8,
-                              rotation=0, ha="right", va="center")
+                ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
         if described:
             axes[r, -1].yaxis.set_label_position("right")
             axes[r, -1].set_ylabel(described, fontsize=6, rotation=0, ha="left", va="center")

@@ -17,6 +17,7 @@ parser's seeded hold-out, as the real datasets do.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -266,7 +267,8 @@ def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: i
     jobs = [(os.fspath(root), p, int(frames), int(size), int(seed), int(fps)) for p in plan]
     bar = tqdm(total=len(jobs), desc=f"SynthMotion {layout}", unit="clip", disable=not progress)
     if workers > 0:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a forked child can hang on OpenCV/OpenMP thread pools the parent started
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for _ in pool.map(_write_clip, jobs, chunksize=8):
                 bar.update()
     else:

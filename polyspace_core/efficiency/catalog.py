@@ -103,7 +103,7 @@ REAL_BACKBONES: dict[str, BackboneSpec] = {
 
 # registry keys of backbones.py (and their default hub ids) -> the spec of that checkpoint
 ALIASES = {"vjepa2": "vjepa2_vitl", "videomae": "videomae_base", "timesformer": "timesformer_base",
-           "vivit": "vivit_base", "vjepa2_vitg_384": "vjepa2_vitg"}
+           "vivit": "vivit_base"}
 ALIASES.update({spec.source: name for name, spec in REAL_BACKBONES.items()})
 
 

@@ -14,20 +14,19 @@ whichever attention implementation it uses. The transformers backbones are addit
 with eager attention (catalog.py), where Q·Kᵀ and attention·V are plain batched matmuls.
 
 Latency is the median of `repeats` timed calls after `warmup` untimed ones (CUDA synchronised
-around each call). Peak memory is what one call needs on top of what was already allocated:
-CUDA `max_memory_allocated`; on Linux CPU the kernel's resident-set high-water mark (VmHWM, reset
-through /proc/self/clear_refs) minus the resident set before the call; elsewhere a psutil RSS
-sampler. Each result records the method that produced it.
+around each call). Peak memory is the tensor memory one call allocates on top of what was already
+there (weights and inputs excluded): CUDA `max_memory_allocated`; on CPU (and MPS) the peak of live
+tensor storage allocated by the call's ops, tracked by a dispatch mode — deterministic, unlike the
+process RSS, which glibc's heap reuse makes depend on what ran before. Each result records the
+method that produced it.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
@@ -255,54 +254,58 @@ class MemoryPeak:
         return self.peak_bytes / 2**20
 
 
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+class _LiveTensorBytes:
+    """Peak bytes of tensor storage allocated by torch ops while active (any device).
 
+    A dispatch mode sees every op's outputs; an output whose storage is not shared with one of
+    the op's inputs is a new allocation and is counted until its storage is freed (a weakref
+    finalizer on the storage; torch keeps one Python object per storage). Views and in-place
+    results share an input's storage and are not counted again; tensors that existed before
+    (weights, inputs) are never counted."""
 
-def _proc_status_kb(key: str) -> int:
-    for line in _STATUS.read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
+    def __init__(self) -> None:
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
 
+    def _free(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
 
-def _can_reset_hwm() -> bool:
-    try:
-        _CLEAR_REFS.write_text("5")  # "5" resets the peak RSS (VmHWM) to the current RSS
-        _proc_status_kb("VmHWM")
-        return True
-    except (OSError, KeyError):
-        return False
+    def mode(self):
+        import weakref
 
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
 
-def _rss_sampled_peak(fn: Callable[[], Any], interval_s: float = 0.0005) -> int:
-    """Peak RSS increase during fn(), sampled by a thread (misses peaks shorter than interval_s)."""
-    import psutil
+        tracker = self
 
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
+        def storages(tree):
+            return [t.untyped_storage() for t in tree_flatten(tree)[0]
+                    if isinstance(t, torch.Tensor) and t.device.type != "meta"]
 
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(interval_s)
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                inputs = {s._cdata for s in storages((args, kwargs))}
+                for storage in storages(out):
+                    key = storage._cdata
+                    if key in inputs or key in tracker.live:
+                        continue
+                    tracker.live[key] = storage.nbytes()
+                    tracker.current += tracker.live[key]
+                    tracker.peak = max(tracker.peak, tracker.current)
+                    weakref.finalize(storage, tracker._free, key)
+                return out
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    peak[0] = max(peak[0], proc.memory_info().rss)
-    return peak[0] - base
+        return Mode()
 
 
 def measure_peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> MemoryPeak:
     """Extra memory `fn()` needs at its peak on `device`, beyond what was allocated before the call
-    (weights already loaded are not included). See the module docstring for the methods."""
+    (weights and inputs already there are not included). CUDA: the caching allocator's
+    max_memory_allocated; other devices: the peak of live tensor storage allocated by the call's
+    ops (`_LiveTensorBytes`). Both count tensors, not allocator caches or library scratch space."""
     import gc
 
     device = torch.device(device)
@@ -315,13 +318,10 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu
             fn()
             torch.cuda.synchronize(device)
             return MemoryPeak(torch.cuda.max_memory_allocated(device) - before, "cuda max_memory_allocated")
-        if device.type == "cpu":
-            if _can_reset_hwm():
-                before = _proc_status_kb("VmRSS")
-                fn()
-                return MemoryPeak(max(0, _proc_status_kb("VmHWM") - before) * 1024, "cpu peak RSS (VmHWM) delta")
-            return MemoryPeak(max(0, _rss_sampled_peak(fn)), "cpu RSS delta (psutil sampling)")
-    raise PolySpaceError(f"peak memory on device {device}: only cuda and cpu are measured; use device=cpu or cuda")
+        tracker = _LiveTensorBytes()
+        with tracker.mode():
+            fn()
+        return MemoryPeak(tracker.peak, "peak live tensor bytes (dispatch-mode tracker)")
 
 
 # ---------------------------------------------------------------------------------------------

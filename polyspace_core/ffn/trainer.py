@@ -121,6 +121,7 @@ class TSMTrainer:
         self.accelerator = make_accelerator(config)
         self.device = self.accelerator.device
         self.save_dir = Path(save_dir) if save_dir is not None else None
+        self.train_data, self.val_data = train_data, val_data
         self._check_model(model)
         self.train_frames: tuple[int, ...] = tuple(model.frame_counts)
         self.select_frames = max(self.train_frames)  # `best` is chosen on this frame count
@@ -181,6 +182,8 @@ class TSMTrainer:
         """One pass over the training data -> mean loss/ce/kl, train accuracy per frame count, lr."""
         seed = _epoch_seed(self.config.seed, self.epoch)
         self.loader_generator.manual_seed(seed)                          # shuffling (and worker seeds)
+        if hasattr(self.train_data, "set_epoch"):                        # TSN offsets and crops
+            self.train_data.set_epoch(self.epoch)
         torch.manual_seed(seed + self.accelerator.process_index)        # dropout, crops in the main process
         self.model.train()
         sums = torch.zeros(3, dtype=torch.float64)                       # loss, ce, kl (x batch size)

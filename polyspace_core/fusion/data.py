@@ -173,8 +173,10 @@ class VideoBatches:
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         batches = [self.indices[rank_share(p, self.rank, self.world)].tolist()
                    for p in epoch_batches(len(self.indices), self.batch, epoch, self.seed, self.shuffle, self.world)]
+        # a private generator: a DataLoader otherwise draws its worker seed from the global RNG,
+        # which would shift the dropout masks relative to cached mode
         loader = torch.utils.data.DataLoader(self.source, batch_sampler=batches, num_workers=self.workers,
-                                             collate_fn=_collate_clips)
+                                             collate_fn=_collate_clips, generator=torch.Generator().manual_seed(0))
         for items in loader:
             good = []
             for it in items:

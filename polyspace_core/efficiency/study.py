@@ -1,0 +1,229 @@
+"""The measurements behind notebook 06, one function per cell, each returning a table.
+
+    backbone_costs      every backbone at its real configuration and the tiny presets
+    find_fusion_checkpoint / as_run_pipeline   the pipeline the earlier stages trained
+    pipeline_table      the three configurations with 05's top-1 beside them
+    tsm_costs           TSM and FFN ResNets at 4/8/16 frames
+    colorization_costs  the colorization system per frame
+    storage_tables      feature store size per model, token rule and dtype
+    efficiency_metrics  the flat figures of metrics.json
+
+Latency is measured only for what costs at most `latency_max_gflops` per call on the device (the
+big models on a CPU would take minutes per clip; FLOPs and parameters are counted for everything).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import PolySpaceError
+from .catalog import BackboneSpec, resolve_backbone, tiny_specs
+from .components import backbone_cost, colorization_cost, tsm_cost
+from .measure import Measurement
+from .pipeline import (CONFIGURATIONS, EVAL_KEYS, PipelineCost, PipelineSpec, accuracy_from_eval, pipeline_spec,
+                       spec_from_fusion_checkpoint)
+
+
+def _frame(rows: list[dict[str, Any]], index: str | None = None):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    return frame.set_index(index) if index and not frame.empty else frame
+
+
+def measurement_rows(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
+    """Table rows: name, GFLOPs, attention share, params (M), latency (ms), peak memory (MB), clip."""
+    rows = []
+    for m in measurements:
+        attention = sum(v for k, v in m.flops_by_op.items() if k in _attention_ops())
+        rows.append({"model": m.name, "gflops": m.gflops, "attention_gflops": attention / 1e9,
+                     "params_m": m.params / 1e6, "latency_ms": m.latency_ms, "peak_memory_mb": m.peak_memory_mb,
+                     "frames": m.spec.get("frames"), "size": m.spec.get("size"), "source": m.spec.get("source", "")})
+    return rows
+
+
+def _attention_ops() -> tuple[str, ...]:
+    from .measure import ATTENTION_OPS
+
+    return ATTENTION_OPS
+
+
+def backbone_costs(names: Sequence[str], device: torch.device | str = "cpu", *, include_tiny: bool = True,
+                   latency_max_gflops: float = 20.0, warmup: int = 1, repeats: int = 3,
+                   progress: bool = True) -> tuple[Any, dict[str, Measurement]]:
+    """(table, {name: Measurement}) for each named backbone plus, with `include_tiny`, every tiny
+    preset. One clip each, at the backbone's own frame count and size."""
+    specs = [resolve_backbone(n) for n in names]
+    if include_tiny:
+        specs += [s for s in tiny_specs().values() if s.name not in {x.name for x in specs}]
+    results: dict[str, Measurement] = {}
+    for spec in tqdm(specs, desc="backbones", disable=not progress, leave=False):
+        results[spec.name] = backbone_cost(spec, device, latency_max_gflops=latency_max_gflops,
+                                           warmup=warmup, repeats=repeats)
+    return _frame(measurement_rows(list(results.values())), "model"), results
+
+
+def find_fusion_checkpoint(fusion_run_dir: str | Path) -> Path | None:
+    """The fusion checkpoint notebook 04 saved under its run dir (a folder with fusion.json; the
+    `best` one when there are several), or None when 04 has not run."""
+    found = sorted(Path(fusion_run_dir).rglob("fusion.json"))
+    if not found:
+        return None
+    best = [p for p in found if p.parent.name == "best"]
+    return (best or found)[0].parent
+
+
+def as_run_pipeline(fusion_run_dir: str | Path, student: str, teachers: Sequence[str], *, converter_kind: str,
+                    num_classes: int) -> PipelineSpec:
+    """The pipeline 04 trained when its checkpoint exists (backbones from its feature store,
+    converter and head settings from fusion.json), else `student`/`teachers` with default head
+    settings and converters of `converter_kind`; `settings_from` says which."""
+    checkpoint = find_fusion_checkpoint(fusion_run_dir)
+    if checkpoint is not None:
+        return spec_from_fusion_checkpoint(checkpoint)
+    spec = pipeline_spec(student, teachers, converter={"kind": converter_kind}, num_classes=num_classes)
+    spec.settings_from = f"defaults (no fusion checkpoint under {fusion_run_dir})"
+    return spec
+
+
+def real_size_pipeline(as_run: PipelineSpec, student: str, teachers: Sequence[str]) -> PipelineSpec:
+    """The as-run converter/head settings over real-size backbones."""
+    return as_run.with_backbones(resolve_backbone(student), [resolve_backbone(t) for t in teachers])
+
+
+def read_eval_metrics(path: str | Path) -> dict[str, Any] | None:
+    """05's metrics.json, or None when 05 has not run."""
+    from ..io import read_json
+
+    path = Path(path)
+    return read_json(path) if path.is_file() else None
+
+
+def pipeline_table(cost: PipelineCost, eval_metrics: dict[str, Any] | None = None):
+    """The three configurations: GFLOPs, params (M), latency (ms), and 05's top-1 of the matching
+    row (student matched head / fusion / fusion oracle) — NaN where 05 has not run."""
+    accuracy = accuracy_from_eval(eval_metrics)
+    rows = []
+    for row in cost.configurations():
+        c = row["configuration"]
+        top1 = accuracy[c]
+        rows.append({**row, "top1": math.nan if top1 is None else top1, "top1_from": f"05 top1_{EVAL_KEYS[c]}"})
+    return _frame(rows, "configuration")
+
+
+def component_table(cost: PipelineCost):
+    """Every component of a pipeline with its own measurements."""
+    rows = [{"component": key, **{k: v for k, v in m.row().items() if k != "name"}, "name": m.name}
+            for key, m in cost.components.items()]
+    frame = _frame(rows, "component")
+    keep = ["name", "gflops", "params_m", "latency_ms", "peak_memory_mb"]
+    return frame[[c for c in keep if c in frame.columns]]
+
+
+def tsm_costs(arch: str = "resnet50", frame_counts: Sequence[int] = (4, 8, 16), size: int = 224,
+              device: torch.device | str = "cpu", *, num_classes: int = 174, latency_max_gflops: float = 20.0,
+              warmup: int = 1, repeats: int = 3) -> tuple[Any, dict[str, Measurement]]:
+    """Vanilla TSM and FFN at each frame count: GFLOPs grow linearly with frames, parameters are
+    one model for FFN (shared convolutions, private BatchNorms and adaconvs per stream)."""
+    results: dict[str, Measurement] = {}
+    for ffn in (False, True):
+        for frames in frame_counts:
+            counted = tsm_cost(arch, frames, size, ffn=ffn, frame_counts=frame_counts, num_classes=num_classes)
+            if counted.gflops <= latency_max_gflops:
+                counted = tsm_cost(arch, frames, size, ffn=ffn, frame_counts=frame_counts, num_classes=num_classes,
+                                   device=device, latency=True, warmup=warmup, repeats=repeats)
+            results[counted.name] = counted
+    return _frame(measurement_rows(list(results.values())), "model"), results
+
+
+def colorization_costs(size: int = 128, chunk: int = 4, device: torch.device | str = "cpu", *,
+                       checkpoint: str | Path | None = None, latency_max_gflops: float = 20.0,
+                       warmup: int = 1, repeats: int = 3) -> tuple[Any, Measurement]:
+    """The colorization system per frame (FLOPs without the OpenCV flow; latency with it)."""
+    counted = colorization_cost(size, chunk, device, checkpoint=str(checkpoint) if checkpoint else None,
+                                latency=False)
+    if counted.gflops * chunk <= latency_max_gflops:
+        counted = colorization_cost(size, chunk, device, checkpoint=str(checkpoint) if checkpoint else None,
+                                    latency=True, warmup=warmup, repeats=repeats)
+    row = {**measurement_rows([counted])[0], "per": "frame", "flow": counted.spec["flow"],
+           "flow_in_flops": counted.spec["flow_in_flops"]}
+    return _frame([row], "model"), counted
+
+
+def storage_tables(specs: Sequence[BackboneSpec], runs_dir: str | Path, *, clips: int = 1000,
+                   check_clips: int = 8) -> dict[str, Any]:
+    """{"computed": MB per `clips` clips per model, token rule and dtype; "written": a real store
+    written per model and dtype (temporal tokens) and measured on disk; "runs": the stores under
+    `runs_dir` as written by 01 (empty when 01 has not run)}."""
+    from .storage import DTYPE_BYTES, storage_table, store_sizes, written_store_bytes
+
+    written = []
+    for spec in specs:
+        for dtype in DTYPE_BYTES:
+            w = written_store_bytes(spec, "temporal", dtype, clips=check_clips)
+            written.append({"model": spec.name, "dtype": dtype, "T": spec.tokens("temporal"), "D": spec.width,
+                            f"mb_per_{clips}_on_disk": w["bytes_per_clip"] * clips / 2**20,
+                            f"mb_per_{clips}_features": w["feature_bytes_per_clip"] * clips / 2**20,
+                            "header_bytes": w["header_bytes"]})
+    runs_dir = Path(runs_dir)
+    return {"computed": _frame(storage_table(specs, clips=clips), None),
+            "written": _frame(written, None),
+            "runs": _frame(store_sizes(runs_dir, clips) if runs_dir.is_dir() else [], None)}
+
+
+def _key(name: str) -> str:
+    return name.replace("-", "_").replace(" ", "_").replace(">", "").replace(".", "_")
+
+
+def efficiency_metrics(backbones: dict[str, Measurement], as_run: PipelineCost, real: PipelineCost,
+                       tsm: dict[str, Measurement], colorization: Measurement | None = None) -> dict[str, Any]:
+    """The flat figures of metrics.json: gflops_/params_/latency_ms_<model> for every backbone,
+    TSM/FFN model and pipeline part, `flops_config` (the clip each was counted at, and that FLOPs
+    are true FLOPs), the configuration totals, and the cost ratios of the real-size pipeline
+    (`cost_fusion_over_student`, `cost_teachers_over_fusion`; `_as_run` for the as-run one)."""
+    out: dict[str, Any] = {}
+    config: dict[str, Any] = {"flop_convention": "true FLOPs: 2 per multiply-add (matmul, conv, attention)",
+                              "batch": 1, "models": {}}
+
+    def put(name: str, m: Measurement, clip: dict[str, Any]) -> None:
+        key = _key(name)
+        out[f"gflops_{key}"] = m.gflops
+        out[f"params_{key}"] = m.params
+        out[f"latency_ms_{key}"] = m.latency_ms
+        config["models"][key] = clip
+
+    for name, m in {**backbones, **{m.name: m for m in (as_run.components["student"], real.components["student"])},
+                    **{m.name: m for k, m in [*as_run.components.items(), *real.components.items()]
+                       if k.startswith("teacher:")}}.items():
+        put(name, m, {"per": "clip", "frames": m.spec.get("frames"), "size": m.spec.get("size"),
+                      "source": m.spec.get("source")})
+    for name, m in tsm.items():
+        put(name, m, {"per": "clip", "frames": m.spec["frames"], "size": m.spec["size"], "arch": m.spec["arch"],
+                      "ffn": m.spec["ffn"]})
+    for label, cost in (("", real), ("_as_run", as_run)):
+        student = cost.spec.student
+        for key, m in cost.components.items():
+            if key.startswith(("converter:", "fusion_head", "student_head")):
+                part = _key(key.replace("converter:", "converter_"))
+                put(f"{part}{label}", m, {"per": "clip", "input": f"{student.name} features "
+                                                                  f"{list(cost.spec.shape(student))}"})
+        for row in cost.configurations():
+            short = {CONFIGURATIONS[0]: "student_only", CONFIGURATIONS[1]: "fusion_pipeline",
+                     CONFIGURATIONS[2]: "student_plus_teachers"}[row["configuration"]]
+            out[f"gflops_{short}{label}"] = row["gflops"]
+            out[f"params_{short}{label}"] = round(row["params_m"] * 1e6)
+            out[f"latency_ms_{short}{label}"] = row["latency_ms"]
+        ratios = cost.ratios()
+        out[f"cost_fusion_over_student{label}"] = ratios["cost_fusion_over_student"]
+        out[f"cost_teachers_over_fusion{label}"] = ratios["cost_teachers_over_fusion"]
+        config[f"pipeline{label or '_real'}"] = cost.spec.describe()
+    if colorization is not None:
+        put("colorization_system_per_frame", colorization,
+            {"per": "frame", "size": colorization.spec["size"], "flow_in_flops": False})
+    out["flops_config"] = config
+    return out

@@ -1,0 +1,328 @@
+"""05: fusion against honest baselines on the test split, side by side, with what each costs.
+
+    report = evaluate_downstream("runs/default/04_train_fusion/fusion/best", features_root, ...)
+    report.table()        # one row per method: top-1, top-5, mean per-class accuracy, params, GFLOPs
+    report.metrics()      # flat dict for metrics.json (top1_student, top1_fusion, ...)
+
+Rows (every baseline is trained on the train split and selected on validation, never random):
+    student linear probe      the student's pooled features -> linear
+    student matched head      the student's tokens -> a head with the fusion pipeline's trainable
+                              parameter count (a fusion gain is then not just a bigger head)
+    fusion                    student -> converters -> residual-gated head (the checkpoint of 04)
+    teacher <name> probe      a teacher's OWN features -> linear (upper bound: running that teacher)
+    teachers concat probe     all teachers' features concatenated -> linear (upper bound)
+    fusion oracle             the trained fusion head fed the teachers' own features in place of
+                              the converted ones (what perfect converters would give)
+
+Cost is GFLOPs per clip of everything a prediction runs, backbones included (true FLOPs, 2 per
+multiply-add, counted with torch's FlopCounterMode through polyspace_core.efficiency): the student
+backbone for student rows and fusion, the teacher backbones for teacher rows, all of them for the
+oracle, plus the converters and heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import PolySpaceError
+from .data import TensorBatches, cached_batches, open_split_store
+from .engine import TrainSettings, make_accelerator, predict
+from .head import count_trainable
+from .metrics import classification_metrics, confusion_matrix
+from .pipeline import load_fusion
+from .probes import train_linear_probe, train_matched_student_head
+
+
+@dataclass
+class DownstreamReport:
+    """rows: one dict per method (name, key, kind, top1, top5, mean_class_acc, params, gflops).
+    confusion: method key -> (C, C) counts on the evaluation split. gates: per-teacher gate
+    statistics of fusion. histories: training curves of the baselines. class_names, split."""
+
+    rows: list[dict[str, Any]]
+    confusion: dict[str, np.ndarray]
+    gates: dict[str, Any]
+    histories: dict[str, dict[str, Any]]
+    class_names: list[str]
+    split: str
+    costs: dict[str, Any] = field(default_factory=dict)
+
+    def table(self):
+        """The rows as a pandas DataFrame indexed by method name."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows).set_index("method")
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat figures for metrics.json: top1_/top5_/mean_class_acc_/gflops_<key> per row, plus the
+        fusion gains over the student baselines and the mean gate per teacher."""
+        out: dict[str, Any] = {"eval_split": self.split}
+        for row in self.rows:
+            for metric in ("top1", "top5", "mean_class_acc", "gflops", "params"):
+                if row.get(metric) is not None:
+                    out[f"{metric}_{row['key']}"] = row[metric]
+        out["fusion_gain_over_student"] = out["top1_fusion"] - out["top1_student"]
+        out["fusion_gain_over_student_matched"] = out["top1_fusion"] - out["top1_student_matched"]
+        for teacher, stats in self.gates["per_teacher"].items():
+            out[f"gate_mean_{teacher}"] = stats["mean"]
+        return out
+
+
+def _row(method: str, key: str, kind: str, pred: dict[str, torch.Tensor], num_classes: int,
+         params: int, gflops: float | None) -> dict[str, Any]:
+    m = classification_metrics(pred["logits"], pred["label"], num_classes)
+    return {"method": method, "key": key, "kind": kind, "top1": m["top1"], "top5": m["top5"],
+            "mean_class_acc": m["mean_class_acc"], "n": m["n"], "params": int(params), "gflops": gflops}
+
+
+def gate_statistics(gates: torch.Tensor, labels: torch.Tensor, teachers: Sequence[str],
+                    num_classes: int) -> dict[str, Any]:
+    """gates (N, n_teachers, T) in [0, 1] -> per teacher: mean, std, share of open gates (> 0.5);
+    per class and teacher: the mean gate ((C, n_teachers) nested list); per token position."""
+    gates = gates.float()
+    clip_mean = gates.mean(dim=2)  # (N, n_teachers)
+    per_teacher = {}
+    for i, name in enumerate(teachers):
+        g = gates[:, i]
+        per_teacher[name] = {"mean": float(g.mean()), "std": float(g.std()), "open_share": float((g > 0.5).float().mean()),
+                             "per_token": g.mean(0).tolist()}
+    per_class = torch.zeros(num_classes, len(teachers))
+    for c in range(num_classes):
+        members = labels == c
+        if members.any():
+            per_class[c] = clip_mean[members].mean(0)
+        else:
+            per_class[c] = float("nan")
+    return {"teachers": list(teachers), "per_teacher": per_teacher, "per_class": per_class.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# cost
+
+
+def _module_gflops(module: nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
+    """GFLOPs of one clip through a head/probe/pipeline (batch of one, on CPU)."""
+    from ..efficiency.measure import count_flops
+
+    module = module.cpu().eval()
+    one = {k: v[:1].cpu() for k, v in batch.items()}
+    return count_flops(lambda: module(one)).total / 1e9
+
+
+def backbone_gflops(store, name: str) -> float:
+    """GFLOPs of one clip through a stored model's backbone at the clip spec it was extracted with
+    (counted on the meta device: no weights are loaded)."""
+    from ..efficiency.catalog import resolve_backbone
+    from ..efficiency.components import backbone_cost
+
+    info = store.model_info(name)
+    spec = resolve_backbone(info["source"], frames=int(info["clip"]["frames"]))
+    return backbone_cost(spec).flops / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+
+def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: str = "test",
+                        train_split: str = "train", val_split: str = "validation",
+                        probe_settings: TrainSettings | None = None, head_settings: TrainSettings | None = None,
+                        features_fp16: bool | None = None, costs: bool = True, device: str = "auto",
+                        progress: bool = True, accelerator=None) -> DownstreamReport:
+    """Evaluate the fusion checkpoint in `fusion_dir` and every baseline on `split` of the
+    feature store at `features` (cached mode: train/validation/`split` subfolders).
+
+    probe_settings: training of the linear probes (default: 30 epochs, lr 1e-2, batch 64).
+    head_settings: training of the matched student head (default: the fusion run's own settings,
+    from its fusion.json, so both get the same budget). costs: count GFLOPs per clip.
+    """
+    acc = accelerator or make_accelerator(device)
+    pipeline = load_fusion(fusion_dir)
+    c = pipeline.config
+    stores = {s: open_split_store(features, s, features_fp16) for s in (train_split, val_split, split)}
+    class_names = stores[train_split].class_names
+    if class_names != pipeline.info["class_names"]:
+        raise PolySpaceError(f"{fusion_dir}: the fusion head was trained on other classes than the store "
+                             f"{features} holds; evaluate it on the features it was trained for")
+    if stores[train_split].student != c.student:
+        raise PolySpaceError(f"{features}: the store's student is {stores[train_split].student!r}, the fusion "
+                             f"head's is {c.student!r}; use the store it was trained on")
+    models = [c.student, *c.teachers]
+    for s, store in stores.items():
+        missing = [m for m in models if m not in store.models]
+        if missing:
+            raise PolySpaceError(f"{store.split_dir}: no features of {missing}; featurize the teachers too "
+                                 f"(the baselines need each teacher's own features)")
+    if not (stores[split].labels >= 0).all():
+        raise PolySpaceError(f"{stores[split].split_dir}: split {split!r} has unlabeled videos; evaluate on a labeled split")
+    n_classes = len(class_names)
+
+    probe_settings = probe_settings or TrainSettings(epochs=30, batch=64, lr=1e-2, weight_decay=1e-4)
+    head_settings = head_settings or TrainSettings(**pipeline.info["settings"])
+    batches = {s: cached_batches(stores[s], models, batch=probe_settings.batch, shuffle=False, preload=True)
+               for s in stores}
+    train_b, val_b, test_b = batches[train_split], batches[val_split], batches[split]
+
+    rows, confusion, histories = [], {}, {}
+    pipeline = pipeline.to(acc.device)
+
+    def run(model, key):
+        pred = predict(model.to(acc.device), test_b, accelerator=acc)
+        confusion[key] = confusion_matrix(pred["logits"].argmax(1), pred["label"], n_classes).numpy()
+        return pred
+
+    # fusion, then the oracle with the same weights
+    fusion_pred = run(pipeline, "fusion")
+    pipeline.teacher_inputs = True
+    oracle_pred = run(pipeline, "fusion_oracle")
+    pipeline.teacher_inputs = False
+
+    student_probe = train_linear_probe([c.student], train_b, val_b, n_classes, probe_settings, accelerator=acc,
+                                       progress=progress, desc="student linear probe")
+    matched = train_matched_student_head(pipeline, train_b, val_b, head_settings, accelerator=acc, progress=progress)
+    teacher_probes = {t: train_linear_probe([t], train_b, val_b, n_classes, probe_settings, accelerator=acc,
+                                            progress=progress, desc=f"teacher {t} probe") for t in c.teachers}
+    concat = train_linear_probe(list(c.teachers), train_b, val_b, n_classes, probe_settings, accelerator=acc,
+                                progress=progress, desc="teachers concat probe")
+    histories.update(student=student_probe.history, student_matched=matched.history, teachers_concat=concat.history,
+                     **{f"teacher_{t}": r.history for t, r in teacher_probes.items()})
+
+    # cost per clip, backbones included
+    cost: dict[str, Any] = {}
+    if costs:
+        from ..efficiency.measure import count_flops
+
+        sample = next(iter(TensorBatches({m: test_b.features[m] for m in models}, test_b.labels, batch=1)))
+        pipeline.cpu()
+        z0, teacher_feats = sample[c.student], [sample[t] for t in c.teachers]
+        cost = {"backbone_gflops": {m: backbone_gflops(stores[split], m) for m in models},
+                "converter_gflops": {t: count_flops(conv_m, z0).total / 1e9
+                                     for t, conv_m in zip(c.teachers, pipeline.converters)},
+                "head_gflops": count_flops(pipeline.head, z0, teacher_feats).total / 1e9,
+                "student_probe_gflops": _module_gflops(student_probe.model, sample),
+                "matched_head_gflops": _module_gflops(matched.model, sample)}
+        pipeline.to(acc.device)
+
+    def g(*parts):
+        return float(sum(parts)) if costs else None
+
+    pf = count_trainable(pipeline)
+    rows.append(_row("student linear probe", "student", "baseline", run(student_probe.model, "student"), n_classes,
+                     count_trainable(student_probe.model),
+                     g(cost["backbone_gflops"][c.student], cost["student_probe_gflops"]) if costs else None))
+    rows.append(_row("student matched head", "student_matched", "baseline", run(matched.model, "student_matched"),
+                     n_classes, count_trainable(matched.model),
+                     g(cost["backbone_gflops"][c.student], cost["matched_head_gflops"]) if costs else None))
+    rows.append(_row("fusion", "fusion", "fusion", fusion_pred, n_classes, pf,
+                     g(cost["backbone_gflops"][c.student], *cost["converter_gflops"].values(), cost["head_gflops"])
+                     if costs else None))
+    for t, r in teacher_probes.items():
+        rows.append(_row(f"teacher {t} probe", f"teacher_{t}", "upper bound", run(r.model, f"teacher_{t}"), n_classes,
+                         count_trainable(r.model),
+                         g(cost["backbone_gflops"][t], _module_gflops(r.model, sample)) if costs else None))
+    rows.append(_row("teachers concat probe", "teachers_concat", "upper bound", run(concat.model, "teachers_concat"),
+                     n_classes, count_trainable(concat.model),
+                     g(*[cost["backbone_gflops"][t] for t in c.teachers], _module_gflops(concat.model, sample))
+                     if costs else None))
+    rows.append(_row("fusion oracle (teacher features)", "fusion_oracle", "upper bound", oracle_pred, n_classes, pf,
+                     g(*cost["backbone_gflops"].values(), cost["head_gflops"]) if costs else None))
+
+    gates = gate_statistics(fusion_pred["gates"], fusion_pred["label"], c.teachers, n_classes)
+    return DownstreamReport(rows=rows, confusion=confusion, gates=gates, histories=histories,
+                            class_names=class_names, split=split, costs=cost)
+
+
+# ---------------------------------------------------------------------------------------------
+# one checkpoint, either mode (the `polyspace eval` of the original scripts)
+
+
+def resolve_fusion_dir(path: str | Path) -> Path:
+    """A fusion checkpoint folder, given it or the save_dir holding `best/`."""
+    path = Path(path)
+    if (path / "fusion.json").is_file():
+        return path
+    if (path / "best" / "fusion.json").is_file():
+        return path / "best"
+    raise PolySpaceError(f"{path}: no fusion checkpoint (fusion.json) here or in {path / 'best'}; "
+                         f"train one with `polyspace train-fusion --save_dir {path}`")
+
+
+def video_student_features(dataset: str, root: str | Path, split: str, backbone, tokens: str = "temporal",
+                           batch: int = 8, workers: int = 0, on_error: str = "error", split_seed: int = 0,
+                           accelerator=None, progress: bool = True) -> TensorBatches:
+    """Video mode without a store: decode `split`, run the student (featurize's code path) and
+    keep its token features in memory as TensorBatches {student: (N, T, D)}."""
+    from tqdm.auto import tqdm
+
+    from ..datasets.registry import load_split
+    from .data import StudentFeatures, VideoBatches
+
+    device = accelerator.device if accelerator is not None else torch.device("cpu")
+    items = load_split(dataset, root, split, seed=split_seed)
+    videos = VideoBatches(items.items, items.labels, backbone, batch=batch, workers=workers, on_error=on_error)
+    source = StudentFeatures(backbone, tokens).to(device)
+    feats, labels = {}, torch.as_tensor(items.labels, dtype=torch.int64)
+    for b in tqdm(videos, total=len(videos), desc=f"student features ({split})", disable=not progress, leave=False):
+        out = source({k: v.to(device) for k, v in b.items()})
+        for i, row in zip(out["index"].tolist(), out[backbone.name].cpu()):
+            feats[i] = row
+    kept = sorted(feats)
+    stacked = torch.zeros(len(items), *feats[kept[0]].shape)
+    stacked[kept] = torch.stack([feats[i] for i in kept])
+    batches = TensorBatches({backbone.name: stacked}, labels, kept, batch=batch)
+    batches.skipped = dict(videos.skipped)
+    return batches
+
+
+def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features: str | Path | None = None,
+                        dataset: str | None = None, root: str | Path | None = None, student: str | None = None,
+                        features_fp16: bool | None = None, batch: int = 64, workers: int = 0,
+                        on_error: str = "error", split_seed: int = 0, device: str = "auto",
+                        progress: bool = True) -> dict[str, Any]:
+    """Top-1 / top-5 / mean per-class accuracy and the confusion matrix of one fusion checkpoint on
+    `split`: from the store at `features` (cached) or from the videos (`dataset`, `root`; the
+    student defaults to the one the checkpoint was trained with)."""
+    from .data import StudentFeatures, VideoBatches
+
+    acc = make_accelerator(device)
+    fusion_dir = resolve_fusion_dir(fusion_dir)
+    pipeline = load_fusion(fusion_dir, device=acc.device)
+    c = pipeline.config
+    source = None
+    if features is not None:
+        store = open_split_store(features, split, features_fp16)
+        if store.student != c.student:
+            raise PolySpaceError(f"{store.split_dir}: the store's student is {store.student!r}, the checkpoint's "
+                                 f"is {c.student!r}")
+        batches = cached_batches(store, [c.student], batch=batch, shuffle=False)
+        class_names, mode = store.class_names, "cached"
+    else:
+        from ..backbones import load_backbone
+        from ..datasets.registry import load_split
+
+        if dataset is None or root is None:
+            raise PolySpaceError("evaluating on videos needs --dataset and --root (or --use_cached_features with a store)")
+        spec = student or f"{c.student}={pipeline.info['data']['student_source']}"
+        backbone = load_backbone(spec, frames=int(pipeline.info["data"].get("frames", 16)), device=acc.device)
+        if backbone.name != c.student:
+            raise PolySpaceError(f"--student {spec!r} is named {backbone.name!r}; the checkpoint's student is "
+                                 f"{c.student!r} (write {c.student}=SOURCE)")
+        items = load_split(dataset, root, split, seed=split_seed)
+        batches = VideoBatches(items.items, items.labels, backbone, batch=batch, workers=workers, on_error=on_error)
+        source = StudentFeatures(backbone, pipeline.info["data"].get("tokens", "temporal")).to(acc.device)
+        class_names, mode = list(items.class_names), "video"
+    if class_names != pipeline.info["class_names"]:
+        raise PolySpaceError(f"{fusion_dir}: trained on other classes than split {split!r} has")
+    pred = predict(pipeline, batches, source, acc, progress=progress, desc=f"eval {split}")
+    metrics = classification_metrics(pred["logits"], pred["label"], len(class_names))
+    metrics.update(mode=mode, split=split, checkpoint=str(fusion_dir),
+                   confusion=confusion_matrix(pred["logits"].argmax(1), pred["label"], len(class_names)).tolist(),
+                   gates=gate_statistics(pred["gates"], pred["label"], c.teachers, len(class_names)),
+                   skipped=getattr(batches, "skipped", {}))
+    return metrics

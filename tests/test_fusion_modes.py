@@ -1,0 +1,141 @@
+"""Cached and video mode on the real chain: SynthMotion videos -> featurize (tiny student and
+teacher) -> ridge converters -> fusion, plus the CLI, fp16 stores and the 05 table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from polyspace_core.cli import main
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.fusion.engine import TrainSettings, make_accelerator
+from polyspace_core.fusion.train import HeadOptions, train_fusion
+
+STUDENT, TEACHER = "vjepa2-tiny", "timesformer-tiny"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    from polyspace_core.datasets import generate_synthmotion, load_split
+    from polyspace_core.features.featurize import featurize
+
+    root = tmp_path_factory.mktemp("fusion_chain")
+    info = generate_synthmotion(root / "videos", layout="hmdb51-csv", classes=3, clips_per_class=6, frames=16,
+                                size=32, seed=0, progress=False)
+    for split in ("train", "validation", "test"):
+        featurize(load_split(info["dataset"], info["root"], split), STUDENT, [TEACHER], root / "features",
+                  batch=4, device="cpu", progress=False)
+    assert main(["train-converter", "--features", str(root / "features"), "--save_dir", str(root / "converters"),
+                 "--kind", "ridge", "--device", "cpu"]) == 0
+    return {"root": root, "dataset": info["dataset"], "videos": info["root"], "features": root / "features",
+            "converters": root / "converters"}
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    return make_accelerator("cpu")
+
+
+def test_cached_and_video_mode_take_the_same_steps(chain, accelerator):
+    settings = TrainSettings(epochs=2, batch=4, lr=1e-3)
+    runs = {}
+    for mode in ("cached", "video"):
+        torch.manual_seed(0)
+        data = ({"features": chain["features"]} if mode == "cached" else
+                {"dataset": chain["dataset"], "root": chain["videos"], "student": STUDENT})
+        runs[mode] = train_fusion(mode=mode, converters=chain["converters"], settings=settings,
+                                  head=HeadOptions(rank=16, gate_hidden=16), save_dir=chain["root"] / f"fusion_{mode}",
+                                  accelerator=accelerator, progress=False, **data)
+    cached, video = runs["cached"], runs["video"]
+    assert cached.mode == "cached" and video.mode == "video"
+    # same batches, same features (the video path runs featurize's code), same optimisation
+    assert cached.history["train_loss"] == pytest.approx(video.history["train_loss"], rel=1e-5)
+    assert cached.history["val_top1"] == video.history["val_top1"]
+    for (k, a), (_, b) in zip(cached.pipeline.state_dict().items(), video.pipeline.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+    assert (chain["root"] / "fusion_video" / "best" / "fusion.json").is_file()
+    # ... and the same evaluation: the video-mode checkpoint scored on videos and on the store
+    from polyspace_core.fusion.evaluate import evaluate_checkpoint
+
+    on_videos = evaluate_checkpoint(chain["root"] / "fusion_video", split="test", dataset=chain["dataset"],
+                                    root=chain["videos"], device="cpu", progress=False)
+    on_store = evaluate_checkpoint(chain["root"] / "fusion_video", split="test", features=chain["features"],
+                                   device="cpu", progress=False)
+    assert on_videos["mode"] == "video" and on_store["mode"] == "cached"
+    assert on_videos["top1"] == on_store["top1"] and on_videos["confusion"] == on_store["confusion"]
+    assert on_videos["loss"] == pytest.approx(on_store["loss"], rel=1e-5)
+
+
+def test_fp16_store_is_read_by_its_manifest_and_the_flag_is_checked(chain, accelerator, tmp_path):
+    from polyspace_core.features.store import FeatureStore, FeatureStoreWriter
+    from polyspace_core.fusion.data import cached_batches, open_split_store
+
+    # the same features written as fp16 (what featurize --fp16 stores)
+    for split in ("train", "validation"):
+        src = FeatureStore.open(chain["features"] / split)
+        writer = FeatureStoreWriter(tmp_path / "fp16" / split, models=src.manifest["models"], dtype="fp16",
+                                    tokens=src.tokens, shard_size=1000, paths=src.paths, labels=src.labels.tolist(),
+                                    class_names=src.class_names)
+        writer.write_shard(0, {m: src.array(m) for m in src.models}, src.status, len(src), 0)
+        writer.finalize()
+    store = open_split_store(tmp_path / "fp16", "train", features_fp16=True)  # flag agrees: fine
+    batch = next(iter(cached_batches(store, [STUDENT], batch=4, shuffle=False)))
+    assert batch[STUDENT].dtype == torch.float32
+    ref = FeatureStore.open(chain["features"] / "train").array(STUDENT)[batch["index"]]
+    torch.testing.assert_close(batch[STUDENT], ref.half().float())
+    # training on fp16 features needs no flag at all
+    run = train_fusion(mode="cached", features=tmp_path / "fp16", converters=chain["converters"],
+                       settings=TrainSettings(epochs=1, batch=4), accelerator=accelerator, progress=False)
+    assert run.history["epoch"] == [1]
+    # the legacy flag on fp32 features is a clear error, not a dtype crash
+    with pytest.raises(PolySpaceError, match="--features_fp16 was given but these features are stored as float32"):
+        open_split_store(chain["features"], "train", features_fp16=True)
+
+
+def test_cli_train_fusion_and_eval(chain, tmp_path, capsys):
+    save = tmp_path / "fusion"
+    args = ["train-fusion", "--use_cached_features", "--root", str(chain["features"]), "--converters",
+            str(chain["converters"]), "--classes", "3", "--epochs", "2", "--batch", "4", "--lr", "1e-3",
+            "--save_dir", str(save), "--device", "cpu", "--rank", "8"]
+    assert main(args) == 0
+    assert "cached mode" in capsys.readouterr().out
+    history = json.loads((save / "history.json").read_text())
+    assert history["mode"] == "cached" and history["epoch"] == [1, 2]
+    assert main(["eval", "--fusion", str(save), "--student_only", "--split", "test", "--use_cached_features",
+                 "--root", str(chain["features"]), "--device", "cpu", "--probe_epochs", "3",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["fusion"]["n"] == result["student_only"]["n"] == 3 * 1  # one test clip per class
+    assert 0.0 <= result["fusion"]["top1"] <= 1.0
+    # wrong class count, fp16 flag on fp32 features: one-line errors, exit 2
+    assert main(args + ["--classes", "5"]) == 2  # the last --classes wins
+    assert "--classes 5" in capsys.readouterr().err
+    assert main(args + ["--features_fp16"]) == 2
+    assert "--features_fp16 was given" in capsys.readouterr().err
+
+
+def test_downstream_table_has_every_baseline_and_costs(chain):
+    from polyspace_core.fusion.evaluate import evaluate_downstream
+
+    report = evaluate_downstream(chain["root"] / "fusion_cached" / "best", chain["features"], device="cpu",
+                                 probe_settings=TrainSettings(epochs=5, batch=8, lr=1e-2), progress=False)
+    keys = [r["key"] for r in report.rows]
+    assert keys == ["student", "student_matched", "fusion", f"teacher_{TEACHER}", "teachers_concat", "fusion_oracle"]
+    m = report.metrics()
+    for key in keys:
+        assert 0.0 <= m[f"top1_{key}"] <= 1.0 and m[f"top5_{key}"] == 1.0  # 3 classes: top-5 is everything
+    # every baseline was trained (selected on validation), never left random
+    for name, h in report.histories.items():
+        assert h["best_epoch"] >= 1 and len(h["train_loss"]) >= 1, name
+    assert report.histories["student_matched"]["params"] == pytest.approx(m["params_fusion"], rel=0.05)
+    # cost: backbones included; fusion = student + converter + head; oracle runs every backbone
+    c = report.costs
+    assert c["backbone_gflops"][STUDENT] > 0 and c["backbone_gflops"][TEACHER] > 0
+    assert m["gflops_fusion"] == pytest.approx(c["backbone_gflops"][STUDENT] + c["converter_gflops"][TEACHER]
+                                               + c["head_gflops"])
+    assert m["gflops_fusion_oracle"] > m["gflops_fusion"] > m["gflops_student"] > 0
+    assert m["gflops_teachers_concat"] > c["backbone_gflops"][TEACHER]
+    assert set(report.gates["per_teacher"]) == {TEACHER}
+    assert report.confusion["fusion"].shape == (3, 3) and report.confusion["fusion"].sum() == 3
