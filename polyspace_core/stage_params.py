@@ -33,13 +33,60 @@ COMMON: dict[str, str] = {
 # params/smoke.yaml, and the same default values to the notebook's parameters cell.
 STAGE_PARAMS: dict[str, dict[str, str]] = {
     "01_featurize": {},
-    "02_train_converters": {},
-    "03_alignment": {},
+    "02_train_converters": {
+        "converter_features": "optional[path]",  # feature store root; none = the store 01_featurize wrote
+        "converter_teachers": "list[str]",       # empty = every teacher in the store
+        "converter_kinds": "list[str]",          # procrustes, ridge, mlp, attention (A), resampler (B), linear (C)
+        "converter_losses": "list[str]",         # loss weightings, e.g. l2+cos, l2+0.1*nce (closed forms ignore them)
+        "converter_epochs": "int",
+        "converter_batch": "int",
+        "converter_lr": "float",
+        "converter_hidden": "int",               # trunk width of mlp / attention / resampler
+        "converter_depth": "int",
+        "converter_select_on": "choice:r2|cosine|cka|mutual_knn|retrieval_top1",  # validation metric
+        "converter_eval_split": "str",           # held-out split of the fidelity table
+    },
+    "03_alignment": {
+        "alignment_features": "optional[path]",    # feature store root; none = the store 01_featurize wrote
+        "alignment_converters": "optional[path]",  # converter set; none = the one 02_train_converters selected
+        "alignment_splits": "list[str]",           # the first is shown in the report and in metrics.json
+        "alignment_metrics": "list[str]",          # linear_cka, rbf_cka, debiased_cka, minibatch_cka, mutual_knn
+        "alignment_layerwise": "bool",             # layer-wise CKA: re-run the backbones on a few videos
+        "alignment_layer_clips": "int",
+    },
     "04_train_fusion": {
         "cached": "bool",       # True: feature store -> converters -> head; False: decode videos
+        "fusion_features": "optional[path]",    # feature store root; none = the store 01_featurize wrote
+        "fusion_converters": "optional[path]",  # converter set; none = the one 02_train_converters selected
+        "fusion_epochs": "int",
+        "fusion_batch": "int",                  # global batch (split across processes under DDP)
+        "fusion_lr": "float",
+        "fusion_rank": "int",                   # rank of each teacher's projection into the student space
+        "fusion_pooling": "choice:mean|attention",
+        "fusion_gate_l1": "float",              # gate sparsity penalty (0 = off)
+        "fusion_finetune_converters": "bool",   # train the converters with the head (else frozen)
+        "fusion_workers": "int",                # video mode: decoding worker processes (0 = in the kernel)
     },
-    "05_eval_downstream": {},
-    "06_efficiency": {},
+    "05_eval_downstream": {
+        "eval_split": "str",                    # the split reported once (test)
+        "eval_probe_epochs": "int",             # linear probes: epochs (selected on validation)
+        "eval_probe_lr": "float",
+        "eval_costs": "bool",                   # count GFLOPs per clip (backbones included)
+    },
+    "06_efficiency": {
+        "cost_student": "str",              # as-run student, used when 04 left no fusion checkpoint
+        "cost_teachers": "list[str]",       # as-run teachers, idem
+        "cost_converter": "str",            # converter kind, idem
+        "cost_num_classes": "int",          # classifier size, idem
+        "cost_real_student": "str",         # real-size counterparts costed with the as-run settings
+        "cost_real_teachers": "list[str]",
+        "cost_backbones": "list[str]",      # real-size backbones in the FLOPs table (tiny presets always added)
+        "cost_tsm_arch": "str",             # TSM/FFN ResNet costed at 224 px
+        "cost_tsm_frames": "list[int]",
+        "cost_colorize_size": "int",        # colorization working size (pixels, square)
+        "latency_max_gflops": "float",      # time only what costs at most this per clip/frame
+        "latency_repeats": "int",           # timed repeats after one warm-up (median reported)
+    },
     "07_ffn_tfd": {},
     "08_colorization": {},
 }

@@ -139,3 +139,25 @@ def test_downstream_table_has_every_baseline_and_costs(chain):
     assert m["gflops_teachers_concat"] > c["backbone_gflops"][TEACHER]
     assert set(report.gates["per_teacher"]) == {TEACHER}
     assert report.confusion["fusion"].shape == (3, 3) and report.confusion["fusion"].sum() == 3
+
+
+def test_video_batches_skip_or_stop_at_an_undecodable_video(chain, tmp_path):
+    from polyspace_core.backbones import load_backbone
+    from polyspace_core.datasets import load_split
+    from polyspace_core.datasets.base import VideoItem
+    from polyspace_core.fusion.data import VideoBatches
+
+    items = list(load_split(chain["dataset"], chain["videos"], "validation").items)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"")  # an empty file is not a video
+    items.insert(1, VideoItem(broken, 0, items[0].class_name, "broken"))
+    labels = [it.label for it in items]
+    student = load_backbone(STUDENT)
+    skipping = VideoBatches(items, labels, student, batch=2, on_error="skip")
+    batches = list(skipping)
+    served = sorted(i for b in batches for i in b["index"].tolist())
+    assert served == [i for i in range(len(items)) if i != 1]  # the rest is served, nothing made up
+    assert all(b["pixels"].shape[1:] == (student.frames, 3, 32, 32) for b in batches)
+    assert list(skipping.skipped) == [str(broken)] and "empty" in skipping.skipped[str(broken)]
+    with pytest.raises(PolySpaceError, match="broken.mp4"):
+        list(VideoBatches(items, labels, student, batch=2, on_error="error"))

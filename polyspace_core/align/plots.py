@@ -1,7 +1,7 @@
-"""Figures for notebooks 02 and 03. Each function returns a matplotlib Figure built outside
-pyplot's figure manager, so a notebook shows it exactly once (as the cell's result) and a
-headless run embeds it in the HTML report. `alignment_explorer` adds ipywidgets dropdowns when
-the notebook is interactive and renders the same figures statically otherwise."""
+"""Figures for notebooks 02 and 03. Each function returns a matplotlib Figure that pyplot has
+already let go of, so a notebook shows it exactly once (as the cell's result) and a headless run
+embeds it in the HTML report. `alignment_explorer` adds ipywidgets dropdowns when the notebook
+is interactive and renders the same figures statically otherwise."""
 
 from __future__ import annotations
 
@@ -15,12 +15,23 @@ from .study import CLOSED_FORM_LOSS, FIDELITY_METRICS, AlignmentSpaces, Converte
 ARROW = "\u2192"
 
 
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A constrained-layout Figure made through pyplot (which, in a kernel, sets up the inline
+    PNG display of figures) and closed at once, so the inline backend does not show it a
+    second time at the end of the cell."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
 def plot_learning_curves(grid: ConverterGrid) -> Figure:
     """Per teacher: validation R² per epoch (top) and validation loss relative to the untrained
     converter (bottom, log scale; losses of different weightings share one axis this way). The
     selected (best validation) epoch of each run is marked; closed-form fits are dashed lines."""
     n = len(grid.teachers)
-    fig = Figure(figsize=(4.6 * n, 6.4), layout="constrained")
+    fig = new_figure((4.6 * n, 6.4))
     axes = fig.subplots(2, n, squeeze=False, sharex="col")
     for j, teacher in enumerate(grid.teachers):
         top, bottom = axes[0, j], axes[1, j]
@@ -50,7 +61,7 @@ def plot_fidelity(table, metrics: Sequence[str] = FIDELITY_METRICS, title: str =
     import seaborn as sns
 
     data = table.assign(converter=table["kind"] + " \u00b7 " + table["loss"])
-    fig = Figure(figsize=(3.3 * len(metrics), 3.8), layout="constrained")
+    fig = new_figure((3.3 * len(metrics), 3.8))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         sns.barplot(data=data, x="teacher", y=metric, hue="converter", ax=ax, legend=ax is axes[-1])
@@ -68,7 +79,7 @@ def plot_similarity_heatmap(matrix, title: str = "linear CKA") -> Figure:
     import seaborn as sns
 
     size = 1.0 + 0.75 * len(matrix)
-    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    fig = new_figure((size + 1.5, size))
     ax = fig.subplots()
     sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="viridis", square=True, ax=ax,
                 cbar_kws={"shrink": 0.8}, annot_kws={"fontsize": 8})
@@ -85,7 +96,7 @@ def plot_similarity_heatmaps(spaces: AlignmentSpaces, metrics: Sequence[str]) ->
 
     n = len(spaces.clip)
     size = 1.0 + 0.75 * n
-    fig = Figure(figsize=((size + 0.6) * len(metrics), size + 0.4), layout="constrained")
+    fig = new_figure(((size + 0.6) * len(metrics), size + 0.4))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         matrix = similarity_matrix(spaces.clip, metric)
@@ -109,7 +120,7 @@ def plot_alignment_bars(table, metric: str = "linear_cka", teachers: Sequence[st
         pd.DataFrame({"teacher": rows["teacher"], "comparison": f"converted{ARROW}teacher",
                       "value": rows[f"{metric}_converted_teacher"]}),
     ])
-    fig = Figure(figsize=(1.6 + 1.5 * len(rows), 3.6), layout="constrained")
+    fig = new_figure((1.6 + 1.5 * len(rows), 3.6))
     ax = fig.subplots()
     sns.barplot(data=long, x="teacher", y="value", hue="comparison", ax=ax, palette=["#9e9e9e", "#1f77b4"])
     for container in ax.containers:

@@ -386,5 +386,6 @@ def read_clip(root: str | os.PathLike, entry: dict) -> tuple[np.ndarray, np.ndar
     from ..video.decode import read_frames
 
     root = Path(root)
-    frames = read_frames(root / entry["video"], np.arange(entry["frames"]))
+    # PyAV: for short clips it is ~10x faster than decord, whose per-file setup dominates
+    frames = read_frames(root / entry["video"], np.arange(entry["frames"]), backend="pyav")
     return frames, read_reference(root / entry["reference"])

@@ -173,9 +173,11 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A low-contrast textured background: gradient, stripes, checkerboard or smooth blobs."""
     import cv2
 
-    value = rng.uniform(0.15, 0.85)
-    base = _hsv(rng.uniform(), rng.uniform(0.0, 0.45), value)
-    other = _hsv(rng.uniform(), rng.uniform(0.0, 0.45), np.clip(value + rng.uniform(-0.15, 0.15), 0, 1))
+    # texture of low contrast (a nearby hue and brightness), so the objects stay the salient thing
+    hue, saturation, value = rng.uniform(), rng.uniform(0.0, 0.35), rng.uniform(0.2, 0.8)
+    base = _hsv(hue, saturation, value)
+    other = _hsv((hue + rng.uniform(-0.06, 0.06)) % 1.0, saturation,
+                 np.clip(value + rng.choice([-1, 1]) * rng.uniform(0.04, 0.12), 0, 1))
     kind = rng.integers(4)
     yy, xx = np.mgrid[0:size, 0:size] / size
     theta = rng.uniform(0, 2 * np.pi)
@@ -192,25 +194,25 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         t = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
         t = np.clip(t, 0, 1)
     img = base + (other - base) * t[..., None]
-    img = img + rng.normal(0, 4.0, img.shape)  # fine static grain
+    img = img + rng.normal(0, 3.0, img.shape)  # fine static grain
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
 def _contrasting_color(rng: np.random.Generator, background_luma: float) -> np.ndarray:
-    """A saturated colour whose brightness differs from the background by >= 0.25."""
+    """A saturated colour whose brightness differs from the background by >= 0.3."""
     for _ in range(32):
-        rgb = _hsv(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.25, 1.0))
-        if abs(_luma(rgb) - background_luma) >= 0.25:
+        rgb = _hsv(rng.uniform(), rng.uniform(0.6, 1.0), rng.uniform(0.2, 1.0))
+        if abs(_luma(rgb) - background_luma) >= 0.3:
             return rgb
     # a mid-grey background can defeat the loop: take the value that is farthest away
-    return _hsv(rng.uniform(), rng.uniform(0.5, 1.0), 1.0 if background_luma < 0.5 else 0.15)
+    return _hsv(rng.uniform(), rng.uniform(0.6, 1.0), 1.0 if background_luma < 0.5 else 0.1)
 
 
 def sample_look(rng: np.random.Generator, size: int, clutter: bool = True) -> Look:
     """Appearance of one clip. With clutter=False (figures and tests): flat dark background,
     fixed colours (object 0 red, object 1 blue), no distractors, no noise."""
     shapes = [SHAPE_NAMES[i] for i in rng.integers(len(SHAPE_NAMES), size=2)]
-    radii = rng.uniform(0.09, 0.13, size=2)
+    radii = rng.uniform(0.10, 0.15, size=2)
     angles = rng.uniform(0, 2 * np.pi, size=2)
     if not clutter:
         background = np.full((size, size, 3), 30, np.uint8)
@@ -223,19 +225,21 @@ def sample_look(rng: np.random.Generator, size: int, clutter: bool = True) -> Lo
     # outline: darker on light objects, lighter on dark ones, so the silhouette stays crisp
     edges = np.stack([c * 0.45 if _luma(c) > 0.5 else c + (255 - c) * 0.6 for c in colors])
     distractors = []
-    for _ in range(int(rng.integers(0, 4))):
+    bg_value = float(background.reshape(-1, 3).mean(0).max()) / 255
+    for _ in range(int(rng.integers(0, 3))):  # small, dull, slowly drifting clutter
         start = rng.uniform(0.05, 0.95, 2)
         heading = rng.uniform(0, 2 * np.pi)
+        value = np.clip(bg_value + rng.choice([-1, 1]) * rng.uniform(0.15, 0.3), 0.05, 1.0)
         distractors.append({
             "shape": list(_DISTRACTOR_SHAPES)[int(rng.integers(2))],
-            "radius": rng.uniform(0.025, 0.045),
-            "color": _hsv(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 1.0)),
+            "radius": rng.uniform(0.02, 0.035),
+            "color": _hsv(rng.uniform(), rng.uniform(0.0, 0.3), value),
             "start": start,
-            "shift": rng.uniform(0, 0.3) * np.array([np.cos(heading), np.sin(heading)]),
+            "shift": rng.uniform(0, 0.2) * np.array([np.cos(heading), np.sin(heading)]),
         })
     return Look(background, shapes, np.round(colors).astype(np.uint8),
                 np.round(np.clip(edges, 0, 255)).astype(np.uint8), radii, angles,
-                distractors, float(rng.uniform(2.0, 6.0)), outline=True)
+                distractors, float(rng.uniform(1.5, 4.0)), outline=True)
 
 
 # ----------------------------------------------------------------------------- how it moves
@@ -337,7 +341,7 @@ def sample_scene(name: str, rng: np.random.Generator, frames: int, look: Look) -
 
     if name in ("hop_once", "hop_twice"):
         heading = rng.uniform(0, 2 * np.pi)
-        hop = rng.uniform(2.0, 3.0) * r * np.array([np.cos(heading), np.sin(heading)])
+        hop = rng.uniform(1.8, 2.5) * r * np.array([np.cos(heading), np.sin(heading)])
         drift = rng.uniform(-0.04, 0.04, 2) * span
         # the resting path and the hop must both fit
         low = np.maximum.reduce([np.full(2, lo), lo - drift, lo - hop, lo - hop - drift])
@@ -353,7 +357,7 @@ def sample_scene(name: str, rng: np.random.Generator, frames: int, look: Look) -
         direction = np.array([np.cos(heading), np.sin(heading)])
         r_max = float(look.radii.max())
         lo2, hi2 = r_max + 0.03, 1 - r_max - 0.03
-        meet = 0.5 + rng.uniform(-0.06, 0.06, 2)
+        meet = 0.5 + rng.uniform(-0.04, 0.04, 2)
         # how far from the meeting point a centre may go along +-direction and stay in view
         reach = min(min(hi2 - meet[i], meet[i] - lo2) / abs(direction[i])
                     for i in range(2) if abs(direction[i]) > 1e-9)

@@ -163,11 +163,19 @@ class PipelineCost:
         return [{"component": key, **m.row()} for key, m in self.components.items()]
 
 
+def _same_backbone(spec: BackboneSpec, m: Measurement) -> bool:
+    s = m.spec
+    return (s.get("kind") == "backbone" and s.get("arch") == spec.arch and s.get("source") == spec.source
+            and s.get("frames") == spec.frames and s.get("size") == spec.size)
+
+
 def pipeline_cost(spec: PipelineSpec, device: torch.device | str = "cpu", *, latency_max_gflops: float = math.inf,
-                  warmup: int = 1, repeats: int = 5, label: str = "", progress: bool = True) -> PipelineCost:
+                  warmup: int = 1, repeats: int = 5, label: str = "", progress: bool = True,
+                  measured: dict[str, Measurement] | None = None) -> PipelineCost:
     """Measure every component of `spec` on `device`. Latency (and peak memory) is measured for the
     components with at most `latency_max_gflops` GFLOPs per clip; bigger ones get FLOPs and
-    parameters only (use 0 for FLOPs only, math.inf for everything)."""
+    parameters only (use 0 for FLOPs only, math.inf for everything). `measured`: backbone
+    measurements already taken (same architecture, source and clip) are reused, not repeated."""
     from tqdm.auto import tqdm
 
     device = torch.device(device)
@@ -176,8 +184,12 @@ def pipeline_cost(spec: PipelineSpec, device: torch.device | str = "cpu", *, lat
     bar = tqdm(total=len(todo) + len(spec.teachers) + 2, desc=f"cost {label or spec.student.name}",
                disable=not progress, leave=False)
     for key, backbone in todo:
-        components[key] = backbone_cost(backbone, device, latency_max_gflops=latency_max_gflops,
-                                        warmup=warmup, repeats=repeats)
+        known = [m for m in (measured or {}).values() if _same_backbone(backbone, m)]
+        if known:
+            components[key] = replace(known[0], name=backbone.name)
+        else:
+            components[key] = backbone_cost(backbone, device, latency_max_gflops=latency_max_gflops,
+                                            warmup=warmup, repeats=repeats)
         bar.update()
     small = {"device": device, "warmup": max(warmup, 1), "repeats": max(repeats, 5)}
     student_shape = spec.shape(spec.student)

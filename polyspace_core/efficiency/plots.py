@@ -72,8 +72,8 @@ def _stack(cost: PipelineCost) -> list[dict[str, float]]:
 
 def plot_cost_breakdown(costs: Sequence[PipelineCost]) -> Figure:
     """GFLOPs per clip of the three configurations, stacked by component group, one panel per
-    pipeline (as run, real size). Log scale: heads and converters are orders of magnitude below
-    the backbones, so their share is also printed above each bar."""
+    pipeline (as run, real size). Converters and heads are orders of magnitude below the backbones
+    at real size, so their share of the total is printed above each bar."""
     fig = Figure(figsize=(5.2 * len(costs), 4.2), layout="constrained")
     axes = fig.subplots(1, len(costs), squeeze=False)[0]
     groups = ["student backbone", "teacher backbones", "converters", "heads"]
@@ -115,11 +115,21 @@ def plot_frames_scaling(tsm: dict[str, Measurement]) -> Figure:
     return fig
 
 
+class FigureList(list):
+    """Several figures as one cell result, each shown in turn (a plain list would show its repr)."""
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        for fig in self:
+            display(fig)
+
+
 def cost_explorer(costs: Sequence[PipelineCost], eval_metrics: dict[str, Any] | None, interactive: bool):
     """The breakdown and accuracy-vs-cost figures; with `interactive`, a toggle between the
     pipelines (as run / real size) for the breakdown, otherwise every pipeline shown at once."""
     if not interactive:
-        return [plot_cost_breakdown(costs), plot_accuracy_vs_cost(costs[0], eval_metrics)]
+        return FigureList([plot_cost_breakdown(costs), plot_accuracy_vs_cost(costs[0], eval_metrics)])
 
     import ipywidgets as widgets
     from IPython.display import display

@@ -102,10 +102,12 @@ def store_sizes(root: str | Path, clips: int = 1000) -> list[dict[str, Any]]:
 
 
 def fusion_mode_throughput(path: str | Path) -> dict[str, Any]:
-    """Cached vs video training throughput from the fusion benchmark's JSON.
+    """Cached vs video training throughput from the fusion benchmark's JSON (its "cached" and
+    "video" entries, each with train_samples_per_s).
 
-    Returns {"measured": False, "note": ...} when the file is absent, else {"measured": True,
-    "rows": [{"mode", <numbers>...}], "source": path, "raw": the JSON}."""
+    Returns {"measured": False, "note": ..., "source": path} when the file is absent, else
+    {"measured": True, "rows": [{"mode", "train_samples_per_s", ...}], "speedup", "setup",
+    "machine", "source"}."""
     path = Path(path)
     if not path.is_file():
         return {"measured": False, "note": "not measured — run make bench", "source": str(path)}
@@ -113,13 +115,14 @@ def fusion_mode_throughput(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise PolySpaceError(f"{path}: not valid JSON ({e.msg}); rerun make bench") from None
-    modes = data.get("modes", data) if isinstance(data, dict) else None
-    if not isinstance(modes, dict):
-        raise PolySpaceError(f"{path}: expected an object with one entry per mode (cached, video); rerun make bench")
-    rows = []
-    for mode, values in modes.items():
-        if isinstance(values, dict):
-            rows.append({"mode": mode, **{k: v for k, v in values.items() if isinstance(v, (int, float, str))}})
-    if not rows:
-        raise PolySpaceError(f"{path}: no per-mode entries (cached, video) in it; rerun make bench")
-    return {"measured": True, "rows": rows, "source": str(path), "raw": data}
+    modes = {m: data[m] for m in ("cached", "video") if isinstance(data, dict) and isinstance(data.get(m), dict)}
+    if not modes or not all(isinstance(v.get("train_samples_per_s"), (int, float)) for v in modes.values()):
+        raise PolySpaceError(f"{path}: expected 'cached' and 'video' entries with train_samples_per_s; "
+                             f"rerun make bench")
+    rows = [{"mode": m, **{k: v for k, v in values.items() if isinstance(v, (int, float, str))}}
+            for m, values in modes.items()]
+    speedup = data.get("speedup")
+    if speedup is None and len(modes) == 2:
+        speedup = modes["cached"]["train_samples_per_s"] / modes["video"]["train_samples_per_s"]
+    return {"measured": True, "rows": rows, "speedup": speedup, "setup": data.get("setup", {}),
+            "machine": data.get("machine", {}), "source": str(path)}

@@ -116,6 +116,86 @@ def pipeline_table(cost: PipelineCost, eval_metrics: dict[str, Any] | None = Non
     return _frame(rows, "configuration")
 
 
+def read_bench(path: str | Path) -> dict[str, Any] | None:
+    """benchmarks/results/efficiency.json (written by `make bench`), or None when absent."""
+    from ..io import read_json
+
+    path = Path(path)
+    return read_json(path) if path.is_file() else None
+
+
+def attach_bench_latency(cost: PipelineCost, bench: dict[str, Any] | None) -> PipelineCost:
+    """A copy of `cost` whose backbones without a latency of their own take the one `make bench`
+    measured for the same model, clip and FLOPs (recorded with the bench's device in
+    `latency.device`); everything else is unchanged."""
+    from dataclasses import replace as dc_replace
+
+    from .measure import Latency
+
+    models = (bench or {}).get("models", {})
+    components = dict(cost.components)
+    for key, m in cost.components.items():
+        b = models.get(m.name)
+        if m.latency is not None or m.spec.get("kind") != "backbone" or not b or b.get("latency_ms") is None:
+            continue
+        if (b.get("frames"), b.get("size")) != (m.spec.get("frames"), m.spec.get("size")) or \
+                not math.isclose(b["gflops"] * 1e9, m.flops, rel_tol=1e-6):
+            continue  # measured at another clip: not this model's latency
+        latency = Latency(b["latency_ms"], b.get("latency_min_ms") or b["latency_ms"],
+                          b.get("latency_max_ms") or b["latency_ms"], int(b.get("repeats") or 0), 1,
+                          f"bench: {bench.get('device', '?')}")
+        components[key] = dc_replace(m, latency=latency)
+    return PipelineCost(cost.spec, components, cost.label)
+
+
+def full_cost_table(as_run: PipelineCost, real: PipelineCost, eval_metrics: dict[str, Any] | None = None):
+    """The table a PolySpace user needs: per configuration, GFLOPs / params / latency of the
+    pipeline as run and at real size, with 05's top-1 (measured on the as-run models) beside them.
+    Latency is None where a component was not timed (see `latency_max_gflops` and make bench)."""
+    accuracy = accuracy_from_eval(eval_metrics)
+    rows = []
+    for a, r in zip(as_run.configurations(), real.configurations()):
+        c = a["configuration"]
+        sources = sorted({m.latency.device for k in real.parts(c) for m in [real.components[k]] if m.latency})
+        rows.append({"configuration": c,
+                     "top1 (05)": math.nan if accuracy[c] is None else accuracy[c],
+                     "GFLOPs as run": a["gflops"], "params M as run": a["params_m"],
+                     "latency ms as run": a["latency_ms"],
+                     "GFLOPs real size": r["gflops"], "params M real size": r["params_m"],
+                     "latency ms real size": r["latency_ms"],
+                     "real-size latency from": ", ".join(sources) if r["latency_ms"] is not None else
+                     "not measured — run make bench"})
+    return _frame(rows, "configuration")
+
+
+def throughput_table(path: str | Path):
+    """Cached vs video fusion training throughput from the fusion benchmark, or a one-row table
+    saying it was not measured."""
+    from .storage import fusion_mode_throughput
+
+    found = fusion_mode_throughput(path)
+    if not found["measured"]:
+        return _frame([{"mode": "cached / video", "train_samples_per_s": found["note"]}], "mode")
+    keep = ("mode", "train_samples_per_s", "epochs", "train_samples")
+    rows = [{k: r.get(k) for k in keep} for r in found["rows"]]
+    for r in rows:
+        r["speedup vs video"] = found["speedup"] if r["mode"] == "cached" else 1.0
+        r["setup"] = ", ".join(f"{k}={found['setup'][k]}" for k in ("student", "feature_dtype", "batch")
+                               if k in found["setup"])
+        r["machine"] = found["machine"].get("device", "")
+    return _frame(rows, "mode")
+
+
+def bench_table(bench: dict[str, Any] | None):
+    """The per-model latencies `make bench` measured (benchmarks/results/efficiency.json)."""
+    if not bench:
+        return _frame([{"model": "real-size models", "latency_ms": "not measured — run make bench"}], "model")
+    rows = [{"model": name, **{k: v.get(k) for k in ("gflops", "params", "latency_ms", "peak_memory_mb",
+                                                     "frames", "size")}, "device": bench.get("device")}
+            for name, v in bench.get("models", {}).items()]
+    return _frame(rows, "model")
+
+
 def component_table(cost: PipelineCost):
     """Every component of a pipeline with its own measurements."""
     rows = [{"component": key, **{k: v for k, v in m.row().items() if k != "name"}, "name": m.name}
@@ -147,7 +227,7 @@ def colorization_costs(size: int = 128, chunk: int = 4, device: torch.device | s
     """The colorization system per frame (FLOPs without the OpenCV flow; latency with it)."""
     counted = colorization_cost(size, chunk, device, checkpoint=str(checkpoint) if checkpoint else None,
                                 latency=False)
-    if counted.gflops * chunk <= latency_max_gflops:
+    if counted.gflops <= latency_max_gflops:  # per frame, like every other threshold here (per clip)
         counted = colorization_cost(size, chunk, device, checkpoint=str(checkpoint) if checkpoint else None,
                                     latency=True, warmup=warmup, repeats=repeats)
     row = {**measurement_rows([counted])[0], "per": "frame", "flow": counted.spec["flow"],

@@ -17,7 +17,6 @@ manifest; `--features_fp16` is accepted and checked against it. Both commands ru
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def _common(p: argparse.ArgumentParser) -> None:

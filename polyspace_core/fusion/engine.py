@@ -226,13 +226,14 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         source: Callable | None = None, accelerator=None, save_dir: str | Path | None = None,
         resume: bool = True, fingerprint: Mapping[str, Any] | None = None,
         on_best: Callable[[nn.Module, dict], None] | None = None, stop_after: int | None = None,
-        progress: bool = True, desc: str = "train") -> FitResult:
+        on_mismatch: str = "error", progress: bool = True, desc: str = "train") -> FitResult:
     """Train `model` (batch dict -> {"logits", "aux_loss"}) and keep the best validation epoch.
 
     train_batches / val_batches: TensorBatches or VideoBatches (their rank/world are set here).
     source: video mode's StudentFeatures (pixels -> features), or None. save_dir: checkpoint
     `last/` there after each epoch and resume from it when `resume` (a state saved with another
-    `fingerprint` — model config, data, settings — is an error, not a silent restart). on_best:
+    `fingerprint` — model config, data, settings — is an error, not a silent restart; with
+    on_mismatch="restart" it is announced and the run starts over, as notebooks want). on_best:
     called on the main process with (unwrapped model, summary) whenever validation improves,
     e.g. to export a fusion checkpoint. stop_after: end this run after that epoch (checkpointed;
     the same call resumes it), to cut a long run into jobs. Returns FitResult(best model in eval
@@ -270,11 +271,16 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         loaded = _load_state(last_dir)
         if loaded is not None:
             tensors, record = loaded
-            if record["fingerprint"] != fingerprint:
-                changed = sorted(k for k in set(record["fingerprint"]) | set(fingerprint)
-                                 if record["fingerprint"].get(k) != fingerprint.get(k))
+            changed = sorted(k for k in set(record["fingerprint"]) | set(fingerprint)
+                             if record["fingerprint"].get(k) != fingerprint.get(k))
+            if changed and on_mismatch != "restart":
                 raise PolySpaceError(f"{last_dir}: a run with other settings ({', '.join(changed)}) is checkpointed "
                                      f"here; use another save_dir, or pass resume=False / --no_resume to start over")
+            if changed:
+                print(f"{desc}: {last_dir} holds a run with other settings ({', '.join(changed)}); starting over")
+                loaded = None
+        if loaded is not None:
+            tensors, record = loaded
             model.load_state_dict(_strip(tensors, "model."))
             optimizer.load_state_dict(_optimizer_from_flat(tensors, record["optimizer"]))
             best_state = _strip(tensors, "best.")
@@ -288,14 +294,15 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
     wrapped, optimizer = acc.prepare(model, optimizer) if prepared else (model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
+    # one bar for the whole run (steps), with the latest validation figures as its postfix
+    bar = tqdm(total=total_steps, initial=(start_epoch - 1) * steps_per_epoch, desc=desc, unit="step",
+               disable=not progress or not acc.is_main_process)
     for epoch in range(start_epoch, settings.epochs + 1):
         t_epoch = time.perf_counter()
         wrapped.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(train_batches.epoch(epoch), total=steps_per_epoch, leave=False,
-                   desc=f"{desc} epoch {epoch}/{settings.epochs}", disable=not progress or not acc.is_main_process)
         t_train = time.perf_counter()
-        for batch in bar:
+        for batch in train_batches.epoch(epoch):
             batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
             if source is not None:
                 batch = source(batch)
@@ -320,6 +327,7 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
             loss_sum += float(loss.detach()) * n
             correct += int((out["logits"].argmax(1) == batch["label"]).sum())
             seen += n
+            bar.update(1)
         train_seconds = time.perf_counter() - t_train
         if acc.num_processes > 1:  # every process saw its share; report the whole batch
             totals = acc.reduce(torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=acc.device), "sum")
@@ -337,6 +345,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         history["train_seconds"].append(train_seconds)
         history["epoch_seconds"].append(time.perf_counter() - t_epoch)
 
+        bar.set_postfix(epoch=epoch, train_loss=f"{history['train_loss'][-1]:.3f}",
+                        val_top1=f"{val_metrics['top1']:.3f}", refresh=False)
         improved = (val_metrics["top1"], -val_metrics["loss"]) > (best["top1"], -best["loss"])
         if improved:
             best = {"epoch": epoch, "top1": val_metrics["top1"], "loss": val_metrics["loss"]}
@@ -352,6 +362,7 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
             acc.wait_for_everyone()
         if stop_after is not None and epoch >= stop_after:
             break
+    bar.close()
 
     model = acc.unwrap_model(wrapped)
     if prepared:

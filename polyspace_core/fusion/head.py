@@ -6,8 +6,8 @@ Fusion (DESIGN.md, Models):
 
 z0 (B, T_s, D_s) are the student's token features, ẑ_i (B, T_i, D_i) the student features converted
 into teacher i's space. Each ẑ_i is first brought to the student's token count T_s by linear
-interpolation over time (length adaptation: teachers see 8, 16 or 32 frames, the student another
-number), then P_i — a low-rank projection D_i -> rank -> D_s — maps it into the student space,
+interpolation over time (`resample_tokens`, the converters' own rule; length adaptation: teachers
+see 8, 16 or 32 frames, the student another number), then P_i — a low-rank projection D_i -> rank -> D_s — maps it into the student space,
 and a per-token scalar gate decides how much of it to add. The up-projection starts at zero, so an
 untrained head *is* the student-only classifier and every teacher contribution has to earn its way
 in. The fused tokens are normalised, pooled (mean, or attention pooling with a learned query) and
@@ -26,25 +26,17 @@ Every model here takes a batch dict {model name: (B, T, D) tensor, ...} and retu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..align.converters import resample_tokens
 from ..errors import PolySpaceError
 
 POOLINGS = ("mean", "attention")
-
-
-def resample_tokens(x: torch.Tensor, t_out: int) -> torch.Tensor:
-    """(B, T, D) -> (B, t_out, D) by linear interpolation over the token axis (end points kept).
-    The converters use the same rule (align/converters.py), so a converter that already outputs
-    T_s tokens passes through unchanged."""
-    from ..align.converters import resample_tokens as _resample
-
-    return _resample(x, t_out)
 
 
 @dataclass

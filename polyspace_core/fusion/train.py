@@ -23,9 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from ..errors import PolySpaceError
+from ..features.store import sha256_file
 from ..io import atomic_write_json
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
 from .engine import TrainSettings, fit, make_accelerator
@@ -67,6 +66,12 @@ class FusionRun:
                 "epochs_run": len(h["epoch"]), "skipped_videos": len(self.skipped)}
 
 
+def _digest(items: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:16]
+
+
 def _check_classes(num_classes: int | None, class_names: Sequence[str], where: str) -> None:
     if num_classes is not None and num_classes != len(class_names):
         raise PolySpaceError(f"--classes {num_classes}: {where} has {len(class_names)} classes; "
@@ -79,13 +84,14 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                  frames: int = 16, tokens: str = "temporal", split_seed: int = 0, train_split: str = "train", val_split: str = "validation",
                  features_fp16: bool | None = None, save_dir: str | Path | None = None, resume: bool = True,
                  device: str = "auto", workers: int = 0, on_error: str = "error", stop_after: int | None = None,
-                 progress: bool = True, accelerator=None) -> FusionRun:
+                 on_mismatch: str = "error", progress: bool = True, accelerator=None) -> FusionRun:
     """Train a fusion head in `mode` "cached" (needs `features`, the store root with train and
     validation splits) or "video" (needs `dataset`, `root` and the `student` backbone spec).
 
     converters: folder of a converter set (02 / `polyspace train-converter`); `teachers` picks a
     subset (default: all of them). num_classes / features_fp16: optional checks against the data
-    (the seed's --classes and --features_fp16). save_dir: checkpoints (see module docstring).
+    (the seed's --classes and --features_fp16). save_dir: checkpoints (see module docstring);
+    a checkpoint made with other settings is an error unless on_mismatch="restart".
     Returns a FusionRun. Raises PolySpaceError for missing or inconsistent inputs.
     """
     if mode not in MODES:
@@ -115,7 +121,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
         train_b = cached_batches(train_store, [student_name], batch=settings.batch, shuffle=True, seed=settings.seed)
         val_b = cached_batches(val_store, [student_name], batch=settings.batch, shuffle=False)
         data_info = {"features": str(Path(features).resolve()), "dtype": train_store.manifest["dtype"],
-                     "tokens": train_store.tokens, "student_source": train_store.model_info(student_name)["source"]}
+                     "tokens": train_store.tokens, "student_source": train_store.model_info(student_name)["source"],
+                     "store_fingerprints": [train_store.manifest.get("fingerprint"), val_store.manifest.get("fingerprint")]}
     else:
         from ..backbones import load_backbone
         from ..datasets.registry import load_split
@@ -136,7 +143,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                              workers=workers, on_error=on_error)
         source = StudentFeatures(backbone, tokens)
         data_info = {"dataset": dataset, "root": str(Path(root).resolve()), "tokens": tokens,
-                     "student_source": backbone.source, "frames": backbone.frames}
+                     "student_source": backbone.source, "frames": backbone.frames,
+                     "videos": _digest([str(it.path) for it in train_split_obj.items + val_split_obj.items])}
 
     convs = load_converters(converters, student_name, teachers, device="cpu")
     pipeline = build_pipeline(student_name, shape, convs, len(class_names), rank=head.rank,
@@ -150,12 +158,15 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
         if save_dir is not None:
             save_fusion(save_dir / "best", model, {**info, **summary})
 
+    # what makes a checkpoint resumable: the model, the data it learns from and the converters' weights
     fingerprint = {"fusion": pipeline.config.to_dict(), "head_options": asdict(head),
                    "converters": [c.config.to_dict() for c in pipeline.converters],
-                   "class_names": class_names, "train_samples": train_b.num_samples}
+                   "converter_weights": _digest([sha256_file(p) for p in sorted(Path(converters).rglob("*.safetensors"))]),
+                   "class_names": class_names, "train_samples": train_b.num_samples,
+                   "data": {k: v for k, v in data_info.items() if k in ("store_fingerprints", "videos", "student_source")}}
     result = fit(pipeline, train_b, val_b, settings, source=source, accelerator=acc, save_dir=save_dir,
                  resume=resume, fingerprint=fingerprint, on_best=on_best, stop_after=stop_after,
-                 progress=progress, desc=f"fusion ({mode})")
+                 on_mismatch=on_mismatch, progress=progress, desc=f"fusion ({mode})")
     skipped = {**getattr(train_b, "skipped", {}), **getattr(val_b, "skipped", {})}
     result.history.update(mode=mode, skipped=skipped)
     if save_dir is not None and acc.is_main_process:

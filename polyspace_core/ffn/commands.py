@@ -1,0 +1,125 @@
+"""`polyspace train-ffn`: train FFN (or the vanilla TSM baseline) on Something-Something V2.
+
+    polyspace train-ffn --video_dir data/20bn-something-something-v2 --labels_dir data/labels \\
+        --epochs 50 --batch_size 8                        # full training
+    polyspace train-ffn ... --test_run                    # 2 batches of train and validation
+    polyspace train-ffn ... --eval_only --resume checkpoints/ffn/best.json
+
+Runs single-process, or under `accelerate launch` / `torchrun` for several GPUs or nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .tsm_resnet import ARCHS
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train-ffn", help="train/evaluate a Frame Flexible Network (TSM ResNet) on SSv2",
+                              description=__doc__.splitlines()[0],
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--video_dir", required=True, help="folder of SSv2 <id>.webm videos (20bn-something-something-v2)")
+    p.add_argument("--labels_dir", required=True, help="SSv2 labels folder (labels.json, train.json, validation.json)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch_size", type=int, default=8, help="clips per process and step")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lambda_kl", type=float, default=1.0, help="weight of KL(high || lower) terms")
+    p.add_argument("--num_frames_h", type=int, default=16, help="high frame count (teacher)")
+    p.add_argument("--num_frames_m", type=int, default=8, help="medium frame count")
+    p.add_argument("--num_frames_l", type=int, default=4, help="low frame count")
+    p.add_argument("--test_run", action="store_true", help="one epoch of 2 batches (train and validation)")
+    p.add_argument("--eval_only", action="store_true", help="evaluate the --resume checkpoint at l/m/h frames")
+    p.add_argument("--resume", default=None, help="checkpoint (.json) to resume from or to evaluate")
+    p.add_argument("--save_dir", default="checkpoints/ffn", help="where best/epoch_N/final checkpoints go")
+    p.add_argument("--arch", default="resnet50", choices=list(ARCHS), help="TSM ResNet size")
+    p.add_argument("--model", default="ffn", choices=["ffn", "tsm"],
+                   help="ffn: all three frame counts; tsm: vanilla TSM trained at --num_frames_h")
+    p.add_argument("--imagenet_weights", default=None,
+                   help="torchvision ResNet state dict (.pth/.safetensors) to start from")
+    p.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    p.add_argument("--short_side", type=int, default=256, help="resize the short side to this before cropping")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    p.add_argument("--cache", action="store_true", help="decode every video once into memory (small sets only)")
+    p.add_argument("--eval_every", type=int, default=1)
+    p.add_argument("--save_every", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU) or cpu")
+    p.set_defaults(func=run_train_ffn)
+
+
+def run_train_ffn(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from ..errors import PolySpaceError
+    from ..io import atomic_write_json
+    from ..seeding import best_device, seed_everything
+    from .checkpoint import load_model
+    from .data import MultiFrameClips, load_ssv2_split
+    from .evaluate import evaluate_tfd
+    from .trainer import FFNTrainer, TrainConfig, TSMTrainer
+    from .tsm_resnet import build_model, load_imagenet_weights
+
+    seed_everything(args.seed)
+    frames = (args.num_frames_l, args.num_frames_m, args.num_frames_h)
+    if not (0 < frames[0] < frames[1] < frames[2]):
+        raise PolySpaceError(f"--num_frames_l/m/h must increase, got {frames}")
+    data_kw = dict(size=args.size, short_side=args.short_side, cache=args.cache, seed=args.seed)
+    val_split = load_ssv2_split(args.video_dir, args.labels_dir, "validation")
+    val_data = MultiFrameClips(val_split, frames, train=False, **data_kw)
+    print(f"validation: {len(val_data)} videos, {len(val_split.class_names)} classes")
+
+    if args.eval_only:
+        if not args.resume:
+            raise PolySpaceError("--eval_only needs --resume <checkpoint.json> to evaluate")
+        device = best_device(args.device)
+        model = load_model(args.resume, map_location=device)
+        if model.config.num_classes != len(val_split.class_names):
+            raise PolySpaceError(f"--resume {args.resume}: model has {model.config.num_classes} classes, "
+                                 f"the labels have {len(val_split.class_names)}")
+        loader = DataLoader(val_data, batch_size=args.batch_size, num_workers=args.workers)
+        results = evaluate_tfd(model, loader, device=device, max_batches=2 if args.test_run else None)
+        _print_tfd(results)
+        if args.save_dir:
+            out = atomic_write_json(Path(args.save_dir) / "tfd_validation.json",
+                                    {"checkpoint": str(args.resume), **results})
+            print(f"wrote {out}")
+        return 0
+
+    train_split = load_ssv2_split(args.video_dir, args.labels_dir, "train")
+    train_data = MultiFrameClips(train_split, frames, train=True, **data_kw)
+    ffn = args.model == "ffn"
+    model = build_model(args.arch, num_classes=len(train_split.class_names), frame_counts=frames if ffn else frames[-1:],
+                        ffn=ffn, class_names=list(train_split.class_names))
+    if args.imagenet_weights:
+        load_imagenet_weights(model, args.imagenet_weights)
+    config = TrainConfig(epochs=1 if args.test_run else args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         lambda_kl=args.lambda_kl, eval_every=args.eval_every, save_every=args.save_every,
+                         max_batches=2 if args.test_run else None, num_workers=args.workers,
+                         device=args.device, seed=args.seed)
+    trainer = (FFNTrainer if ffn else TSMTrainer)(model, train_data, val_data, config, args.save_dir)
+    main = trainer.accelerator.is_main_process
+    if main:
+        print(f"{args.model.upper()} training on {trainer.device} ({trainer.accelerator.num_processes} process(es))")
+        print(f"training samples: {len(train_data)}  validation samples: {len(val_data)}  epochs: {config.epochs}"
+              + (f"  lambda KL: {config.lambda_kl}" if ffn else ""))
+    if args.resume:
+        start = trainer.resume(args.resume)
+        if main:
+            print(f"resumed from {args.resume} after epoch {start}")
+    trainer.train()
+    results = trainer.validate()
+    if main:
+        print("final evaluation (validation):")
+        _print_tfd(results)
+        print(f"checkpoints in {args.save_dir}")
+    return 0
+
+
+def _print_tfd(results: dict) -> None:
+    for key, value in results.items():
+        if key.startswith("acc_"):
+            print(f"  {key[4:-1]:>3}F accuracy: {value:6.2f}%")
+    if "tfd_gap" in results:
+        print(f"  TFD gap (high - low): {results['tfd_gap']:.2f} points")

@@ -1,0 +1,183 @@
+"""What notebooks 04 and 05 call, one function per cell, reading the earlier stages' outputs.
+
+    inputs = fusion_inputs(ws)                  # 01's feature store, 02's converters, the videos
+    run = train_fusion_stage(ws, inputs)        # cached or video mode, per ws.p.cached
+    report = downstream_report(ws)              # 05: the side-by-side table on the test split
+
+Video mode takes its data and student from the feature store's manifest (the dataset parser, its
+root and the student's source and clip), so both modes train on the same videos with the same
+student; the video split is checked against the store's list of videos.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import PolySpaceError
+from ..io import atomic_write_json, read_json
+from .engine import TrainSettings
+from .train import FusionRun, HeadOptions, train_fusion
+
+LATEST = "latest.json"
+
+
+@dataclass
+class FusionInputs:
+    """What 04 trains from. features: the store root (01); converters: the converter set (02);
+    dataset / videos / student / frames / tokens: video mode's data and backbone (from the store's
+    manifest); mode: "cached" or "video"."""
+
+    mode: str
+    features: Path
+    converters: Path
+    dataset: str
+    videos: Path
+    student: str
+    frames: int
+    tokens: str
+    teachers: list[str]
+    class_names: list[str]
+    dtype: str
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [("mode", self.mode), ("feature store", str(self.features)), ("feature dtype", self.dtype),
+                ("converters", str(self.converters)), ("teachers", ", ".join(self.teachers)),
+                ("videos", f"{self.dataset} at {self.videos}"), ("student", f"{self.student} ({self.frames} frames, "
+                                                                             f"{self.tokens} tokens)"),
+                ("classes", f"{len(self.class_names)}: {', '.join(self.class_names)}")]
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(v)}</code></td></tr>" for k, v in self.rows())
+        return f"<table>{body}</table>"
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{k:14s} {v}" for k, v in self.rows())
+
+
+def _resolve(path: str, root: Path) -> Path:
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else root / p
+
+
+def fusion_inputs(ws, cached: bool | None = None) -> FusionInputs:
+    """The inputs of stage 04 for this preset: 01's store (exactly one under its run dir), 02's
+    converter set, and — from the store's manifest — the videos and the student for video mode."""
+    from ..align.study import find_converter_set, find_feature_store
+    from ..features.store import FeatureStore
+
+    cached = ws.p.cached if cached is None else cached
+    features = find_feature_store(ws.p.fusion_features, ws.stage_run_dir("01_featurize"))
+    converters = find_converter_set(ws.p.fusion_converters, ws.stage_run_dir("02_train_converters"))
+    store = FeatureStore.open(features / "train")
+    if store.student is None:
+        raise PolySpaceError(f"{store.split_dir}: the manifest names no student; re-run 01_featurize")
+    info = store.model_info(store.student)
+    source = info["source"]
+    if not Path(source).is_absolute() and (ws.root / source).exists():
+        source = str(ws.root / source)  # a checkpoint folder given relative to the project root
+    dataset = store.manifest.get("dataset", {})
+    if not dataset.get("name") or not dataset.get("root"):
+        raise PolySpaceError(f"{store.split_dir / 'manifest.json'}: records no dataset; re-run 01_featurize")
+    inputs = FusionInputs(mode="cached" if cached else "video", features=features, converters=converters,
+                          dataset=dataset["name"], videos=_resolve(dataset["root"], ws.root),
+                          student=f"{store.student}={source}", frames=int(info["clip"]["frames"]), tokens=store.tokens,
+                          teachers=list(read_json(converters / "converters.json")["teachers"]),
+                          class_names=store.class_names, dtype=store.manifest["dtype"])
+    if not cached:
+        from ..datasets.registry import load_split
+
+        split = load_split(inputs.dataset, inputs.videos, "train")
+        videos = [str(Path(it.path).resolve()) for it in split.items]
+        if videos != [str(_resolve(p, ws.root).resolve()) for p in store.paths]:
+            raise PolySpaceError(f"{inputs.videos}: its train split lists other videos than the feature store "
+                                 f"{store.split_dir} was made from; re-run 01_featurize on these videos")
+    return inputs
+
+
+def fusion_settings(ws) -> tuple[TrainSettings, HeadOptions]:
+    """The notebook parameters as training settings and head options."""
+    p = ws.p
+    settings = TrainSettings(epochs=p.fusion_epochs, batch=p.fusion_batch, lr=p.fusion_lr, seed=ws.seed)
+    head = HeadOptions(rank=p.fusion_rank, pooling=p.fusion_pooling, gate_l1=p.fusion_gate_l1,
+                       finetune_converters=p.fusion_finetune_converters)
+    return settings, head
+
+
+def train_fusion_stage(ws, inputs: FusionInputs) -> FusionRun:
+    """Train (or resume) the fusion head in the inputs' mode under `<run dir>/fusion_<mode>/`;
+    a checkpoint made with other settings is announced and replaced. Records the checkpoint in
+    `<run dir>/latest.json` for 05."""
+    settings, head = fusion_settings(ws)
+    save_dir = ws.run_dir / f"fusion_{inputs.mode}"
+    if inputs.mode == "cached":
+        data: dict[str, Any] = {"features": inputs.features}
+    else:
+        data = {"dataset": inputs.dataset, "root": inputs.videos, "student": inputs.student, "frames": inputs.frames,
+                "tokens": inputs.tokens, "workers": ws.p.fusion_workers}
+    run = train_fusion(mode=inputs.mode, converters=inputs.converters, settings=settings, head=head,
+                       save_dir=save_dir, device=str(ws.device), on_mismatch="restart", **data)
+    atomic_write_json(ws.run_dir / LATEST, {"checkpoint": str(save_dir / "best"), "mode": inputs.mode,
+                                            "features": str(inputs.features)})
+    return run
+
+
+def run_summary(run: FusionRun):
+    """One-row table of a fusion run: mode, epochs, best epoch, validation accuracy, throughput."""
+    import pandas as pd
+
+    return pd.DataFrame([run.summary()]).set_index("mode")
+
+
+def validation_view(run: FusionRun, inputs: FusionInputs, ws) -> dict[str, Any]:
+    """The selected checkpoint on the validation split (never the test split here): accuracy,
+    confusion and gate statistics, from the store (cached) or the videos (video mode)."""
+    from .evaluate import evaluate_checkpoint
+
+    where = ({"features": inputs.features} if inputs.mode == "cached" else
+             {"dataset": inputs.dataset, "root": inputs.videos, "student": inputs.student,
+              "workers": ws.p.fusion_workers})
+    return evaluate_checkpoint(run.save_dir / "best", split="validation", device=str(ws.device), **where)
+
+
+def stage_04_metrics(run: FusionRun, val: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json of 04: mode, throughput, selection and the validation figures."""
+    h = run.history
+    metrics = {"mode": run.mode, "train_samples_per_s": h["train_samples_per_s"], "best_epoch": h["best_epoch"],
+               "epochs": len(h["epoch"]), "train_samples": h["train_samples"], "val_top1": val["top1"],
+               "val_top5": val["top5"], "val_mean_class_acc": val["mean_class_acc"],
+               "skipped_videos": len(run.skipped)}
+    for teacher, stats in val["gates"]["per_teacher"].items():
+        metrics[f"val_gate_mean_{teacher}"] = stats["mean"]
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# 05
+
+
+def downstream_inputs(ws) -> dict[str, Path]:
+    """The fusion checkpoint 04 recorded last and the feature store it was trained with."""
+    latest = ws.stage_run_dir("04_train_fusion") / LATEST
+    if not latest.is_file():
+        raise PolySpaceError(f"{latest}: no fusion checkpoint recorded; run 04_train_fusion for this preset first")
+    record = read_json(latest)
+    return {"fusion": Path(record["checkpoint"]), "features": Path(record["features"]), "trained_in": record["mode"]}
+
+
+def downstream_report(ws, inputs: dict[str, Path]):
+    """05's table on ws.p.eval_split; also written to `<run dir>/downstream.json`."""
+    from .evaluate import evaluate_downstream
+
+    probe = TrainSettings(epochs=ws.p.eval_probe_epochs, batch=64, lr=ws.p.eval_probe_lr, weight_decay=1e-4,
+                          seed=ws.seed)
+    report = evaluate_downstream(inputs["fusion"], inputs["features"], split=ws.p.eval_split, probe_settings=probe,
+                                 costs=ws.p.eval_costs, device=str(ws.device))
+    atomic_write_json(ws.run_dir / "downstream.json", {"rows": report.rows, "metrics": report.metrics(),
+                                                       "gates": report.gates, "costs": report.costs,
+                                                       "confusion": {k: v.tolist() for k, v in report.confusion.items()},
+                                                       "class_names": report.class_names})
+    return report

@@ -1,0 +1,269 @@
+"""The tiny zoo: the tiny backbones trained on SynthMotion's pretraining set, for the built-in demo.
+
+Random-init backbones give near-chance features on SynthMotion, so a demo built on them would
+show converters and fusion moving noise around. The zoo gives each tiny backbone learned and
+distinct knowledge before any downstream stage sees it:
+
+- teachers (videomae-tiny, timesformer-tiny, vivit-tiny): supervised on the FINE classes, each
+  with its own architecture (tubelets + joint attention, divided space-time attention, ViViT
+  tubelets + CLS), so they carry different views of the same task;
+- student (vjepa2-tiny): supervised only on the COARSE classes (`class_coarse_group`: motion
+  families, e.g. move_left and move_right are both "direction"), so it knows less than the
+  teachers about what separates fine classes (direction, order, counts).
+
+The pretraining set is its own SynthMotion set, generated with a different seed from the
+downstream demo set (`PRETRAIN_SEED`), so no downstream video was seen in pretraining. Each
+member is saved with save_pretrained (model + processor) under `<zoo>/<name>/` and loads through
+the same `load_backbone(path)` as any checkpoint. `zoo_card.json` (written last) records what
+it was trained on, the epochs, and a linear probe's fine-class accuracy on the pretraining
+set's held-out test split. A built member with the same recipe is reused, not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backbones import TINY_PRESETS, VideoBackbone, load_backbone
+from .errors import PolySpaceError
+from .io import atomic_write_json
+
+ZOO_VERSION = 1
+PRETRAIN_SEED = 1001  # the downstream demo set uses other seeds; clips are keyed by seed
+PRETRAIN_DATA = dict(layout="hmdb51-csv", classes=14, clips_per_class=36, frames=16, size=64)
+CARD = "zoo_card.json"
+
+# name -> (role, objective). "fine": the SynthMotion classes; "coarse": their motion families.
+MEMBERS: dict[str, tuple[str, str]] = {
+    "vjepa2-tiny": ("student", "coarse"),
+    "videomae-tiny": ("teacher", "fine"),
+    "timesformer-tiny": ("teacher", "fine"),
+    "vivit-tiny": ("teacher", "fine"),
+}
+TRAIN = dict(epochs=10, batch=16, lr=1e-3, weight_decay=0.05, warmup=0.1, seed=0)
+
+
+def recipe(name: str, epochs: int) -> dict[str, Any]:
+    """Everything that determines a zoo member; a cached member is reused only if this matches."""
+    role, objective = MEMBERS[name]
+    return {"zoo_version": ZOO_VERSION, "preset": name, "role": role, "objective": objective,
+            "pretrain_data": {**PRETRAIN_DATA, "seed": PRETRAIN_SEED}, "train": {**TRAIN, "epochs": epochs}}
+
+
+def _card_matches(directory: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
+    card_path = directory / CARD
+    if not card_path.is_file():
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return card if card.get("recipe") == rec else None
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def load_pixels(split: Any, backbones: Sequence[VideoBackbone], progress: bool = True) -> dict[str, torch.Tensor]:
+    """Decode every video of a split once and run each backbone's processor on its own clip:
+    name -> pixels (N, T, 3, h, w) float32."""
+    from tqdm.auto import tqdm
+
+    from .video.multi import ClipRequest, decode_clips
+
+    requests = [ClipRequest(b.name, b.frames, sampling="uniform") for b in backbones]
+    pixels: dict[str, list[torch.Tensor]] = {b.name: [] for b in backbones}
+    for item in tqdm(split.items, desc=f"decode {split.split}", unit="video", disable=not progress):
+        decoded = decode_clips(item.path, requests)
+        for b in backbones:
+            pixels[b.name].append(b.preprocess([decoded.clips[b.name]])[0])
+    return {name: torch.stack(v) for name, v in pixels.items()}
+
+
+def coarse_labels(class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(coarse group names, fine label -> coarse label) for SynthMotion class names."""
+    from .datasets import class_coarse_group
+
+    groups = list(dict.fromkeys(class_coarse_group(c) for c in class_names))
+    return groups, np.array([groups.index(class_coarse_group(c)) for c in class_names], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# training and probing
+
+
+def train_classifier(backbone: VideoBackbone, pixels: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+                     epochs: int, batch: int, lr: float, weight_decay: float, warmup: float, seed: int,
+                     device: torch.device, desc: str = "train") -> list[dict[str, float]]:
+    """Supervised training of a backbone + linear head on its clip feature (the model's own clip
+    rule: mean pool or CLS). AdamW with one-cycle schedule. Returns per-epoch loss/accuracy."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    backbone.to(device).train()
+    head = nn.Linear(backbone.dim, num_classes).to(device)
+    params = [*backbone.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    n = len(labels)
+    steps = epochs * ((n + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
+    history = []
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch"):
+        order = torch.randperm(n)
+        total, correct = 0.0, 0
+        for i in range(0, n, batch):
+            idx = order[i:i + batch]
+            x, y = pixels[idx].to(device), labels[idx].to(device)
+            logits = head(backbone(x, tokens="clip")[:, 0])
+            loss = nn.functional.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+        history.append({"epoch": epoch + 1, "loss": total / n, "train_accuracy": correct / n})
+    backbone.eval()
+    return history
+
+
+@torch.no_grad()
+def clip_features(backbone: VideoBackbone, pixels: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """(N, D) clip features (the model's clip rule), float32 on CPU."""
+    out = [backbone.features(pixels[i:i + batch], tokens="clip")[:, 0].cpu() for i in range(0, len(pixels), batch)]
+    return torch.cat(out)
+
+
+def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                          num_classes: int, *, epochs: int = 300, lr: float = 0.05, weight_decay: float = 1e-3,
+                          seed: int = 0) -> float:
+    """Accuracy of a multinomial logistic regression (standardised features, full-batch Adam)
+    fitted on train and scored on test."""
+    gen = torch.Generator().manual_seed(seed)
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    xtr, xte = (train_x - mean) / std, (test_x - mean) / std
+    w = (torch.randn(xtr.shape[1], num_classes, generator=gen) * 0.01).requires_grad_()
+    b = torch.zeros(num_classes, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        loss = nn.functional.cross_entropy(xtr @ w + b, train_y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float(((xte @ w + b).argmax(1) == test_y).float().mean())
+
+
+# --------------------------------------------------------------------------------------------
+# the zoo
+
+
+def zoo_path(zoo_dir: str | os.PathLike, name: str) -> Path:
+    return Path(zoo_dir) / name
+
+
+def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLike = "data/synthmotion_pretrain", *,
+              members: Sequence[str] | None = None, epochs: int | None = None, device: str = "auto",
+              force: bool = False, workers: int = 2, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Train (or reuse) the zoo members; returns name -> zoo card (with "path").
+
+    zoo_dir: where members are saved (`<zoo_dir>/<name>/`). data_dir: where the SynthMotion
+    pretraining set is generated (cached by the generator). epochs: training epochs (default
+    TRAIN["epochs"]). force: retrain even when a member with the same recipe exists.
+    """
+    from .datasets import generate_synthmotion, load_split
+    from .seeding import best_device
+
+    members = list(members or MEMBERS)
+    unknown = [m for m in members if m not in MEMBERS]
+    if unknown:
+        raise PolySpaceError(f"zoo member {unknown[0]!r}: unknown; members are {', '.join(MEMBERS)}")
+    epochs = int(epochs if epochs is not None else TRAIN["epochs"])
+    if epochs < 1:
+        raise PolySpaceError(f"epochs {epochs}: must be at least 1")
+    zoo_dir = Path(zoo_dir)
+    cards: dict[str, dict[str, Any]] = {}
+    todo = []
+    for name in members:
+        card = None if force else _card_matches(zoo_path(zoo_dir, name), recipe(name, epochs))
+        if card is not None:
+            cards[name] = {**card, "path": str(zoo_path(zoo_dir, name)), "cached": True}
+        else:
+            todo.append(name)
+    if not todo:
+        return cards
+
+    dev = best_device(device)
+    info = generate_synthmotion(data_dir, seed=PRETRAIN_SEED, workers=workers, progress=progress, **PRETRAIN_DATA)
+    train_split = load_split(info["dataset"], info["root"], "train")
+    test_split = load_split(info["dataset"], info["root"], "test")
+    groups, to_coarse = coarse_labels(train_split.class_names)
+    backbones = [load_backbone(name) for name in todo]  # tiny presets: random init, fixed seed
+    train_px = load_pixels(train_split, backbones, progress)
+    test_px = load_pixels(test_split, backbones, progress)
+    fine_tr, fine_te = torch.tensor(train_split.labels), torch.tensor(test_split.labels)
+
+    for backbone in backbones:
+        name = backbone.name
+        role, objective = MEMBERS[name]
+        rec = recipe(name, epochs)
+        targets = fine_tr if objective == "fine" else torch.from_numpy(to_coarse)[fine_tr]
+        num_classes = len(train_split.class_names) if objective == "fine" else len(groups)
+        # probe the random-init network first: the card shows what training added
+        probe_before = linear_probe_accuracy(clip_features(backbone.to(dev), train_px[name].to(dev)), fine_tr,
+                                             clip_features(backbone, test_px[name].to(dev)), fine_te,
+                                             len(train_split.class_names))
+        t0 = time.time()
+        history = train_classifier(backbone, train_px[name], targets, num_classes,
+                                   **{k: v for k, v in rec["train"].items() if k != "epochs"},
+                                   epochs=epochs, device=dev, desc=f"zoo {name}")
+        train_s = time.time() - t0
+        probe = linear_probe_accuracy(clip_features(backbone, train_px[name].to(dev)), fine_tr,
+                                      clip_features(backbone, test_px[name].to(dev)), fine_te,
+                                      len(train_split.class_names))
+        target = zoo_path(zoo_dir, name)
+        tmp = target.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        backbone.to("cpu").save_pretrained(tmp)
+        card = {
+            "name": name, "recipe": rec, "role": role,
+            "objective": (f"supervised on the {num_classes} fine SynthMotion classes" if objective == "fine" else
+                          f"supervised on the {num_classes} coarse motion families ({', '.join(groups)}) only"),
+            "architecture": backbone.arch.model_class, "config": TINY_PRESETS[name][1],
+            "frames": backbone.frames, "dim": backbone.dim,
+            "params": sum(p.numel() for p in backbone.parameters()),
+            "pretrain_data": {"root": info["root"], "seed": PRETRAIN_SEED, "train_videos": len(train_split),
+                              "heldout_videos": len(test_split), "classes": list(train_split.class_names),
+                              "note": "a SynthMotion set of its own seed; disjoint from the downstream videos"},
+            "epochs": epochs, "history": history, "train_seconds": round(train_s, 1),
+            "probe": {"what": "linear probe on the clip feature, fine classes, fit on the pretraining train split, "
+                              "scored on its held-out test split",
+                      "accuracy": probe, "random_init_accuracy": probe_before,
+                      "chance": 1.0 / len(train_split.class_names)},
+        }
+        atomic_write_json(tmp / CARD, card)  # the card goes in last: a folder without it is unfinished
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        cards[name] = {**card, "path": str(target), "cached": False}
+    return {name: cards[name] for name in members}
+
+
+def zoo_table(cards: dict[str, dict[str, Any]]):
+    """Zoo cards as a small pandas DataFrame for display."""
+    import pandas as pd
+
+    rows = [{"model": n, "role": c["role"], "objective": c["recipe"]["objective"], "dim": c["dim"],
+             "frames": c["frames"], "params": c["params"], "epochs": c["epochs"],
+             "probe_acc": round(c["probe"]["accuracy"], 3),
+             "random_init_probe_acc": round(c["probe"]["random_init_accuracy"], 3)} for n, c in cards.items()]
+    return pd.DataFrame(rows).set_index("model")

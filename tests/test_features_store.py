@@ -1,0 +1,225 @@
+"""Feature store: round trip per dtype, memory-mapping, resume receipts, damage detection, pickle import."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.features.store import (FeatureDataset, FeatureStore, FeatureStoreWriter, mmap_safetensors,
+                                           shard_name)
+
+MODELS = [{"name": "student", "role": "student", "T": 3, "dim": 4},
+          {"name": "teacher_a", "role": "teacher", "T": 1, "dim": 6}]
+
+
+def make_writer(split_dir, dtype="float32", n=5, shard_size=2, labels=None):
+    return FeatureStoreWriter(split_dir, models=MODELS, dtype=dtype, tokens="temporal", shard_size=shard_size,
+                              paths=[f"v{i}.mp4" for i in range(n)], labels=labels or [i % 3 for i in range(n)],
+                              class_names=["a", "b", "c"])
+
+
+def fill(writer, feats, status=None):
+    for k, (s, e) in enumerate(writer.ranges):
+        st = status[s:e] if status else ["ok"] * (e - s)
+        writer.write_shard(k, {m: x[s:e] for m, x in feats.items()}, st, videos_decoded=e - s, frames_decoded=8 * (e - s))
+
+
+def random_feats(n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"student": torch.randn(n, 3, 4, generator=g), "teacher_a": torch.randn(n, 1, 6, generator=g)}
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("float32", torch.float32), ("float16", torch.float16),
+                                                ("bfloat16", torch.bfloat16)])
+def test_round_trip_dtype_from_manifest(tmp_path, dtype, torch_dtype):
+    writer = make_writer(tmp_path / "train", dtype)
+    feats = random_feats()
+    fill(writer, feats)
+    store = writer.finalize({"test": True})
+    again = FeatureStore.open(tmp_path / "train", verify=True)
+    assert again.dtype == torch_dtype and again.manifest["dtype"] == dtype
+    assert len(again) == 5 and again.models == ["student", "teacher_a"]
+    assert again.student == "student" and again.teachers == ["teacher_a"]
+    for m, x in feats.items():
+        got = again.array(m)
+        assert got.dtype == torch_dtype and got.shape == x.shape
+        assert torch.equal(got, x.to(torch_dtype))
+    assert again.labels.dtype == np.int64 and again.labels.tolist() == [0, 1, 2, 0, 1]
+    assert again.ok.all() and again.class_names == ["a", "b", "c"]
+    assert again.manifest["decodes"] == {"videos_decoded": 5, "frames_decoded": 40}
+    assert [s.file for s in store.shards] == [shard_name(k) for k in range(3)]
+
+
+def test_fp16_store_is_half_the_size(tmp_path):
+    models = [{"name": "a", "T": 8, "dim": 64}, {"name": "b", "T": 8, "dim": 96}]
+    sizes = {}
+    for dtype in ("float32", "float16"):
+        w = FeatureStoreWriter(tmp_path / dtype, models=models, dtype=dtype, tokens="temporal", shard_size=20,
+                               paths=[str(i) for i in range(40)], labels=[0] * 40, class_names=["a"])
+        for k, (s, e) in enumerate(w.ranges):
+            w.write_shard(k, {"a": torch.randn(e - s, 8, 64), "b": torch.randn(e - s, 8, 96)}, ["ok"] * (e - s), 0, 0)
+        sizes[dtype] = w.finalize().disk_bytes()
+    # only the int64 sample index and the headers keep it from exactly 0.5
+    assert 0.5 < sizes["float16"] / sizes["float32"] <= 0.51
+
+
+def test_reader_memory_maps_and_matches_safetensors(tmp_path):
+    w = make_writer(tmp_path / "s", shard_size=5)
+    fill(w, random_feats())
+    store = w.finalize()
+    reference = load_file(tmp_path / "s" / shard_name(0))
+    mapped, meta = mmap_safetensors(tmp_path / "s" / shard_name(0))
+    assert meta["fingerprint"] == w.fingerprint
+    for k, v in reference.items():
+        assert torch.equal(mapped[k], v)
+    # one shard: array() points into a memory mapping of the shard file, not a copy
+    arr = store.array("student")
+    shard = str((tmp_path / "s" / shard_name(0)).resolve())
+    maps = [line.split() for line in open("/proc/self/maps") if line.rstrip().endswith(shard)]
+    ranges = [tuple(int(x, 16) for x in m[0].split("-")) for m in maps]
+    assert any(lo <= arr.data_ptr() < hi for lo, hi in ranges), "array() is not memory-mapped"
+    assert store.sample(3, "teacher_a").shape == (1, 6)
+
+
+def test_failed_samples_are_nan_and_masked(tmp_path):
+    w = make_writer(tmp_path / "s")
+    feats = random_feats()
+    for m in feats:
+        feats[m][2] = float("nan")
+    status = ["ok", "ok", "failed: bad.mp4: cannot open", "ok", "ok"]
+    fill(w, feats, status)
+    store = w.finalize()
+    assert store.ok.tolist() == [True, True, False, True, True]
+    assert store.failures == [(2, "v2.mp4", "bad.mp4: cannot open")]
+    assert torch.isnan(store.array("student")[2]).all()
+    ds = FeatureDataset(store, ["student"])
+    assert len(ds) == 4 and [ds[i]["index"] for i in range(4)] == [0, 1, 3, 4]
+    item = ds[2]
+    assert item["student"].dtype == torch.float32 and torch.equal(item["student"], feats["student"][3])
+    assert item["label"].dtype == torch.int64 and int(item["label"]) == 0
+    with pytest.raises(PolySpaceError, match="failed extraction"):
+        FeatureDataset(store, indices=[2])
+    with pytest.raises(PolySpaceError, match="not in the feature store"):
+        FeatureDataset(store, ["nope"])
+
+
+def test_dataset_keeps_stored_dtype_on_request(tmp_path):
+    w = make_writer(tmp_path / "s", "float16")
+    fill(w, random_feats())
+    ds = FeatureDataset(w.finalize(), as_dtype=None)
+    assert ds[0]["student"].dtype == torch.float16
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=5)))
+    assert batch["student"].shape == (5, 3, 4) and batch["teacher_a"].shape == (5, 1, 6)
+
+
+def test_pending_and_damaged_shards_are_redone(tmp_path):
+    split = tmp_path / "s"
+    w = make_writer(split)
+    feats = random_feats()
+    assert w.pending() == [0, 1, 2]
+    w.write_shard(0, {m: x[0:2] for m, x in feats.items()}, ["ok"] * 2, 2, 16)
+    w.write_shard(1, {m: x[2:4] for m, x in feats.items()}, ["ok"] * 2, 2, 16)
+    assert make_writer(split).pending() == [2]
+    # flip one byte in shard 1: its checksum no longer matches the receipt -> redo it
+    data = bytearray((split / shard_name(1)).read_bytes())
+    data[-3] ^= 0xFF
+    (split / shard_name(1)).write_bytes(bytes(data))
+    # a shard written but killed before its receipt counts as not done
+    w.write_shard(2, {m: x[4:5] for m, x in feats.items()}, ["ok"], 1, 8)
+    (split / "progress" / "shard_00002.json").unlink()
+    assert make_writer(split).pending() == [1, 2]
+    with pytest.raises(PolySpaceError, match="rerun the same featurize command"):
+        make_writer(split).finalize()
+    with pytest.raises(PolySpaceError, match="did not finish"):
+        FeatureStore.open(split)
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path):
+    split = tmp_path / "s"
+    w = make_writer(split)
+    fill(w, random_feats())
+    w.finalize()
+    other = make_writer(split, dtype="float16")
+    with pytest.raises(PolySpaceError, match="--overwrite"):
+        other.check_compatible()
+    other.clear()
+    other.check_compatible()
+    assert other.pending() == [0, 1, 2] and not (split / "manifest.json").exists()
+
+
+def test_open_errors_are_one_line(tmp_path):
+    with pytest.raises(PolySpaceError, match="no feature store here") as e:
+        FeatureStore.open(tmp_path / "missing")
+    assert "\n" not in str(e.value)
+    w = make_writer(tmp_path / "s")
+    fill(w, random_feats())
+    w.finalize()
+    (tmp_path / "s" / shard_name(1)).write_bytes(b"\x00" * 4)
+    store = FeatureStore.open(tmp_path / "s")
+    with pytest.raises(PolySpaceError, match="safetensors"):
+        store.array("student")
+    with pytest.raises(PolySpaceError, match="checksum|not a readable"):
+        store.verify()
+
+
+# ---------------------------------------------------------------------------------- pickle import
+
+
+def write_pickle_cache(tmp_path, n=6, sharded=False):
+    rng = np.random.default_rng(0)
+    records = [{"path": f"/data/v{i}.mp4", "label": i % 2, "student": rng.normal(size=(4, 8)).astype(np.float16),
+                "videomae": rng.normal(size=(4, 12)).astype(np.float16),
+                "timesformer": torch.randn(12)} for i in range(n)]
+    if not sharded:
+        path = tmp_path / "features_x_train.pkl"
+        path.write_bytes(pickle.dumps(records))
+        return path, records
+    names = []
+    for k in range(2):
+        names.append(f"features_x_train_shard_{k:05d}.pkl")
+        (tmp_path / names[-1]).write_bytes(pickle.dumps(records[k * 3:(k + 1) * 3]))
+    path = tmp_path / "features_x_train.index.json"
+    path.write_text(json.dumps({"shards": names, "class_names": ["walk", "run"]}))
+    return path, records
+
+
+def test_pickle_import_needs_explicit_permission(tmp_path):
+    from polyspace_core.features.pickle_import import import_pickle
+
+    path, _ = write_pickle_cache(tmp_path)
+    with pytest.raises(PolySpaceError, match="--allow-pickle"):
+        import_pickle(path, tmp_path / "out" / "train")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_pickle_import_converts_records(tmp_path, sharded):
+    from polyspace_core.features.pickle_import import import_pickle
+
+    path, records = write_pickle_cache(tmp_path, sharded=sharded)
+    store = import_pickle(path, tmp_path / "out" / "train", allow_pickle=True, shard_size=4)
+    assert store.models == ["student", "videomae", "timesformer"] and store.student == "student"
+    assert store.dtype == torch.float16  # the cache's dtype
+    assert store.shape("timesformer") == (1, 12)  # a clip vector becomes one token
+    assert torch.equal(store.array("videomae")[5], torch.from_numpy(records[5]["videomae"]))
+    assert store.labels.tolist() == [0, 1, 0, 1, 0, 1]
+    assert store.class_names == (["walk", "run"] if sharded else ["0", "1"])
+
+
+def test_cli_import_pickle(tmp_path, capsys):
+    from polyspace_core.cli import main
+
+    path, _ = write_pickle_cache(tmp_path)
+    assert main(["featurize", "--import-pickle", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "--allow-pickle" in capsys.readouterr().err
+    assert main(["featurize", "--import-pickle", str(path), "--allow-pickle", "--out", str(tmp_path / "o"),
+                 "--split", "validation"]) == 0
+    assert len(FeatureStore.open(tmp_path / "o" / "validation")) == 6
+    assert main(["features-info", str(tmp_path / "o" / "validation"), "--verify"]) == 0
+    assert "student" in capsys.readouterr().out
