@@ -2,9 +2,12 @@
 
     .venv/bin/python benchmarks/fusion_modes.py [--classes 10 --clips_per_class 30 --batch 32]
 
-Writes benchmarks/results/fusion_modes.json. One run builds (or reuses, under --work) a SynthMotion
-set at the default preset's clip size (16 frames of 64x64), featurizes it with the student and one
-teacher, fits ridge converters, and then trains the same fusion head with the same batches:
+Writes benchmarks/results/fusion_modes.json. The data and models are the default preset's: its
+feature store (01), converter set (02), and the videos and student named in the store's manifest,
+when `make report` has produced them. Otherwise (or with --build) the benchmark builds its own
+under --work: a SynthMotion set at the demo's clip size (16 frames of 64x64), featurized with the
+student and one teacher, and ridge converters. Then it trains the same fusion head with the same
+batches in both modes:
 - video mode: decode -> the student's processor -> the frozen student -> converters -> head;
 - cached mode: the feature store (memory-mapped) -> converters -> head.
 Throughput is training samples per second over the training passes only (validation excluded
@@ -40,6 +43,25 @@ def default_student() -> str:
     return f"vjepa2-tiny={zoo}" if (zoo / "config.json").is_file() else "vjepa2-tiny"
 
 
+def preset_data(preset: str) -> dict | None:
+    """The inputs a preset's report run produced (01's store, 02's converters), or None."""
+    from polyspace_core.errors import PolySpaceError
+    from polyspace_core.fusion.stage import inputs_from_runs
+
+    runs = ROOT / "runs" / preset
+    try:
+        inputs = inputs_from_runs(ROOT, runs / "01_featurize", runs / "02_train_converters", cached=False)
+    except PolySpaceError as e:
+        print(f"preset {preset}: {e}")
+        return None
+    from polyspace_core.features.store import FeatureStore
+
+    counts = {s: len(FeatureStore.open(inputs.features / s)) for s in ("train", "validation")}
+    return {"dataset": inputs.dataset, "videos": inputs.videos, "features": inputs.features,
+            "converters": inputs.converters, "student": inputs.student, "split_counts": counts,
+            "source": f"preset {preset} (runs/{preset}/01_featurize, 02_train_converters)"}
+
+
 def build_data(work: Path, args) -> dict:
     """SynthMotion videos -> feature store (train, validation) -> ridge converters, cached under work/."""
     from polyspace_core.cli import main as cli
@@ -56,11 +78,14 @@ def build_data(work: Path, args) -> dict:
         cli(["train-converter", "--features", str(work / "features"), "--save_dir", str(work / "converters"),
              "--kind", "ridge", "--device", args.device])
     return {"dataset": info["dataset"], "videos": info["root"], "features": work / "features",
-            "converters": work / "converters", "split_counts": info["split_counts"]}
+            "converters": work / "converters", "split_counts": info["split_counts"], "student": args.student,
+            "source": f"built by the benchmark under {work}"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default", help="use this preset's 01/02 outputs when they exist")
+    parser.add_argument("--build", action="store_true", help="build the benchmark's own data even if the preset has some")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--clips_per_class", type=int, default=30)
     parser.add_argument("--frames", type=int, default=16)
@@ -84,7 +109,7 @@ def main() -> None:
 
     work = Path(args.work)
     t0 = time.perf_counter()
-    data = build_data(work, args)
+    data = (None if args.build else preset_data(args.preset)) or build_data(work, args)
     prep_s = time.perf_counter() - t0
     acc = make_accelerator(args.device)
     head = HeadOptions()
@@ -95,7 +120,7 @@ def main() -> None:
         settings = TrainSettings(epochs=epochs, batch=args.batch, lr=1e-3, seed=0)
         torch.manual_seed(0)
         extra = ({"features": data["features"]} if mode == "cached" else
-                 {"dataset": data["dataset"], "root": data["videos"], "student": args.student, "workers": args.workers})
+                 {"dataset": data["dataset"], "root": data["videos"], "student": data["student"], "workers": args.workers})
         run = train_fusion(mode=mode, converters=data["converters"], settings=settings, head=head, accelerator=acc,
                            progress=False, **extra)
         per_epoch = [run.history["train_samples"] / s for s in run.history["train_seconds"]]
@@ -131,11 +156,11 @@ def main() -> None:
         "video": results["video"],
         "cached": results["cached"],
         "epoch_train_seconds": {"store_loader": seconds["store"], "in_memory_float32": seconds["memory"]},
-        "setup": {"student": args.student, "teacher": args.teacher, "dataset": "synthmotion (hmdb51-csv layout)",
-                  "classes": args.classes, "clips_per_class": args.clips_per_class, "frames": args.frames,
-                  "size": args.size, "split_counts": data["split_counts"], "batch": args.batch,
+        "setup": {"data": data["source"], "student": data["student"], "dataset": data["dataset"],
+                  "videos": str(data["videos"]), "split_counts": data["split_counts"], "batch": args.batch,
                   "video_workers": args.workers, "feature_dtype": train_store.manifest["dtype"],
-                  "converters": "ridge", "head": vars(head)},
+                  "converters": sorted({c.config.kind for c in load_converters(data["converters"], student).values()}),
+                  "teachers": list(load_converters(data["converters"], student)), "head": vars(head)},
         "machine": {"device": str(acc.device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else None},

@@ -219,3 +219,56 @@ def test_cli_flops(capsys):
     assert main(["flops", "--model", "resnet9000"]) == 2
     assert "not a known backbone" in capsys.readouterr().err
     assert main(["flops", "--model", "videomae_base", "--frames", "0"]) == 2
+
+
+def test_bench_latency_fills_only_matching_backbones(tiny_cost):
+    from polyspace_core.efficiency.study import attach_bench_latency, full_cost_table
+
+    student = tiny_cost.components["student"]
+    vivit = tiny_cost.components["teacher:vivit_tiny"]
+    bench = {"device": "cuda (test gpu)", "models": {
+        student.name: {"gflops": student.gflops, "latency_ms": 7.0, "frames": student.spec["frames"],
+                       "size": student.spec["size"], "repeats": 3},
+        vivit.name: {"gflops": vivit.gflops, "latency_ms": 9.0, "frames": 99, "size": vivit.spec["size"]},  # other clip
+    }}
+    with_bench = attach_bench_latency(tiny_cost, bench)
+    assert with_bench.components["student"].latency_ms == 7.0
+    assert with_bench.components["student"].latency.device == "bench: cuda (test gpu)"
+    assert with_bench.components["teacher:vivit_tiny"].latency is None
+    assert tiny_cost.components["student"].latency is None  # the original is untouched
+    table = full_cost_table(tiny_cost, with_bench, {"top1_fusion": 0.75})
+    assert table.loc[FUSION, "top1 (05)"] == 0.75
+    assert table.loc[STUDENT_ONLY, "latency ms real size"] is None  # the head was not timed
+    assert table.loc[TEACHERS, "real-size latency from"] == "not measured — run make bench"
+
+
+def test_figures_static_and_interactive(tiny_cost):
+    import ipywidgets
+    from matplotlib.figure import Figure
+
+    from polyspace_core.efficiency import plots
+
+    static = plots.cost_explorer([tiny_cost, tiny_cost], None, interactive=False)
+    assert len(static) == 2 and all(isinstance(f, Figure) for f in static)
+    assert "run notebook 05" in static[1].axes[0].texts[0].get_text()
+    widget = plots.cost_explorer([tiny_cost, tiny_cost], {"top1_fusion": 0.6}, interactive=True)
+    assert isinstance(widget, ipywidgets.VBox)
+    tsm = {m.name: m for m in (tsm_cost("small", 4, 64), tsm_cost("small", 8, 64))}
+    assert len(plots.plot_frames_scaling(tsm).axes[0].lines) == 1
+
+
+def test_relative_checkpoint_folders_resolve_against_the_project_root(tmp_path, monkeypatch):
+    from polyspace_core.backbones import load_backbone
+    from polyspace_core.workspace import project_root
+
+    root = project_root()
+    folder = root / "runs" / "test_efficiency_tmp" / "vivit-zoo"
+    try:
+        load_backbone("vivit-tiny").save_pretrained(folder)
+        monkeypatch.chdir(tmp_path)
+        spec = resolve_backbone(str(folder.relative_to(root)))
+        assert spec.name == "vivit_zoo" and spec.arch == "vivit" and spec.width == 64
+    finally:
+        import shutil
+
+        shutil.rmtree(root / "runs" / "test_efficiency_tmp", ignore_errors=True)

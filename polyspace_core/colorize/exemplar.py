@@ -18,7 +18,7 @@ Embedding network, frozen in every strategy:
   top learns which of it matters for matching. Its weights are saved with the branch, so a
   checkpoint reproduces exactly.
 
-Correspondence: a shared projection (3x3 conv, ReLU, 3x3 conv, ReLU, 1x1 conv) of both feature
+Correspondence: a shared projection (1x1 conv, ReLU, 3x3 conv, ReLU, 1x1 conv) of both feature
 maps, cosine similarity between every frame position and every reference position, a softmax
 with a learnt temperature (init 0.01, as in Deep Exemplar-based Video Colorization) over the
 reference, and the reference ab (average-pooled to the feature grid) carried along the
@@ -56,16 +56,17 @@ FEATURE_STRIDE = 4
 @dataclass
 class ExemplarConfig:
     embed: str = "random"                     # random | swin
-    embed_channels: list[int] = field(default_factory=lambda: [16, 32, 48])
+    embed_channels: list[int] = field(default_factory=lambda: [8, 24, 48])
     embed_seed: int = 0
     swin_config: dict | None = None           # SwinConfig.to_dict() when embed == "swin"
     swin_source: str | None = None            # where the Swin weights came from (record only)
     pixel_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     pixel_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    match_dim: int = 64
+    match_dim: int = 32
     temperature: float = 0.01
-    color_base: int = 32
+    color_base: int = 16
     color_depth: int = 2
+    color_stem_stride: int = 2
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -154,10 +155,10 @@ def load_swin(checkpoint: str | os.PathLike) -> tuple[nn.Module, list[float], li
 class NonLocalCorrespondence(nn.Module):
     """Trainable matching of frame features to reference features; see the module docstring."""
 
-    def __init__(self, in_channels: int, dim: int = 64, temperature: float = 0.01):
+    def __init__(self, in_channels: int, dim: int = 32, temperature: float = 0.01):
         super().__init__()
-        self.project = nn.Sequential(nn.Conv2d(in_channels, dim, 3, padding=1), nn.ReLU(inplace=True),
-                                     nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+        self.project = nn.Sequential(nn.Conv2d(in_channels, 2 * dim, 1), nn.ReLU(inplace=True),
+                                     nn.Conv2d(2 * dim, dim, 3, padding=1), nn.ReLU(inplace=True),
                                      nn.Conv2d(dim, dim, 1))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
 
@@ -210,7 +211,8 @@ class ExemplarBranch(nn.Module):
             raise PolySpaceError(f"exemplar config embed={config.embed!r}: use 'random' or 'swin'")
         self.embed.requires_grad_(False).eval()
         self.nonlocal_net = NonLocalCorrespondence(self.embed.out_channels, config.match_dim, config.temperature)
-        self.colornet = SmallUNet(4, 2, base=config.color_base, depth=config.color_depth)
+        self.colornet = SmallUNet(4, 2, base=config.color_base, depth=config.color_depth,
+                                  stem_stride=config.color_stem_stride)
         self.pretrained = False  # True after from_pretrained: Strategy 1
 
     def train(self, mode: bool = True) -> "ExemplarBranch":

@@ -31,8 +31,9 @@ IN_CHANNELS = 7
 
 @dataclass
 class FusionConfig:
-    base: int = 24
+    base: int = 16
     depth: int = 2
+    stem_stride: int = 2       # run at half resolution (see unet.py)
     prior_scale: float = 6.0   # gate prior logit = prior_scale * (conf_temporal - similarity_exemplar)
 
 
@@ -42,7 +43,8 @@ class FusionUNet(nn.Module):
     def __init__(self, config: FusionConfig | None = None):
         super().__init__()
         self.config = config or FusionConfig()
-        self.net = SmallUNet(IN_CHANNELS, 3, base=self.config.base, depth=self.config.depth)
+        self.net = SmallUNet(IN_CHANNELS, 3, base=self.config.base, depth=self.config.depth,
+                             stem_stride=self.config.stem_stride)
 
     def forward(self, l: torch.Tensor, ab_t: torch.Tensor, conf_t: torch.Tensor,
                 ab_e: torch.Tensor, sim_e: torch.Tensor) -> dict[str, torch.Tensor]:

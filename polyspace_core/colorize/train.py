@@ -40,6 +40,7 @@ class TrainConfig:
     exemplar_epochs: int = 10
     fusion_epochs: int = 8
     batch_size: int = 16            # frames per step in phase A
+    frames_per_clip: int = 4        # phase A samples this many random frames of each clip per epoch
     fusion_batch_size: int = 4      # sequences per step in phase B
     seq_len: int | None = None      # frames per training sequence (None = whole clip)
     lr_exemplar: float = 2e-3       # phase A; higher than the seed's 1e-4 to fit a CPU budget
@@ -79,9 +80,13 @@ def make_accelerator(cfg: TrainConfig, device: torch.device | str = "cpu"):
                        gradient_accumulation_steps=cfg.grad_accum)
 
 
-def _loader(dataset, batch_size: int, seed: int, shuffle: bool = True) -> DataLoader:
+def _loader(dataset, batch_size: int, seed: int, num_samples: int | None = None) -> DataLoader:
+    """Shuffled batches; with num_samples, each epoch draws that many distinct items at random."""
+    from torch.utils.data import RandomSampler
+
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=0)
+    sampler = RandomSampler(dataset, num_samples=min(num_samples or len(dataset), len(dataset)), generator=gen)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0)
 
 
 # ----------------------------------------------------------------------------- phase A
@@ -110,7 +115,8 @@ def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_cli
     acc = make_accelerator(cfg, device)
     branch.apply_strategy()
     opt = torch.optim.Adam(branch.trainable_parameters(), lr=cfg.lr_exemplar)
-    loader = _loader(FrameDataset(train_clips), cfg.batch_size, cfg.seed)
+    loader = _loader(FrameDataset(train_clips), cfg.batch_size, cfg.seed,
+                     num_samples=cfg.frames_per_clip * len(train_clips))
     model, opt, loader = acc.prepare(branch, opt, loader)
     history, best, best_state = [], float("inf"), None
     for epoch in range(cfg.exemplar_epochs):

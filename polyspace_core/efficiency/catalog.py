@@ -177,6 +177,23 @@ def _local_spec(name: str, folder: Path, frames: int | None) -> BackboneSpec:
     return BackboneSpec(name.replace("-", "_"), arch, str(folder), kwargs, n_frames, clip.height)
 
 
+def _as_folder(source: str) -> Path | None:
+    """An existing checkpoint folder: as given (cwd), else relative to the project root (feature
+    store manifests may record paths like data/zoo/vjepa2-tiny)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if not path.is_absolute():
+        from ..workspace import project_root
+
+        try:
+            candidate = project_root() / path
+        except PolySpaceError:
+            return None
+        return candidate if candidate.is_dir() else None
+    return None
+
+
 def resolve_backbone(spec: str, frames: int | None = None, size: int | None = None) -> BackboneSpec:
     """A backbone spec from a catalogue name (vjepa2_vitl, videomae_tiny, ...), a backbones.py
     registry key or tiny preset (vjepa2, videomae-tiny, ...), one of the catalogue's hub ids, a
@@ -188,10 +205,10 @@ def resolve_backbone(spec: str, frames: int | None = None, size: int | None = No
     key = source.replace("-", "_") if source.replace("-", "_") in backbone_names() else source
     key = ALIASES.get(key, key)
     catalogue = {**REAL_BACKBONES, **tiny_specs()}
+    folder = _as_folder(source)
     if key in catalogue:
         found = catalogue[key]
-    elif Path(source).expanduser().is_dir():
-        folder = Path(source).expanduser()
+    elif folder is not None:
         found = _local_spec(name or folder.name, folder, frames)
     else:
         raise PolySpaceError(f"model {text!r}: not a known backbone ({', '.join(backbone_names())}, or the "

@@ -13,7 +13,6 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import PolySpaceError
 from .catalog import BackboneSpec, build_backbone, encoder_prefixes
 from .measure import Measurement, count_flops, count_parameters, measure, measure_latency, measure_peak_memory
 
@@ -130,24 +129,21 @@ def tsm_cost(arch: str = "resnet50", frames: int = 16, size: int = 224, *, ffn: 
              device: torch.device | str = "cpu", latency: bool = False, warmup: int = 1,
              repeats: int = 3) -> Measurement:
     """One clip of `frames` frames at size² through a TSM ResNet (ffn=False: the vanilla one-stream
-    model trained at max(frame_counts)) or an FFN model (one stream per frame count, adaconv)."""
+    model trained at max(frame_counts)) or an FFN model (one stream per frame count, adaconv).
+    Without `latency` it is counted on the meta device (no activations are allocated)."""
     from ..ffn.tsm_resnet import build_model
 
     counts = tuple(frame_counts) if ffn else (max(frame_counts),)
     name = f"{'ffn' if ffn else 'tsm'}_{'r50' if arch == 'resnet50' else arch}_{frames}f"
-    model = build_model(arch, num_classes, frame_counts=counts, ffn=ffn)
-    if latency:
-        model = model.to(device)
-    model.eval()
-    device = torch.device(device) if latency else torch.device("cpu")
-    with torch.device("meta" if not latency else device):
-        clip = torch.randn(1, 3, frames, size, size)
-    if not latency:  # count on meta: a 16-frame ResNet-50 clip needs no real activations to be counted
-        model = model.to("meta")
+    model = build_model(arch, num_classes, frame_counts=counts, ffn=ffn).eval()
+    params = count_parameters(model)
     info = {"kind": "tsm", "arch": arch, "ffn": ffn, "frames": frames, "size": size,
             "streams": list(counts), "num_classes": num_classes}
-    return measure(name, lambda: model(clip), count_parameters(model), device, latency=latency,
-                   warmup=warmup, repeats=repeats, spec=info)
+    device = torch.device(device) if latency else torch.device("meta")
+    model = model.to(device)
+    clip = torch.randn(1, 3, frames, size, size, device=device)
+    return measure(name, lambda: model(clip), params, device, latency=latency, warmup=warmup,
+                   repeats=repeats, spec=info)
 
 
 def colorization_cost(size: int = 256, chunk: int = 8, device: torch.device | str = "cpu", *,
@@ -191,9 +187,3 @@ def colorization_cost(size: int = 256, chunk: int = 8, device: torch.device | st
         lat.median_ms, lat.min_ms, lat.max_ms = lat.median_ms / chunk, lat.min_ms / chunk, lat.max_ms / chunk
         result.latency, result.memory = lat, mem
     return result
-
-
-def check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PolySpaceError(f"{name}={value!r}: must be a positive integer")
-    return value

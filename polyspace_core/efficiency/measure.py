@@ -184,13 +184,6 @@ def count_parameters(module: nn.Module, *, exclude_prefixes: tuple[str, ...] = (
     return int(total)
 
 
-def weight_bytes(module: nn.Module, *, exclude_prefixes: tuple[str, ...] = ()) -> int:
-    """Bytes of the parameters and buffers a forward pass keeps resident."""
-    tensors = [t for n, t in [*module.named_parameters(), *module.named_buffers()]
-               if not n.startswith(exclude_prefixes)]
-    return int(sum(t.numel() * t.element_size() for t in tensors))
-
-
 # ---------------------------------------------------------------------------------------------
 # latency
 

@@ -21,10 +21,9 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import PolySpaceError
 from .catalog import BackboneSpec, resolve_backbone, tiny_specs
 from .components import backbone_cost, colorization_cost, tsm_cost
-from .measure import Measurement
+from .measure import ATTENTION_OPS, Measurement
 from .pipeline import (CONFIGURATIONS, EVAL_KEYS, PipelineCost, PipelineSpec, accuracy_from_eval, pipeline_spec,
                        spec_from_fusion_checkpoint)
 
@@ -37,20 +36,14 @@ def _frame(rows: list[dict[str, Any]], index: str | None = None):
 
 
 def measurement_rows(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
-    """Table rows: name, GFLOPs, attention share, params (M), latency (ms), peak memory (MB), clip."""
+    """Table rows: name, GFLOPs, attention GFLOPs, params (M), latency (ms), peak memory (MB), clip."""
     rows = []
     for m in measurements:
-        attention = sum(v for k, v in m.flops_by_op.items() if k in _attention_ops())
+        attention = sum(v for k, v in m.flops_by_op.items() if k in ATTENTION_OPS)
         rows.append({"model": m.name, "gflops": m.gflops, "attention_gflops": attention / 1e9,
                      "params_m": m.params / 1e6, "latency_ms": m.latency_ms, "peak_memory_mb": m.peak_memory_mb,
                      "frames": m.spec.get("frames"), "size": m.spec.get("size"), "source": m.spec.get("source", "")})
     return rows
-
-
-def _attention_ops() -> tuple[str, ...]:
-    from .measure import ATTENTION_OPS
-
-    return ATTENTION_OPS
 
 
 def backbone_costs(names: Sequence[str], device: torch.device | str = "cpu", *, include_tiny: bool = True,
@@ -277,9 +270,12 @@ def efficiency_metrics(backbones: dict[str, Measurement], as_run: PipelineCost, 
         out[f"latency_ms_{key}"] = m.latency_ms
         config["models"][key] = clip
 
-    for name, m in {**backbones, **{m.name: m for m in (as_run.components["student"], real.components["student"])},
-                    **{m.name: m for k, m in [*as_run.components.items(), *real.components.items()]
-                       if k.startswith("teacher:")}}.items():
+    measured = dict(backbones)
+    for cost in (as_run, real):  # the pipelines' backbones, when not in the backbone table
+        for key, m in cost.components.items():
+            if key == "student" or key.startswith("teacher:"):
+                measured.setdefault(m.name, m)
+    for name, m in measured.items():
         put(name, m, {"per": "clip", "frames": m.spec.get("frames"), "size": m.spec.get("size"),
                       "source": m.spec.get("source")})
     for name, m in tsm.items():

@@ -327,6 +327,10 @@ class TSMTrainer:
         if info["model_config"] != ours:
             diff = sorted(k for k in ours if info["model_config"].get(k) != ours[k])
             raise PolySpaceError(f"{path}: model config differs from this run's in {diff}; build the model the checkpoint was trained with")
+        planned = info.get("train_config", {}).get("epochs", self.config.epochs)
+        if planned != self.config.epochs:
+            raise PolySpaceError(f"{path}: was trained on a {planned}-epoch cosine schedule; resume it with "
+                                 f"--epochs {planned} (this run has {self.config.epochs})")
         self.unwrapped_model.load_state_dict(model_state)
         if "optimizer" in info:
             self.optimizer.load_state_dict(optimizer_from_parts(optimizer_tensors, info["optimizer"]))

@@ -17,6 +17,7 @@ manifest; `--features_fp16` is accepted and checked against it. Both commands ru
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -102,6 +103,8 @@ def _train(args: argparse.Namespace) -> int:
                        val_split=args.val_split, features_fp16=args.features_fp16 or None, save_dir=args.save_dir,
                        resume=not args.no_resume, device=args.device, workers=args.workers, on_error=args.on_error,
                        split_seed=args.split_seed)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun / accelerate launch the main process reports
     s = run.summary()
     print(f"fusion ({s['mode']} mode): best epoch {s['best_epoch']}, validation top-1 {s['val_top1']:.4f}, "
           f"{s['train_samples_per_s']:.1f} train samples/s; checkpoint {run.save_dir / 'best'}")

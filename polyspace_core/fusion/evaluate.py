@@ -193,45 +193,45 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
     histories.update(student=student_probe.history, student_matched=matched.history, teachers_concat=concat.history,
                      **{f"teacher_{t}": r.history for t, r in teacher_probes.items()})
 
-    # cost per clip, backbones included
+    # cost per clip, backbones included: what each row runs to predict one clip
     cost: dict[str, Any] = {}
+    gflops: dict[str, float | None] = {}
     if costs:
         from ..efficiency.measure import count_flops
 
         sample = next(iter(TensorBatches({m: test_b.features[m] for m in models}, test_b.labels, batch=1)))
         pipeline.cpu()
         z0, teacher_feats = sample[c.student], [sample[t] for t in c.teachers]
-        cost = {"backbone_gflops": {m: backbone_gflops(stores[split], m) for m in models},
+        backbone = {m: backbone_gflops(stores[split], m) for m in models}
+        cost = {"backbone_gflops": backbone,
                 "converter_gflops": {t: count_flops(conv_m, z0).total / 1e9
                                      for t, conv_m in zip(c.teachers, pipeline.converters)},
                 "head_gflops": count_flops(pipeline.head, z0, teacher_feats).total / 1e9,
-                "student_probe_gflops": _module_gflops(student_probe.model, sample),
-                "matched_head_gflops": _module_gflops(matched.model, sample)}
+                "probe_gflops": {key: _module_gflops(r.model, sample) for key, r in
+                                 [("student", student_probe), ("student_matched", matched), ("teachers_concat", concat),
+                                  *((f"teacher_{t}", r) for t, r in teacher_probes.items())]}}
         pipeline.to(acc.device)
-
-    def g(*parts):
-        return float(sum(parts)) if costs else None
+        teachers_total = sum(backbone[t] for t in c.teachers)
+        gflops = {"student": backbone[c.student] + cost["probe_gflops"]["student"],
+                  "student_matched": backbone[c.student] + cost["probe_gflops"]["student_matched"],
+                  "fusion": backbone[c.student] + sum(cost["converter_gflops"].values()) + cost["head_gflops"],
+                  **{f"teacher_{t}": backbone[t] + cost["probe_gflops"][f"teacher_{t}"] for t in c.teachers},
+                  "teachers_concat": teachers_total + cost["probe_gflops"]["teachers_concat"],
+                  "fusion_oracle": backbone[c.student] + teachers_total + cost["head_gflops"]}
 
     pf = count_trainable(pipeline)
     rows.append(_row("student linear probe", "student", "baseline", run(student_probe.model, "student"), n_classes,
-                     count_trainable(student_probe.model),
-                     g(cost["backbone_gflops"][c.student], cost["student_probe_gflops"]) if costs else None))
+                     count_trainable(student_probe.model), gflops.get("student")))
     rows.append(_row("student matched head", "student_matched", "baseline", run(matched.model, "student_matched"),
-                     n_classes, count_trainable(matched.model),
-                     g(cost["backbone_gflops"][c.student], cost["matched_head_gflops"]) if costs else None))
-    rows.append(_row("fusion", "fusion", "fusion", fusion_pred, n_classes, pf,
-                     g(cost["backbone_gflops"][c.student], *cost["converter_gflops"].values(), cost["head_gflops"])
-                     if costs else None))
+                     n_classes, count_trainable(matched.model), gflops.get("student_matched")))
+    rows.append(_row("fusion", "fusion", "fusion", fusion_pred, n_classes, pf, gflops.get("fusion")))
     for t, r in teacher_probes.items():
         rows.append(_row(f"teacher {t} probe", f"teacher_{t}", "upper bound", run(r.model, f"teacher_{t}"), n_classes,
-                         count_trainable(r.model),
-                         g(cost["backbone_gflops"][t], _module_gflops(r.model, sample)) if costs else None))
+                         count_trainable(r.model), gflops.get(f"teacher_{t}")))
     rows.append(_row("teachers concat probe", "teachers_concat", "upper bound", run(concat.model, "teachers_concat"),
-                     n_classes, count_trainable(concat.model),
-                     g(*[cost["backbone_gflops"][t] for t in c.teachers], _module_gflops(concat.model, sample))
-                     if costs else None))
+                     n_classes, count_trainable(concat.model), gflops.get("teachers_concat")))
     rows.append(_row("fusion oracle (teacher features)", "fusion_oracle", "upper bound", oracle_pred, n_classes, pf,
-                     g(*cost["backbone_gflops"].values(), cost["head_gflops"]) if costs else None))
+                     gflops.get("fusion_oracle")))
 
     gates = gate_statistics(fusion_pred["gates"], fusion_pred["label"], c.teachers, n_classes)
     return DownstreamReport(rows=rows, confusion=confusion, gates=gates, histories=histories,

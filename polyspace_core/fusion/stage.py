@@ -66,24 +66,32 @@ def _resolve(path: str, root: Path) -> Path:
 def fusion_inputs(ws, cached: bool | None = None) -> FusionInputs:
     """The inputs of stage 04 for this preset: 01's store (exactly one under its run dir), 02's
     converter set, and — from the store's manifest — the videos and the student for video mode."""
+    cached = ws.p.cached if cached is None else cached
+    return inputs_from_runs(ws.root, ws.stage_run_dir("01_featurize"), ws.stage_run_dir("02_train_converters"),
+                            cached=cached, features=ws.p.fusion_features, converters=ws.p.fusion_converters)
+
+
+def inputs_from_runs(root: Path, featurize_run_dir: Path, converters_run_dir: Path, *, cached: bool = True,
+                     features: Path | None = None, converters: Path | None = None) -> FusionInputs:
+    """FusionInputs from the run dirs of 01 and 02 (or explicit store / converter-set folders);
+    relative paths in the store's manifest resolve against the project `root`."""
     from ..align.study import find_converter_set, find_feature_store
     from ..features.store import FeatureStore
 
-    cached = ws.p.cached if cached is None else cached
-    features = find_feature_store(ws.p.fusion_features, ws.stage_run_dir("01_featurize"))
-    converters = find_converter_set(ws.p.fusion_converters, ws.stage_run_dir("02_train_converters"))
+    features = find_feature_store(features, featurize_run_dir)
+    converters = find_converter_set(converters, converters_run_dir)
     store = FeatureStore.open(features / "train")
     if store.student is None:
         raise PolySpaceError(f"{store.split_dir}: the manifest names no student; re-run 01_featurize")
     info = store.model_info(store.student)
     source = info["source"]
-    if not Path(source).is_absolute() and (ws.root / source).exists():
-        source = str(ws.root / source)  # a checkpoint folder given relative to the project root
+    if not Path(source).is_absolute() and (root / source).exists():
+        source = str(root / source)  # a checkpoint folder given relative to the project root
     dataset = store.manifest.get("dataset", {})
     if not dataset.get("name") or not dataset.get("root"):
         raise PolySpaceError(f"{store.split_dir / 'manifest.json'}: records no dataset; re-run 01_featurize")
     inputs = FusionInputs(mode="cached" if cached else "video", features=features, converters=converters,
-                          dataset=dataset["name"], videos=_resolve(dataset["root"], ws.root),
+                          dataset=dataset["name"], videos=_resolve(dataset["root"], root),
                           student=f"{store.student}={source}", frames=int(info["clip"]["frames"]), tokens=store.tokens,
                           teachers=list(read_json(converters / "converters.json")["teachers"]),
                           class_names=store.class_names, dtype=store.manifest["dtype"])
@@ -92,7 +100,7 @@ def fusion_inputs(ws, cached: bool | None = None) -> FusionInputs:
 
         split = load_split(inputs.dataset, inputs.videos, "train")
         videos = [str(Path(it.path).resolve()) for it in split.items]
-        if videos != [str(_resolve(p, ws.root).resolve()) for p in store.paths]:
+        if videos != [str(_resolve(p, root).resolve()) for p in store.paths]:
             raise PolySpaceError(f"{inputs.videos}: its train split lists other videos than the feature store "
                                  f"{store.split_dir} was made from; re-run 01_featurize on these videos")
     return inputs

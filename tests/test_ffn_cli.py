@@ -1,0 +1,65 @@
+"""`polyspace train-ffn` end to end on a small SynthMotion set in the SSv2 layout."""
+
+import json
+
+import pytest
+
+from polyspace_core.cli import main
+from polyspace_core.datasets import generate_synthmotion
+
+
+@pytest.fixture(scope="module")
+def ssv2_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_ssv2") / "set"
+    generate_synthmotion(root, layout="ssv2", classes=4, clips_per_class=5, frames=16, size=32, seed=0,
+                         progress=False)
+    return root
+
+
+def _args(root, save_dir, *extra):
+    return ["train-ffn", "--video_dir", str(root / "20bn-something-something-v2"), "--labels_dir", str(root / "labels"),
+            "--arch", "tiny", "--size", "28", "--short_side", "32", "--batch_size", "4", "--workers", "0",
+            "--device", "cpu", "--save_dir", str(save_dir), *extra]
+
+
+def test_test_run_trains_two_batches_then_eval_only_reads_the_checkpoint(ssv2_root, tmp_path, capsys):
+    assert main(_args(ssv2_root, tmp_path / "ffn", "--test_run", "--cache")) == 0
+    out = capsys.readouterr().out
+    assert "FFN training on cpu" in out and "TFD gap" in out
+    info = json.loads((tmp_path / "ffn" / "final.json").read_text())
+    assert info["kind"] == "ffn" and info["global_step"] == 2 and info["model_config"]["frame_counts"] == [4, 8, 16]
+    assert info["model_config"]["class_names"][0] == "Moving something to the left"
+
+    assert main(_args(ssv2_root, tmp_path / "ffn", "--eval_only", "--resume", str(tmp_path / "ffn" / "final.json"))) == 0
+    result = json.loads((tmp_path / "ffn" / "tfd_validation.json").read_text())
+    assert {"acc_4f", "acc_8f", "acc_16f", "tfd_gap"} <= set(result)
+    assert result["tfd_gap"] == pytest.approx(result["acc_16f"] - result["acc_4f"])
+
+
+def test_vanilla_tsm_baseline_and_resume(ssv2_root, tmp_path, capsys):
+    tsm = ["--model", "tsm", "--epochs", "2", "--save_every", "1", "--num_frames_h", "8", "--num_frames_m", "6",
+           "--num_frames_l", "2"]
+    assert main(_args(ssv2_root, tmp_path / "tsm", *tsm)) == 0
+    info = json.loads((tmp_path / "tsm" / "final.json").read_text())
+    assert info["kind"] == "tsm" and info["model_config"]["frame_counts"] == [8] and info["epoch"] == 2
+    assert {"best_acc_2f", "best_acc_6f", "best_acc_8f"} <= set(info)
+    capsys.readouterr()
+    # resume after epoch 1: only epoch 2 runs again
+    assert main(_args(ssv2_root, tmp_path / "tsm", *tsm, "--resume", str(tmp_path / "tsm" / "epoch_1.json"))) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "epoch 1/2" not in out and "epoch 2/2" in out
+    # a different schedule length cannot continue the cosine schedule
+    assert main(_args(ssv2_root, tmp_path / "tsm", *tsm[:2], "--epochs", "3", *tsm[4:],
+                      "--resume", str(tmp_path / "tsm" / "epoch_1.json"))) == 2
+    assert "--epochs 2" in capsys.readouterr().err
+
+
+def test_bad_input_is_a_one_line_error(ssv2_root, tmp_path, capsys):
+    assert main(_args(ssv2_root, tmp_path, "--eval_only")) == 2
+    assert "--eval_only needs --resume" in capsys.readouterr().err
+    args = _args(ssv2_root, tmp_path, "--test_run")
+    args[2] = str(tmp_path / "missing")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --video_dir") and err.count("\n") == 1
+    assert main(_args(ssv2_root, tmp_path, "--num_frames_l", "8")) == 2
