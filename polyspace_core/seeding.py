@@ -21,7 +21,14 @@ def seed_everything(seed: int, deterministic: bool = True) -> int:
     torch.manual_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # torch.use_deterministic_algorithms also imports torch._inductor to set its flag, which
+        # costs seconds in every new process (each notebook kernel); nothing here compiles with
+        # inductor, so set the ATen flag directly unless inductor is already loaded.
+        import sys
+        if "torch._inductor" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch._C._set_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         # cuBLAS needs this for deterministic matmuls on GPU; harmless on CPU

@@ -52,12 +52,18 @@ def jupyterlab(tmp_path_factory, smoke_report):
     """JupyterLab on a free loopback port with a token, notebooks on the smoke preset."""
     port, token = _free_port(), secrets.token_hex(16)
     home = tmp_path_factory.mktemp("lab")
+    # render every cell (JupyterLab 4 only renders cells in view by default), so the test can read
+    # every prompt and output of the notebook
+    settings = home / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env = {**os.environ, "POLYSPACE_PRESET": "smoke", "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
     log = open(home / "lab.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                              f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={ROOT}", "--ServerApp.port_retries=0"],
+                             f"--ServerApp.root_dir={ROOT}", "--ServerApp.port_retries=0",
+                             *(["--allow-root"] if os.geteuid() == 0 else [])],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90

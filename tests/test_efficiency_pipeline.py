@@ -104,7 +104,7 @@ def test_colorization_cost_per_frame():
     assert timed.latency_ms > 0
 
 
-def _tiny_store_and_checkpoint(root, teacher_t=None):
+def _tiny_store_and_checkpoint(root, teacher_t=None, video_mode=False):
     """A cached-mode fusion checkpoint over a real (tiny) feature store."""
     from polyspace_core.align.converters import ConverterConfig, build_converter
     from polyspace_core.features.store import FeatureStoreWriter
@@ -127,7 +127,8 @@ def _tiny_store_and_checkpoint(root, teacher_t=None):
     converters = {m["name"]: build_converter(ConverterConfig("resampler", student["dim"], m["dim"], student["T"],
                                                              m["T"], hidden=24)) for m in models[1:]}
     pipeline = build_pipeline("student", (student["T"], student["dim"]), converters, 2, rank=8, gate_hidden=16)
-    save_fusion(root / "fusion" / "best", pipeline, {"data": {"features": str(root / "features")}})
+    data = {"student_source": "vjepa2-tiny", "frames": 16} if video_mode else {"features": str(root / "features")}
+    save_fusion(root / "fusion" / "best", pipeline, {"data": data})
     return root / "fusion" / "best"
 
 
@@ -140,6 +141,16 @@ def test_spec_from_fusion_checkpoint(tmp_path):
     assert spec.settings_from.endswith("best")
     cost = pipeline_cost(spec, latency_max_gflops=0.0, progress=False)
     assert cost.components["converter:mae"].spec["converter"] == "resampler"
+
+
+def test_spec_from_a_video_mode_checkpoint_needs_a_store(tmp_path):
+    checkpoint = _tiny_store_and_checkpoint(tmp_path, video_mode=True)
+    with pytest.raises(PolySpaceError, match="trained in video mode"):
+        spec_from_fusion_checkpoint(checkpoint)
+    spec = spec_from_fusion_checkpoint(checkpoint, stores_root=tmp_path / "features")
+    assert [t.name for t in spec.teachers] == ["mae", "tsf"] and spec.student.arch == "vjepa2"
+    with pytest.raises(PolySpaceError, match="no feature store with the models"):
+        spec_from_fusion_checkpoint(checkpoint, stores_root=tmp_path / "fusion")
 
 
 def test_spec_from_fusion_checkpoint_rejects_a_mismatched_store(tmp_path):

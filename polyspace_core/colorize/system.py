@@ -88,6 +88,7 @@ class FusionSystem(nn.Module):
         self.exemplar = exemplar
         self.fusion_net = fusion_net or FusionUNet()
         self.propagator = TemporalPropagator(flow or DISFlow(), memory_size=memory_size, decay=decay)
+        self.trained_size: int | None = None  # short side of the training frames (the CLI's working size)
 
     def reset_memory(self) -> None:
         """Forget the temporal memory (start of a new sequence)."""
@@ -168,7 +169,8 @@ class FusionSystem(nn.Module):
         self.fusion_net.save_pretrained(folder / "fusion")
         atomic_write_json(folder / "system.json", {
             "kind": "fusion_system", "memory_size": self.propagator.memory_size,
-            "decay": self.propagator.decay, "trained_with_flow": self.propagator.backend.describe()})
+            "decay": self.propagator.decay, "trained_size": self.trained_size,
+            "trained_with_flow": self.propagator.backend.describe()})
         return folder
 
     @classmethod
@@ -185,5 +187,7 @@ class FusionSystem(nn.Module):
             raise PolySpaceError(f"{meta_path}: not a fusion-system checkpoint")
         exemplar = ExemplarBranch.from_pretrained(folder / "exemplar", map_location)
         fusion_net = FusionUNet.from_pretrained(folder / "fusion", map_location)
-        return cls(exemplar, fusion_net, flow=flow, memory_size=int(meta["memory_size"]),
-                   decay=float(meta["decay"]))
+        system = cls(exemplar, fusion_net, flow=flow, memory_size=int(meta["memory_size"]),
+                     decay=float(meta["decay"]))
+        system.trained_size = meta.get("trained_size")
+        return system

@@ -248,6 +248,7 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
         _save_history(history_path, history, cfg)
 
     system = FusionSystem(branch, flow=flow).to(device)
+    system.trained_size = int(min(train_clips[0].frames.shape[1:3]))
     history = [h for h in history if h["phase"] != "fusion"]
     history += train_fusion(system, train_clips, val_clips, cfg, device, progress)
     if _is_main_process():

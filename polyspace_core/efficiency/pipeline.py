@@ -84,11 +84,25 @@ def pipeline_spec(student: str, teachers: Sequence[str], *, converter: dict[str,
                         dict(head or {}), int(num_classes), tokens)
 
 
-def spec_from_fusion_checkpoint(fusion_dir: str | Path) -> PipelineSpec:
-    """The pipeline a trained fusion checkpoint (fusion.json of 04) runs: converter and head
-    settings from the checkpoint; backbones from the feature store it was trained on (cached mode:
-    the manifest names each model's source and clip) or, in video mode, the student's source."""
+def _find_store(root: Path, names: Sequence[str]):
+    """The first feature-store split under `root` whose manifest has every model in `names`."""
     from ..features.store import FeatureStore
+
+    for manifest in sorted(root.rglob("manifest.json")):
+        try:
+            store = FeatureStore.open(manifest.parent)
+        except PolySpaceError:
+            continue  # not a feature store (or a damaged one): look further
+        if all(n in store.models for n in names):
+            return store
+    return None
+
+
+def spec_from_fusion_checkpoint(fusion_dir: str | Path, stores_root: str | Path | None = None) -> PipelineSpec:
+    """The pipeline a trained fusion checkpoint (fusion.json of 04) runs: converter and head
+    settings from the checkpoint; backbones (source and clip of every model) from the feature
+    store it was trained on (cached mode records it) or, for a checkpoint trained in video mode,
+    from a store under `stores_root` (01's run dir) holding the same student and teachers."""
     from ..fusion.pipeline import read_fusion_meta
 
     fusion_dir = Path(fusion_dir)
@@ -100,14 +114,13 @@ def spec_from_fusion_checkpoint(fusion_dir: str | Path) -> PipelineSpec:
         raise PolySpaceError(f"{fusion_dir / 'fusion.json'}: lists no converters; it is not a fusion pipeline checkpoint")
     converter = {k: v for k, v in converters[0].items() if k not in ("d_in", "d_out", "t_in", "t_out")}
     head = {k: config[k] for k in ("rank", "gate_hidden", "pooling", "dropout", "gate_l1") if k in config}
-    features = data.get("features")
-    if not features:
-        raise PolySpaceError(f"{fusion_dir / 'fusion.json'}: trained in video mode, so the teachers' sources are not "
-                             f"recorded; cost it with pipeline_spec(student, teachers, ...) instead")
-    split_dirs = sorted(p.parent for p in Path(features).glob("*/manifest.json"))
-    if not split_dirs:
-        raise PolySpaceError(f"{features}: no feature store (manifest.json) under it; the checkpoint's features moved")
-    store = FeatureStore.open(split_dirs[0])
+    names = [config["student"], *config["teachers"]]
+    where = data.get("features") or stores_root
+    store = _find_store(Path(where), names) if where else None
+    if store is None:
+        raise PolySpaceError(f"{fusion_dir / 'fusion.json'}: no feature store with the models {names} "
+                             f"{'under ' + str(where) if where else '(trained in video mode)'}; run 01_featurize for "
+                             f"them or cost the pipeline with pipeline_spec(student, teachers, ...)")
 
     def spec_of(name: str) -> BackboneSpec:
         info = store.model_info(name)

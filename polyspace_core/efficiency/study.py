@@ -72,13 +72,14 @@ def find_fusion_checkpoint(fusion_run_dir: str | Path) -> Path | None:
 
 
 def as_run_pipeline(fusion_run_dir: str | Path, student: str, teachers: Sequence[str], *, converter_kind: str,
-                    num_classes: int) -> PipelineSpec:
-    """The pipeline 04 trained when its checkpoint exists (backbones from its feature store,
-    converter and head settings from fusion.json), else `student`/`teachers` with default head
-    settings and converters of `converter_kind`; `settings_from` says which."""
+                    num_classes: int, stores_root: str | Path | None = None) -> PipelineSpec:
+    """The pipeline 04 trained when its checkpoint exists (backbones from its feature store — or,
+    for a video-mode checkpoint, a store under `stores_root` — converter and head settings from
+    fusion.json), else `student`/`teachers` with default head settings and converters of
+    `converter_kind`; `settings_from` says which."""
     checkpoint = find_fusion_checkpoint(fusion_run_dir)
     if checkpoint is not None:
-        return spec_from_fusion_checkpoint(checkpoint)
+        return spec_from_fusion_checkpoint(checkpoint, stores_root)
     spec = pipeline_spec(student, teachers, converter={"kind": converter_kind}, num_classes=num_classes)
     spec.settings_from = f"defaults (no fusion checkpoint under {fusion_run_dir})"
     return spec

@@ -1,0 +1,86 @@
+"""`polyspace synth-color`, `polyspace colorize` and `polyspace train-colorize`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("synth-color", help="generate the SynthColor colorization dataset",
+                       description="Generate SynthColor: short colour videos from scikit-image's photos with "
+                                   "camera motion, moving/entering/occluding objects, an exemplar per clip, "
+                                   "and train/validation/test splits (index.json).")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--clips", type=int, default=40, help="clips in all (60/20/20 train/validation/test)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--size", type=int, default=64, help="frame height and width (even, >= 32)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_synth_color)
+
+    p = sub.add_parser("colorize", help="colorize a video from an exemplar image",
+                       description="Colorize any video (colour input is turned to L first) from a reference "
+                                   "image, streaming frames so memory stays bounded.")
+    p.add_argument("--input", required=True, help="input video (colour or grey)")
+    p.add_argument("--reference", required=True, help="exemplar image (PNG/JPEG)")
+    p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .avi, .webm)")
+    p.add_argument("--flow", default="dis", choices=["dis", "farneback", "raft", "memflow"],
+                   help="temporal branch flow backend")
+    p.add_argument("--checkpoint", default=None, help="FusionSystem folder (needed by --method fusion/exemplar)")
+    p.add_argument("--method", default="fusion", choices=["fusion", "exemplar", "temporal", "global"])
+    p.add_argument("--work-size", type=int, default=None,
+                   help="short side of the working resolution (default: the checkpoint's training size, else 64)")
+    p.add_argument("--chunk", type=int, default=16, help="frames decoded and held at a time")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--codec", default="auto", help="output codec (h264, vp9, vp8, mpeg4; auto = from suffix)")
+    p.add_argument("--raft-weights", default=None, help="local torchvision RAFT state dict (--flow raft)")
+    p.add_argument("--raft-variant", default="raft_small", choices=["raft_small", "raft_large"])
+    p.add_argument("--memflow-path", default=None, help="MemFlow checkout (--flow memflow)")
+    p.add_argument("--memflow-ckpt", default=None, help="MemFlow checkpoint (--flow memflow)")
+    p.add_argument("--memflow-stage", default="sintel")
+    p.set_defaults(func=_colorize)
+
+    p = sub.add_parser("train-colorize", help="train the fusion colorization system on SynthColor",
+                       description="Two-phase training (exemplar branch, then fusion) with Accelerate; also "
+                                   "runs as `accelerate launch -m polyspace_core.colorize.train ...`.")
+    from .train import add_train_arguments
+    add_train_arguments(p)
+    p.set_defaults(func=_train)
+
+
+def _synth_color(args: argparse.Namespace) -> int:
+    from ..datasets.synthcolor import generate_synthcolor, load_synthcolor_index
+
+    path = generate_synthcolor(args.out, clips=args.clips, frames=args.frames, size=args.size, seed=args.seed)
+    index = load_synthcolor_index(path.parent)
+    counts = ", ".join(f"{k} {len(v)}" for k, v in index["splits"].items())
+    print(f"SynthColor at {path.parent}: {counts} clips of {args.frames} frames, {args.size}x{args.size}")
+    return 0
+
+
+def _colorize(args: argparse.Namespace) -> int:
+    import json
+
+    from ..seeding import best_device
+    from .flow import build_flow_backend
+    from .stream import colorize_video
+    from .system import FusionSystem
+
+    device = best_device(args.device)
+    flow = build_flow_backend(args.flow, raft_weights=args.raft_weights, raft_variant=args.raft_variant,
+                              memflow_path=args.memflow_path, memflow_ckpt=args.memflow_ckpt,
+                              memflow_stage=args.memflow_stage, device=device)
+    system, work_size = None, args.work_size
+    if args.checkpoint is not None:
+        system = FusionSystem.from_pretrained(args.checkpoint, flow=flow, map_location=device)
+        if work_size is None:
+            work_size = system.trained_size or 64
+    stats = colorize_video(args.input, args.reference, args.out, method=args.method, system=system, flow=flow,
+                           work_size=work_size or 64, chunk=args.chunk, device=device, codec=args.codec)
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import run_from_args
+
+    return run_from_args(args)
