@@ -51,11 +51,12 @@ MEMBERS: dict[str, tuple[str, str]] = {
 TRAIN = dict(epochs=10, batch=16, lr=1e-3, weight_decay=0.05, warmup=0.1, seed=0)
 
 
-def recipe(name: str, epochs: int) -> dict[str, Any]:
+def recipe(name: str, epochs: int, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything that determines a zoo member; a cached member is reused only if this matches."""
     role, objective = MEMBERS[name]
     return {"zoo_version": ZOO_VERSION, "preset": name, "role": role, "objective": objective,
-            "pretrain_data": {**PRETRAIN_DATA, "seed": PRETRAIN_SEED}, "train": {**TRAIN, "epochs": epochs}}
+            "pretrain_data": {**(data or PRETRAIN_DATA), "seed": PRETRAIN_SEED},
+            "train": {**TRAIN, "epochs": epochs}}
 
 
 def _card_matches(directory: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,12 +175,14 @@ def zoo_path(zoo_dir: str | os.PathLike, name: str) -> Path:
 
 def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLike = "data/synthmotion_pretrain", *,
               members: Sequence[str] | None = None, epochs: int | None = None, device: str = "auto",
-              force: bool = False, workers: int = 2, progress: bool = True) -> dict[str, dict[str, Any]]:
+              force: bool = False, workers: int = 2, progress: bool = True,
+              pretrain: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Train (or reuse) the zoo members; returns name -> zoo card (with "path").
 
     zoo_dir: where members are saved (`<zoo_dir>/<name>/`). data_dir: where the SynthMotion
     pretraining set is generated (cached by the generator). epochs: training epochs (default
     TRAIN["epochs"]). force: retrain even when a member with the same recipe exists.
+    pretrain: overrides of PRETRAIN_DATA (classes, clips_per_class, ...) for a smaller set.
     """
     from .datasets import generate_synthmotion, load_split
     from .seeding import best_device
@@ -189,13 +192,14 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     if unknown:
         raise PolySpaceError(f"zoo member {unknown[0]!r}: unknown; members are {', '.join(MEMBERS)}")
     epochs = int(epochs if epochs is not None else TRAIN["epochs"])
+    data = {**PRETRAIN_DATA, **(pretrain or {})}
     if epochs < 1:
         raise PolySpaceError(f"epochs {epochs}: must be at least 1")
     zoo_dir = Path(zoo_dir)
     cards: dict[str, dict[str, Any]] = {}
     todo = []
     for name in members:
-        card = None if force else _card_matches(zoo_path(zoo_dir, name), recipe(name, epochs))
+        card = None if force else _card_matches(zoo_path(zoo_dir, name), recipe(name, epochs, data))
         if card is not None:
             cards[name] = {**card, "path": str(zoo_path(zoo_dir, name)), "cached": True}
         else:
@@ -204,7 +208,10 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         return cards
 
     dev = best_device(device)
-    info = generate_synthmotion(data_dir, seed=PRETRAIN_SEED, workers=workers, progress=progress, **PRETRAIN_DATA)
+    # one folder per pretraining recipe: the generator refuses to mix parameters in one folder
+    tag = f"{data['layout']}_c{data['classes']}_n{data['clips_per_class']}_f{data['frames']}_s{data['size']}"
+    info = generate_synthmotion(Path(data_dir) / f"{tag}_seed{PRETRAIN_SEED}", seed=PRETRAIN_SEED, workers=workers,
+                                progress=progress, **data)
     train_split = load_split(info["dataset"], info["root"], "train")
     test_split = load_split(info["dataset"], info["root"], "test")
     groups, to_coarse = coarse_labels(train_split.class_names)
@@ -216,7 +223,7 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     for backbone in backbones:
         name = backbone.name
         role, objective = MEMBERS[name]
-        rec = recipe(name, epochs)
+        rec = recipe(name, epochs, data)
         targets = fine_tr if objective == "fine" else torch.from_numpy(to_coarse)[fine_tr]
         num_classes = len(train_split.class_names) if objective == "fine" else len(groups)
         # probe the random-init network first: the card shows what training added

@@ -117,7 +117,9 @@ def _base_checkpoint(arch: str, directory):
         cfg, cls = tf.VJEPA2Config(num_hidden_layers=1, pred_num_hidden_layers=1, num_pooler_layers=1), tf.VJEPA2Model
         proc = tf.VJEPA2VideoProcessor(crop_size=256)
     elif arch == "videomae":  # MCG-NJU/videomae-base ships VideoMAEImageProcessor
-        cfg, cls = tf.VideoMAEConfig(num_hidden_layers=1), tf.VideoMAEModel
+        # VideoMAE builds its fixed sin-cos table in pure Python at construction (~8 s at 224 px);
+        # the table is not a weight, so build at 32 px and save the real 224 px config below
+        cfg, cls = tf.VideoMAEConfig(num_hidden_layers=1, image_size=32), tf.VideoMAEModel
         proc = tf.VideoMAEImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
     elif arch == "timesformer":  # facebook/timesformer-base-finetuned-k400
         cfg, cls = tf.TimesformerConfig(num_hidden_layers=1, num_labels=400), tf.TimesformerForVideoClassification
@@ -135,6 +137,8 @@ def _base_checkpoint(arch: str, directory):
                 p.normal_(0, 0.02, generator=gen)
             else:
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
+    if arch == "videomae":
+        model.config.image_size = 224
     model.save_pretrained(directory)
     proc.save_pretrained(directory)
 

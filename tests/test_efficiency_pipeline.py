@@ -283,3 +283,18 @@ def test_relative_checkpoint_folders_resolve_against_the_project_root(tmp_path, 
         import shutil
 
         shutil.rmtree(root / "runs" / "test_efficiency_tmp", ignore_errors=True)
+
+
+def test_as_run_pipeline_prefers_the_fusion_checkpoint(tmp_path):
+    from polyspace_core.efficiency.study import as_run_pipeline, find_fusion_checkpoint
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert find_fusion_checkpoint(empty) is None
+    spec = as_run_pipeline(empty, "vjepa2-tiny", TEACHERS_TINY, converter_kind="ridge", num_classes=7)
+    assert spec.settings_from.startswith("defaults (no fusion checkpoint under")
+    assert spec.converter == {"kind": "ridge"} and spec.num_classes == 7 and len(spec.teachers) == 3
+    checkpoint = _tiny_store_and_checkpoint(tmp_path / "run")
+    assert find_fusion_checkpoint(tmp_path / "run") == checkpoint
+    spec = as_run_pipeline(tmp_path / "run", "vjepa2-tiny", TEACHERS_TINY, converter_kind="ridge", num_classes=7)
+    assert spec.settings_from == str(checkpoint) and spec.converter["kind"] == "resampler" and spec.num_classes == 2

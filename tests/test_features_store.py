@@ -75,7 +75,7 @@ def test_reader_memory_maps_and_matches_safetensors(tmp_path):
     store = w.finalize()
     reference = load_file(tmp_path / "s" / shard_name(0))
     mapped, meta = mmap_safetensors(tmp_path / "s" / shard_name(0))
-    assert meta["fingerprint"] == w.fingerprint
+    assert json.loads(meta["polyspace"])["fingerprint"] == w.fingerprint
     for k, v in reference.items():
         assert torch.equal(mapped[k], v)
     # one shard: array() points into a memory mapping of the shard file, not a copy

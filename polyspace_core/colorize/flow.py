@@ -16,6 +16,7 @@ Backends (all frozen; none is trained here):
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from collections import OrderedDict
@@ -112,6 +113,7 @@ class RAFTFlow(FlowBackend):
     scaled to [-1, 1] (RAFT's input range); frames are padded to a multiple of 8."""
 
     name = "raft"
+    MIN_SIDE = 128
 
     def __init__(self, weights: str | os.PathLike, variant: str = "raft_small",
                  device: str | torch.device = "cpu", num_flow_updates: int = 12):
@@ -139,11 +141,20 @@ class RAFTFlow(FlowBackend):
     @torch.no_grad()
     def flow(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         _check_pair(src, dst, "raft flow")
+        h, w = src.shape
         pair = torch.from_numpy(np.stack([src, dst])).float().to(self.device)
         pair = (pair / 127.5 - 1.0)[:, None].expand(-1, 3, -1, -1)
-        pair, (h, w) = _pad_to_multiple(pair, 8)
-        preds = self.model(pair[:1], pair[1:], num_flow_updates=self.num_flow_updates)
-        return preds[-1][0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+        # RAFT's correlation pyramid needs >= 128 px; smaller frames are upsampled, flow scaled back
+        scale = max(1.0, self.MIN_SIDE / min(h, w))
+        if scale > 1.0:
+            pair = F.interpolate(pair, size=(math.ceil(h * scale), math.ceil(w * scale)), mode="bilinear",
+                                 align_corners=False)
+        pair, (hs, ws) = _pad_to_multiple(pair, 8)
+        flow = self.model(pair[:1], pair[1:], num_flow_updates=self.num_flow_updates)[-1][:, :, :hs, :ws]
+        if scale > 1.0:
+            flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+            flow = flow * torch.tensor([w / ws, h / hs], device=flow.device).view(1, 2, 1, 1)
+        return flow[0].permute(1, 2, 0).float().cpu().numpy()
 
     def describe(self) -> dict:
         return {"backend": self.name, "variant": self.variant, "weights": self.weights}

@@ -100,18 +100,26 @@ def plot_cost_breakdown(costs: Sequence[PipelineCost]) -> Figure:
 
 
 def plot_frames_scaling(tsm: dict[str, Measurement]) -> Figure:
-    """TSM and FFN GFLOPs per clip against the frame count: linear in frames; FFN's extra cost
-    (per-stream adaconvs) is the gap between the lines."""
-    fig = Figure(figsize=(5.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for i, kind in enumerate(("tsm", "ffn")):
-        points = sorted((m.spec["frames"], m.gflops) for m in tsm.values() if m.spec["ffn"] == (kind == "ffn"))
+    """Left: TSM and FFN GFLOPs per clip against the frame count (linear in frames). Right: what
+    FFN's per-stream weight alterations add, in percent of the TSM cost (too small to see left)."""
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    curves = {kind: dict(sorted((m.spec["frames"], m.gflops) for m in tsm.values() if m.spec["ffn"] == (kind == "ffn")))
+              for kind in ("tsm", "ffn")}
+    for i, (kind, points) in enumerate(curves.items()):
         if points:
-            ax.plot(*zip(*points), "o-" if kind == "tsm" else "s--", color=f"C{i}", label=kind.upper())
-    ax.set_xlabel("frames per clip")
-    ax.set_ylabel("GFLOPs per clip")
-    ax.grid(alpha=0.3)
-    ax.legend()
+            left.plot(list(points), list(points.values()), "o-" if kind == "tsm" else "s--", color=f"C{i}",
+                      label=kind.upper())
+    left.set_xlabel("frames per clip")
+    left.set_ylabel("GFLOPs per clip")
+    left.legend()
+    frames = sorted(set(curves["tsm"]) & set(curves["ffn"]))
+    if frames:
+        right.bar([str(f) for f in frames], [100 * (curves["ffn"][f] / curves["tsm"][f] - 1) for f in frames], color="C1")
+    right.set_xlabel("frames per clip")
+    right.set_ylabel("FFN extra FLOPs (% of TSM)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     return fig
 
 

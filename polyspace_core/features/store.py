@@ -476,8 +476,11 @@ class FeatureStoreWriter:
         tensors[INDEX_KEY] = torch.arange(start, end, dtype=torch.int64)
         from safetensors.torch import save
 
-        data = save(tensors, metadata={"format": FORMAT, "fingerprint": self.fingerprint,
-                                       "start": str(start), "end": str(end)})
+        # one metadata key: safetensors orders several keys at random, and identical runs should
+        # write identical bytes (so a resumed store checksums like an uninterrupted one)
+        meta = json.dumps({"format": FORMAT, "fingerprint": self.fingerprint, "start": start, "end": end},
+                          sort_keys=True)
+        data = save(tensors, metadata={"polyspace": meta})
         atomic_write_bytes(self.split_dir / shard_name(k), data)
         rec = {"file": shard_name(k), "start": start, "end": end, "sha256": sha256_bytes(data),
                "bytes": len(data), "fingerprint": self.fingerprint, "status": list(status),

@@ -50,6 +50,9 @@ class TSMConfig:
     widths: tuple[int, ...] = (64, 128, 256, 512)
     depths: tuple[int, ...] = (3, 4, 6, 3)
     stem_width: int = 64
+    stem_kernel: int = 7                    # ResNet stem: conv kernel and stride, then 3x3/2 max pool
+    stem_stride: int = 2
+    stem_pool: bool = True
     frame_counts: tuple[int, ...] = (16,)   # trained frame counts; one stream each
     adaconv: bool = False                   # FFN weight alteration per block and stream
     shift_div: int = 8                      # 1/shift_div channels each way; 0 = no shift (TSN)
@@ -114,10 +117,12 @@ class TSMResNet(nn.Module):
         num_streams = len(config.frame_counts)
         norm = partial(StreamBatchNorm2d, num_streams=num_streams)
 
-        self.conv1 = nn.Conv2d(config.in_channels, config.stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(config.in_channels, config.stem_width, kernel_size=config.stem_kernel,
+                               stride=config.stem_stride, padding=config.stem_kernel // 2, bias=False)
         self.bn1 = norm(config.stem_width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        # small frames (the built-in 32-pixel runs) keep more resolution without the pool
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if config.stem_pool else nn.Identity()
         inplanes = config.stem_width
         for stage, (planes, depth) in enumerate(zip(config.widths, config.depths)):
             blocks = []

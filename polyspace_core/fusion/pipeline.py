@@ -25,6 +25,8 @@ from ..io import atomic_write_json, read_json, save_safetensors_atomic
 from .head import FusionConfig, FusionHead
 
 CHECKPOINT_FORMAT = "polyspace-fusion/1"
+# batch key of a teacher's converted features computed ahead of training (frozen converters)
+CONVERTED = "converted:"
 
 
 class FusionPipeline(nn.Module):
@@ -77,6 +79,12 @@ class FusionPipeline(nn.Module):
             raise PolySpaceError(f"fusion: the batch has no features of the student {c.student!r} "
                                  f"(it has {', '.join(k for k in batch if k not in ('label', 'index'))})")
         z0 = batch[c.student]
+        ready = [CONVERTED + t in batch for t in c.teachers]
+        if any(ready) and not self.teacher_inputs:
+            if not all(ready) or self.finetune_converters:
+                raise PolySpaceError("fusion: precomputed converted features are only valid for all teachers at once "
+                                     "and with frozen converters")
+            return self.head(z0, [batch[CONVERTED + t] for t in c.teachers])
         if self.teacher_inputs:
             missing = [t for t in c.teachers if t not in batch]
             if missing:
@@ -85,6 +93,25 @@ class FusionPipeline(nn.Module):
         else:
             converted = self.convert(z0)
         return self.head(z0, converted)
+
+
+@torch.no_grad()
+def precompute_converted(pipeline: FusionPipeline, features: torch.Tensor, device: torch.device | str = "cpu",
+                         chunk: int = 1024) -> dict[str, torch.Tensor]:
+    """Frozen converters are a fixed function of the stored student features, so cached mode can
+    apply them once: student features (N, T_s, D_s) -> {CONVERTED + teacher: (N, T_t, D_t) float32},
+    in eval mode, `chunk` clips at a time (failed samples' NaN rows stay NaN and are never served)."""
+    if pipeline.finetune_converters:
+        raise PolySpaceError("fusion: converters that are fine-tuned change during training; they cannot be precomputed")
+    n = features.shape[0]
+    c = pipeline.config
+    out = {CONVERTED + t: torch.empty(n, tokens, dim) for t, tokens, dim in zip(c.teachers, c.teacher_tokens, c.teacher_dims)}
+    converters = [conv.to(device).eval() for conv in pipeline.converters]
+    for start in range(0, n, chunk):
+        z = features[start:start + chunk].to(device, torch.float32)
+        for t, conv in zip(c.teachers, converters):
+            out[CONVERTED + t][start:start + chunk] = conv(z).float().cpu()
+    return out
 
 
 def build_pipeline(student: str, student_shape: tuple[int, int], converters: Mapping[str, nn.Module],

@@ -6,7 +6,9 @@
                        student="data/zoo/vjepa2-tiny", converters=..., save_dir=...)
 
 cached   feature store -> converters -> head. Only the student's features are read (memory-mapped,
-         cast to float32 from the manifest's dtype); no video is decoded, no backbone runs.
+         cast to float32 from the manifest's dtype); no video is decoded, no backbone runs. Frozen
+         converters are applied once to every stored clip before training (same values, not
+         recomputed every epoch); fine-tuned ones run per batch.
 video    videos -> decode -> the student's processor -> the frozen student -> converters -> head,
          through featurize's own ClipSource and VideoBackbone.features, so a video gives the
          features it has in the store.
@@ -19,6 +21,7 @@ same checkpoints — `<save_dir>/best/` (fusion.safetensors + fusion.json) and `
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +32,7 @@ from ..io import atomic_write_json
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
 from .engine import TrainSettings, fit, make_accelerator
 from .head import count_trainable
-from .pipeline import FusionPipeline, build_pipeline, load_converters, save_fusion
+from .pipeline import FusionPipeline, build_pipeline, load_converters, precompute_converted, save_fusion
 
 MODES = ("cached", "video")
 
@@ -84,7 +87,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                  frames: int = 16, tokens: str = "temporal", split_seed: int = 0, train_split: str = "train", val_split: str = "validation",
                  features_fp16: bool | None = None, save_dir: str | Path | None = None, resume: bool = True,
                  device: str = "auto", workers: int = 0, on_error: str = "error", stop_after: int | None = None,
-                 on_mismatch: str = "error", progress: bool = True, accelerator=None) -> FusionRun:
+                 on_mismatch: str = "error", precompute_budget_bytes: int = 4 * 2**30, progress: bool = True,
+                 accelerator=None) -> FusionRun:
     """Train a fusion head in `mode` "cached" (needs `features`, the store root with train and
     validation splits) or "video" (needs `dataset`, `root` and the `student` backbone spec).
 
@@ -92,6 +96,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
     subset (default: all of them). num_classes / features_fp16: optional checks against the data
     (the seed's --classes and --features_fp16). save_dir: checkpoints (see module docstring);
     a checkpoint made with other settings is an error unless on_mismatch="restart".
+    precompute_budget_bytes: in cached mode with frozen converters, the converted features are
+    computed once when they fit in this much memory (else per batch; the history says which).
     Returns a FusionRun. Raises PolySpaceError for missing or inconsistent inputs.
     """
     if mode not in MODES:
@@ -150,6 +156,23 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
     pipeline = build_pipeline(student_name, shape, convs, len(class_names), rank=head.rank,
                               gate_hidden=head.gate_hidden, pooling=head.pooling, dropout=head.dropout,
                               gate_l1=head.gate_l1, finetune_converters=head.finetune_converters)
+
+    # cached mode, frozen converters: their output is a fixed function of the stored features, so
+    # it is computed once (the seed's "pre-apply converters"), not again in every epoch
+    converters_applied, precompute_s = "per batch", 0.0
+    if mode == "cached" and not head.finetune_converters:
+        c = pipeline.config
+        need = 4 * (train_b.labels.shape[0] + val_b.labels.shape[0]) * sum(
+            t * d for t, d in zip(c.teacher_tokens, c.teacher_dims))
+        if need <= precompute_budget_bytes:
+            t0 = time.perf_counter()
+            for b in (train_b, val_b):
+                b.features.update(precompute_converted(pipeline, b.features[student_name], acc.device))
+            precompute_s = time.perf_counter() - t0
+            converters_applied = "once before training (frozen converters)"
+        else:
+            print(f"fusion: converted features would take {need / 2**30:.1f} GiB > precompute_budget_bytes; "
+                  f"applying the converters per batch")
     info = {"class_names": class_names, "mode": mode, "data": data_info, "converters_dir": str(Path(converters).resolve()),
             "settings": asdict(settings), "head_options": asdict(head)}
     save_dir = Path(save_dir) if save_dir is not None else None
@@ -168,7 +191,11 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                  resume=resume, fingerprint=fingerprint, on_best=on_best, stop_after=stop_after,
                  on_mismatch=on_mismatch, progress=progress, desc=f"fusion ({mode})")
     skipped = {**getattr(train_b, "skipped", {}), **getattr(val_b, "skipped", {})}
-    result.history.update(mode=mode, skipped=skipped)
+    h = result.history
+    seconds = sum(h["train_seconds"]) + precompute_s
+    h.update(mode=mode, skipped=skipped, converters_applied=converters_applied,
+             converter_precompute_seconds=precompute_s,
+             train_samples_per_s=len(h["epoch"]) * h["train_samples"] / seconds if seconds > 0 else None)
     if save_dir is not None and acc.is_main_process:
         atomic_write_json(save_dir / "history.json", result.history)
     return FusionRun(result.model, result.history, mode, save_dir, class_names, skipped)

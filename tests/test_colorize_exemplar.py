@@ -1,0 +1,144 @@
+"""Exemplar branch: shapes, frozen embedding, strategies, Swin from a local checkpoint, files,
+and that the correspondence + colour net learn to colour from the reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from polyspace_core.colorize.exemplar import ExemplarBranch, build_exemplar_branch
+from polyspace_core.colorize.lab import split_lab
+from polyspace_core.errors import PolySpaceError
+
+
+def _inputs(b=2, h=32, w=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    l = torch.rand(b, 1, h, w, generator=g) * 2 - 1
+    ab = torch.rand(b, 2, h, w, generator=g) - 0.5
+    return l, ab
+
+
+def test_shapes_and_frozen_embedding():
+    branch = build_exemplar_branch()
+    l, ab = _inputs()
+    out = branch(l, l, ab)
+    assert out["ab"].shape == (2, 2, 32, 40) and out["warped_ab"].shape == (2, 2, 32, 40)
+    assert out["similarity"].shape == (2, 1, 32, 40)
+    sim = out["similarity"].detach()
+    assert 0 <= float(sim.min()) and float(sim.max()) <= 1 + 1e-6
+    out["ab"].sum().backward()
+    assert all(p.grad is None for p in branch.embed.parameters())
+    assert all(p.grad is not None for p in branch.nonlocal_net.parameters())
+    branch.train()
+    assert not branch.embed.training
+
+
+def test_identical_frame_and_reference_copies_reference_colours():
+    """With the frame equal to the reference, the best match of each position is itself."""
+    from skimage import data
+    from polyspace_core.colorize.lab import frames_to_lab
+    import cv2
+
+    img = cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
+    l, ab = split_lab(frames_to_lab(img)[None])
+    branch = build_exemplar_branch(temperature=1e-3)
+    with torch.no_grad():
+        out = branch(l, l, ab)
+    grid = torch.nn.functional.adaptive_avg_pool2d(ab, (16, 16))
+    warped_grid = torch.nn.functional.adaptive_avg_pool2d(out["warped_ab"], (16, 16))
+    err = (warped_grid - grid).abs().mean()
+    baseline = (grid - grid.mean((2, 3), keepdim=True)).abs().mean()  # one global colour
+    assert err < 0.35 * baseline
+    assert out["similarity"].mean() > 0.99
+
+
+def test_strategies_set_what_trains():
+    fresh = build_exemplar_branch()
+    n_nonlocal = sum(p.numel() for p in fresh.nonlocal_net.parameters())
+    n_color = sum(p.numel() for p in fresh.colornet.parameters())
+    assert sum(p.numel() for p in fresh.trainable_parameters()) == n_nonlocal + n_color
+    assert not any(p.requires_grad for p in fresh.embed.parameters())
+
+
+def test_save_and_load_round_trip_is_strategy_1(tmp_path):
+    branch = build_exemplar_branch(embed_seed=3)
+    with torch.no_grad():
+        for p in branch.colornet.parameters():
+            p.add_(0.01)  # make the colour net non-trivial
+    branch.save_pretrained(tmp_path / "ex")
+    loaded = ExemplarBranch.from_pretrained(tmp_path / "ex")
+    l, ab = _inputs(seed=1)
+    torch.testing.assert_close(loaded(l, l, ab)["ab"], branch(l, l, ab)["ab"])
+    assert loaded.pretrained
+    assert not any(p.requires_grad for p in loaded.colornet.parameters())
+    assert all(p.requires_grad for p in loaded.nonlocal_net.parameters())
+    assert len(loaded.trainable_parameters()) == len(list(loaded.nonlocal_net.parameters()))
+
+
+def test_swin_embedding_from_a_local_checkpoint(tmp_path):
+    from transformers import SwinConfig, SwinModel
+
+    torch.manual_seed(0)
+    cfg = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4)
+    SwinModel(cfg).save_pretrained(tmp_path / "swin")
+    branch = build_exemplar_branch(swin_checkpoint=tmp_path / "swin")
+    assert branch.config.embed == "swin" and branch.embed.out_channels == 16 + 32
+    l, ab = _inputs(h=48, w=64)
+    assert branch(l, l, ab)["ab"].shape == (2, 2, 48, 64)
+    assert not any(p.requires_grad for p in branch.embed.parameters())
+    branch.save_pretrained(tmp_path / "ex")     # the Swin config travels with the branch
+    loaded = ExemplarBranch.from_pretrained(tmp_path / "ex")
+    torch.testing.assert_close(loaded(l, l, ab)["ab"], branch(l, l, ab)["ab"])
+
+
+def test_missing_checkpoints_are_errors(tmp_path):
+    with pytest.raises(PolySpaceError, match="no config.json"):
+        build_exemplar_branch(swin_checkpoint=tmp_path / "nowhere")
+    with pytest.raises(PolySpaceError, match="config.json and model.safetensors"):
+        ExemplarBranch.from_pretrained(tmp_path)
+    with pytest.raises(PolySpaceError, match="exemplar config"):
+        build_exemplar_branch(not_a_field=1)
+
+
+def test_learns_to_colour_from_the_reference():
+    """Frames whose colours are only knowable from the reference: random hues per image on a
+    shared texture. A few dozen steps must cut the error well below the untrained branch."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    from polyspace_core.colorize.lab import rgb_to_lab
+
+    def sample(n):
+        ls, refs = [], []
+        for _ in range(n):
+            base = torch.rand(1, 1, 8, 8)
+            tex = torch.nn.functional.interpolate(base, size=(32, 32), mode="bilinear", align_corners=False)
+            hue = torch.tensor(rng.uniform(0, 1, 3), dtype=torch.float32).view(1, 3, 1, 1)
+            other = torch.tensor(rng.uniform(0, 1, 3), dtype=torch.float32).view(1, 3, 1, 1)
+            rgb = tex * hue + (1 - tex) * other           # two colours mixed by a texture
+            shift = int(rng.integers(-4, 5))
+            ls.append(rgb_to_lab(torch.roll(rgb, shift, dims=3)))
+            refs.append(rgb_to_lab(rgb))
+        return torch.cat(ls), torch.cat(refs)
+
+    train_x, train_r = sample(48)
+    test_x, test_r = sample(8)
+    branch = build_exemplar_branch()
+    opt = torch.optim.Adam(branch.trainable_parameters(), lr=3e-3)
+
+    def error(x, r):
+        with torch.no_grad():
+            l, ab = split_lab(x)
+            rl, rab = split_lab(r)
+            return float((branch(l, rl, rab)["ab"] - ab).abs().mean())
+
+    before = error(test_x, test_r)
+    for step in range(40):
+        idx = torch.randint(0, 48, (12,))
+        l, ab = split_lab(train_x[idx])
+        rl, rab = split_lab(train_r[idx])
+        out = branch(l, rl, rab)
+        loss = (out["ab"] - ab).abs().mean() + 0.5 * (out["warped_ab"] - ab).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = error(test_x, test_r)
+    assert after < 0.6 * before

@@ -1,0 +1,147 @@
+"""featurize: the CLI on a small SynthMotion set writes valid fp32/fp16 stores, each video is decoded
+once for all models, bad videos are recorded and skipped, workers do not change the result, and a
+rerun with other settings is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.features.store import FeatureStore
+
+MODELS = ["--student", "vjepa2-tiny", "--teachers", "videomae-tiny", "timesformer-tiny", "vivit-tiny"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from polyspace_core.datasets import generate_synthmotion
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthmotion(root, layout="hmdb51-csv", classes=4, clips_per_class=4, frames=16, size=32,
+                         seed=3, progress=False)
+    return root
+
+
+def run_cli(*args: str) -> int:
+    from polyspace_core.cli import main
+
+    return main(["featurize", "--dataset", "synthmotion", "--workers", "0", *args])
+
+
+def test_cli_writes_fp32_and_fp16_stores(synth, tmp_path, monkeypatch):
+    import polyspace_core.video.multi as multi
+    from polyspace_core.datasets import load_split
+
+    calls = []
+    real = multi.decode_clips
+    monkeypatch.setattr(multi, "decode_clips", lambda path, requests, **kw: calls.append(len(requests)) or
+                        real(path, requests, **kw))
+    n = len(load_split("synthmotion", synth, "train"))
+    assert run_cli("--root", str(synth), "--out", str(tmp_path / "f32"), *MODELS, "--batch", "3",
+                   "--shard_size", "4") == 0
+    # one decode per video, serving all four models
+    assert calls == [4] * n
+    f32 = FeatureStore.open(tmp_path / "f32" / "train", verify=True)
+    assert len(f32) == n and f32.ok.all() and f32.dtype == torch.float32
+    assert f32.manifest["decodes"]["videos_decoded"] == n
+    assert f32.student == "vjepa2-tiny" and f32.teachers == ["videomae-tiny", "timesformer-tiny", "vivit-tiny"]
+    expected = {"vjepa2-tiny": (8, 96), "videomae-tiny": (8, 128), "timesformer-tiny": (8, 96),
+                "vivit-tiny": (8, 64)}
+    for m, shape in expected.items():
+        assert f32.shape(m) == shape and f32.array(m).shape == (n, *shape)
+        assert torch.isfinite(f32.array(m)).all()
+        info = f32.model_info(m)
+        assert info["clip"]["frames"] == (8 if m == "timesformer-tiny" else 16) and info["tokens"] == "temporal"
+    assert f32.class_names == load_split("synthmotion", synth, "train").class_names
+    # distinct videos give distinct features (no constant output, no shared rows)
+    x = f32.array("videomae-tiny").flatten(1)
+    assert torch.cdist(x, x).fill_diagonal_(1.0).min() > 1e-4
+
+    assert run_cli("--root", str(synth), "--out", str(tmp_path / "f16"), *MODELS, "--batch", "3",
+                   "--shard_size", "4", "--fp16") == 0
+    f16 = FeatureStore.open(tmp_path / "f16" / "train", verify=True)
+    assert f16.dtype == torch.float16 and f16.manifest["dtype"] == "float16"
+    for m in expected:
+        torch.testing.assert_close(f16.array(m).float(), f32.array(m), rtol=2e-3, atol=2e-3)
+    assert f16.disk_bytes() / f32.disk_bytes() < 0.52
+
+
+def test_bad_video_is_recorded_and_skipped_or_stops_the_run(synth, tmp_path):
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+
+    split = load_split("synthmotion", synth, "validation")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x17" * 200)
+    split.items.insert(1, type(split.items[0])(bad, 0, split.class_names[0], "broken"))
+    result = featurize(split, "vjepa2-tiny", ["timesformer-tiny"], tmp_path / "out", batch=2, device="cpu",
+                       progress=False)
+    store = FeatureStore.open(result.store_dir)
+    assert store.ok.tolist() == [True, False] + [True] * (len(split) - 2)
+    assert [f[0] for f in result.failures] == [1] and "broken.mp4" in result.failures[0][2]
+    assert torch.isnan(store.array("timesformer-tiny")[1]).all()
+    assert torch.isfinite(store.array("timesformer-tiny")[store.ok]).all()
+    assert "failed #1" in result.summary()
+    with pytest.raises(PolySpaceError, match="broken.mp4") as e:
+        featurize(split, "vjepa2-tiny", ["timesformer-tiny"], tmp_path / "strict", batch=2, device="cpu",
+                  on_error="error", progress=False)
+    assert "\n" not in str(e.value)
+
+
+def test_workers_tokens_and_changed_settings(synth, tmp_path):
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+
+    split = load_split("synthmotion", synth, "test")
+    kw = dict(batch=2, device="cpu", progress=False, shard_size=3)
+    serial = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", workers=0, **kw)
+    parallel = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "b", workers=2, **kw)
+    a, b = FeatureStore.open(serial.store_dir), FeatureStore.open(parallel.store_dir)
+    for m in a.models:
+        assert torch.equal(a.array(m), b.array(m))
+    # rerunning the same command reuses every shard
+    again = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", **kw)
+    assert again.shards_computed == [] and again.shards_reused == list(range(len(a.shards)))
+    # other settings into the same folder: refused, unless overwrite
+    with pytest.raises(PolySpaceError, match="--overwrite"):
+        featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", **kw)
+    clip = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", overwrite=True, **kw)
+    c = FeatureStore.open(clip.store_dir)
+    assert c.tokens == "clip" and c.shape("vivit-tiny") == (1, 64)
+    # the clip rule of ViViT is its CLS token, not the mean of the temporal tokens
+    assert not torch.allclose(c.array("vivit-tiny")[:, 0], a.array("vivit-tiny").mean(1), atol=1e-3)
+
+
+def test_cli_errors_are_one_line(synth, tmp_path, capsys):
+    assert run_cli("--root", str(synth), "--out", str(tmp_path), "--student", "vjepa9") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model 'vjepa9'") and err.count("\n") == 1
+    assert run_cli("--root", str(synth), "--out", str(tmp_path), "--student", "vjepa2-tiny", "--teachers",
+                   "vjepa2-tiny") == 2
+    assert "name" in capsys.readouterr().err
+    assert run_cli("--root", str(tmp_path / "nothing"), "--out", str(tmp_path), "--student", "vjepa2-tiny") == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_features_info_and_summary(synth, tmp_path, capsys):
+    from polyspace_core.cli import main
+    from polyspace_core.features.stats import store_summary
+
+    assert run_cli("--root", str(synth), "--split", "validation", "--out", str(tmp_path), "--student",
+                   "vjepa2-tiny", "--teachers", "timesformer-tiny", "--bf16") == 0
+    capsys.readouterr()
+    assert main(["features-info", str(tmp_path / "validation"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    store = FeatureStore.open(tmp_path / "validation")
+    assert summary == json.loads(json.dumps(store_summary(store)))
+    row = {r["model"]: r for r in summary["models"]}["timesformer-tiny"]
+    assert row["dtype"] == "bfloat16" and row["dim"] == 96 and row["T"] == 8
+    norms = store.array("timesformer-tiny").float().norm(dim=-1)
+    assert row["mean_token_norm"] == pytest.approx(float(norms.mean()), rel=1e-5)
+    expected_mb = len(store) * 8 * 96 * 2 / 2**20
+    assert row["disk_mb"] == pytest.approx(expected_mb)
+    assert np.isclose(sum(r["disk_mb"] for r in summary["models"]), summary["disk_mb"], rtol=0.2)
