@@ -32,7 +32,27 @@ COMMON: dict[str, str] = {
 # Each stage's own keys. Add a stage's keys here, its values to params/default.yaml and
 # params/smoke.yaml, and the same default values to the notebook's parameters cell.
 STAGE_PARAMS: dict[str, dict[str, str]] = {
-    "01_featurize": {},
+    "01_featurize": {
+        "featurize_dataset": "str",              # synthmotion (generated if missing) or a parser name: hmdb51, ucf101, ...
+        "featurize_root": "path",                # the dataset folder
+        "featurize_synth_layout": "str",         # SynthMotion only: layout, classes, clips, frames, size, seed
+        "featurize_synth_classes": "int",
+        "featurize_synth_clips_per_class": "int",
+        "featurize_synth_frames": "int",
+        "featurize_synth_size": "int",
+        "featurize_synth_seed": "int",
+        "featurize_splits": "list[str]",         # every split 02-05 read: train, validation, test
+        "featurize_student": "str",              # registry key, tiny preset, hub id or local dir (NAME=SOURCE ok)
+        "featurize_teachers": "list[str]",
+        "featurize_zoo": "bool",                 # tiny presets -> their trained copies in data/zoo (built once)
+        "featurize_tokens": "choice:temporal|full|clip",
+        "featurize_dtype": "choice:float32|float16|bfloat16",
+        "featurize_frames": "int",               # frames for models that take any count (V-JEPA 2)
+        "featurize_batch": "int",
+        "featurize_workers": "int",
+        "featurize_shard_size": "int",
+        "featurize_browse_index": "int",         # the clip the static feature figure shows
+    },
     "02_train_converters": {
         "converter_features": "optional[path]",  # feature store root; none = the store 01_featurize wrote
         "converter_teachers": "list[str]",       # empty = every teacher in the store

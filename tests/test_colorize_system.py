@@ -141,25 +141,23 @@ def test_perceptual_and_contextual_terms_with_a_feature_net():
     total.backward()
     assert loss.last_terms["perceptual"] > 0 and pred.grad.abs().sum() > 0
     perfect = loss(ab, lab, references=clip.ref_lab[None])
-    assert loss.last_terms["perceptual"] == 0.0 and float(perfect) < float(total)
+    assert loss.last_terms["perceptual"] < 1e-6 and float(perfect) < float(total.detach())
     x = torch.randn(1, 8, 6, 6)
     assert float(contextual_loss(x, x)) < float(contextual_loss(x, torch.randn(1, 8, 6, 6)))
     assert float(contextual_loss(x, x)) < 0.05
 
 
-@pytest.mark.parametrize("precision,accum", [("no", 1), ("bf16", 2)])
-def test_training_learns_and_resumes(tmp_path, precision, accum):
+def test_training_learns_and_resumes(tmp_path):
     train = [_clip(s) for s in range(10, 14)]
     val = [_clip(s) for s in range(20, 22)]
-    cfg = TrainConfig(exemplar_epochs=3, fusion_epochs=2, batch_size=8, frames_per_clip=5, fusion_batch_size=2,
-                      mixed_precision=precision, grad_accum=accum, lr_exemplar=3e-3, lr_fusion=3e-3)
+    cfg = TrainConfig(exemplar_epochs=3, fusion_epochs=1, batch_size=10, frames_per_clip=5, fusion_batch_size=2,
+                      lr_exemplar=3e-3, lr_fusion=3e-3)
     system, history = train_colorization(train, val, tmp_path / "run", cfg, "cpu", progress=False)
-    phases = [h["phase"] for h in history]
-    assert phases == ["exemplar"] * 3 + ["fusion"] * 2
+    assert [h["phase"] for h in history] == ["exemplar"] * 3 + ["fusion"]
     ex = [h["val_l1"] for h in history if h["phase"] == "exemplar"]
-    assert min(ex) < ex[0] or ex[0] < 0.05      # learning (or already tiny on this easy data)
+    assert min(ex[1:]) < 0.9 * ex[0]                       # validation error goes down
     assert (tmp_path / "run" / "checkpoint" / "system.json").is_file()
-    # a finished run is loaded, not retrained
+    # a finished run is loaded, not retrained, and gives the same colours
     again, history2 = train_colorization(train, val, tmp_path / "run", cfg, "cpu", progress=False)
     assert history2 == history
     with torch.no_grad():
@@ -167,6 +165,23 @@ def test_training_learns_and_resumes(tmp_path, precision, accum):
         again.reset_memory()
         torch.testing.assert_close(again(train[0].lab[None], None, train[0].reference[None]),
                                    system(train[0].lab[None], None, train[0].reference[None]))
+
+
+def test_training_with_bf16_autocast_and_accumulation(tmp_path):
+    train = [_clip(s, t=3) for s in range(30, 32)]
+    cfg = TrainConfig(exemplar_epochs=1, fusion_epochs=1, batch_size=2, frames_per_clip=2, fusion_batch_size=1,
+                      mixed_precision="bf16", grad_accum=2)
+    before = [p.detach().clone() for p in build_exemplar_branch(embed_seed=0).colornet.parameters()]
+    system, history = train_colorization(train, train[:1], tmp_path / "run", cfg, "cpu", progress=False)
+    assert all(np.isfinite(h["train_loss"]) for h in history)
+    after = list(system.exemplar.colornet.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))   # accumulated steps did update
+    with torch.no_grad():  # the returned system runs in fp32 again (no autocast left on forward)
+        system.reset_memory()
+        out = system(train[0].lab[None], None, train[0].reference[None])
+    assert out.dtype == torch.float32
+    with pytest.raises(PolySpaceError, match="mixed_precision"):
+        TrainConfig(mixed_precision="fp8").check()
 
 
 def test_sequence_dataset_starts_at_frame_zero():

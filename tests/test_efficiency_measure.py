@@ -197,3 +197,20 @@ def test_backbone_latency_only_under_the_threshold():
     timed = backbone_cost(spec, "cpu", latency_max_gflops=1.0, repeats=2)
     assert timed.latency is not None and timed.latency.repeats == 2 and timed.latency_ms > 0
     assert timed.memory is not None and timed.memory.peak_bytes > 0
+
+
+def test_catalog_models_count_the_same_as_eager():
+    """build_backbone uses SDPA where supported; its count equals the eager model's, on cpu and meta."""
+    from polyspace_core.backbones import ARCHS
+    from polyspace_core.backbones import _transformers_class as cls
+
+    spec = resolve_backbone("vivit-tiny")
+    sdpa_model, inputs = build_backbone(spec, "cpu")
+    assert sdpa_model.config._attn_implementation == "sdpa"
+    config = cls(ARCHS["vivit"].config_class)(**spec.config)
+    config._attn_implementation = "eager"
+    eager_model = cls(ARCHS["vivit"].model_class)(config, add_pooling_layer=False).eval()
+    eager = count_flops(lambda: eager_model(**inputs))
+    sdpa = count_flops(lambda: sdpa_model(**inputs))
+    assert sdpa.total == eager.total and sdpa.attention == eager.attention > 0
+    assert "aten._scaled_dot_product_flash_attention_for_cpu" in sdpa.by_op and "aten.bmm" in eager.by_op

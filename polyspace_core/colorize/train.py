@@ -140,6 +140,7 @@ def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_cli
                         "val_l1": val, "seconds": time.perf_counter() - start})
         if val < best:
             best, best_state = val, copy.deepcopy(acc.unwrap_model(model).state_dict())
+    acc.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper prepare() put on forward
     if best_state is not None:
         branch.load_state_dict(best_state)
     branch.eval()
@@ -203,6 +204,7 @@ def train_fusion(system: FusionSystem, train_clips: list[ColorClip], val_clips: 
                             f"last_{k}": v for k, v in criterion.last_terms.items()}})
         if val < best:
             best, best_state = val, copy.deepcopy(inner.state_dict())
+    acc.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper prepare() put on forward
     if best_state is not None:
         system.load_state_dict(best_state)
     system.eval()

@@ -18,8 +18,11 @@ V-JEPA 2 takes any frame count; 16 is what the pipeline extracts (`--frames 16`)
 (`vjepa2_tiny`, ...) come from `backbones.TINY_PRESETS`, so they are exactly the as-run zoo
 architectures. A local checkpoint folder is costed from its own config.json and processor.
 
-Models are built with eager attention, so Q·Kᵀ and attention·V are visible batched matmuls.
-V-JEPA 2 runs its encoder only (`skip_predictor=True`); its predictor's parameters are excluded.
+Models are built with PyTorch SDPA attention where the class supports it (TimeSformer has its own
+matmul attention): that is what a deployment runs and the fast path on CPU, so latencies are not
+inflated by materialised attention maps. Its fused CPU kernel, which FlopCounterMode alone counts
+as zero, is counted by measure.py's formula (tests check the count equals the eager one; on meta
+SDPA decomposes into plain matmuls). V-JEPA 2 runs its encoder only (`skip_predictor=True`); its predictor's parameters are excluded.
 """
 
 from __future__ import annotations
@@ -222,7 +225,8 @@ def resolve_backbone(spec: str, frames: int | None = None, size: int | None = No
 
 
 def build_backbone(spec: BackboneSpec, device: torch.device | str = "meta") -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, forward kwargs for one clip of random pixels) on `device`.
+    """(model in eval mode, forward kwargs for one clip of random pixels) on `device`, with SDPA
+    attention where the class has it (see the module docstring).
 
     Random weights: FLOPs and latency do not depend on the values. On `meta` nothing is allocated.
     The predictor of V-JEPA 2 is built (it is part of the class) but never run."""
@@ -231,10 +235,11 @@ def build_backbone(spec: BackboneSpec, device: torch.device | str = "meta") -> t
 
     arch = ARCHS[spec.arch]
     config = transformers_class(arch.config_class)(**spec.config)
-    config._attn_implementation = "eager"  # attention as plain matmuls, counted on every device
+    model_class = transformers_class(arch.model_class)
+    config._attn_implementation = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
     device = torch.device(device)
     with torch.device(device):
-        model = transformers_class(arch.model_class)(config, **arch.load_kwargs).eval()
+        model = model_class(config, **arch.load_kwargs).eval()
         pixels = torch.randn(1, spec.frames, 3, spec.size, spec.size)
     kwargs: dict[str, Any] = {arch.input_key: pixels}
     if spec.arch == "vjepa2":
