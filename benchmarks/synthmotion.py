@@ -47,8 +47,9 @@ class MotionProbe(nn.Module):
         super().__init__()
 
         def block(c_in: int, c_out: int) -> list[nn.Module]:
+            # GroupNorm: no running statistics, so evaluation behaves like training
             return [nn.Conv3d(c_in, c_out, 3, stride=(1, 2, 2), padding=1, bias=False),
-                    nn.BatchNorm3d(c_out), nn.ReLU()]
+                    nn.GroupNorm(4, c_out), nn.ReLU()]
 
         self.features = nn.Sequential(*block(3, width), *block(width, 2 * width),
                                       *block(2 * width, 4 * width), *block(4 * width, 4 * width),

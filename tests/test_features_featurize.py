@@ -145,3 +145,24 @@ def test_features_info_and_summary(synth, tmp_path, capsys):
     expected_mb = len(store) * 8 * 96 * 2 / 2**20
     assert row["disk_mb"] == pytest.approx(expected_mb)
     assert np.isclose(sum(r["disk_mb"] for r in summary["models"]), summary["disk_mb"], rtol=0.2)
+
+
+def test_token_figure_shows_frames_and_every_model(synth, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+    from polyspace_core.features.stats import plot_norms, plot_token_features
+
+    split = load_split("synthmotion", synth, "validation")
+    result = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path, device="cpu", progress=False)
+    store = FeatureStore.open(result.store_dir)
+    frames = np.zeros((8, 32, 32, 3), dtype=np.uint8)
+    fig = plot_token_features(store, 1, frames)
+    heatmaps = [ax for ax in fig.axes if ax.images and ax.get_ylabel().endswith("(centred)")]
+    assert len(heatmaps) == 2
+    # centred + row-normalised: each time step of the shown clip is a unit vector over the shown dims
+    shown = heatmaps[1].images[0].get_array()
+    assert shown.shape == (64, 8) and np.allclose(np.linalg.norm(shown, axis=0), 1.0, atol=1e-5)
+    assert len(plot_norms(store).axes) == 2

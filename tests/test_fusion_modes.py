@@ -4,6 +4,7 @@ teacher) -> ridge converters -> fusion, plus the CLI, fp16 stores and the 05 tab
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,3 +162,16 @@ def test_video_batches_skip_or_stop_at_an_undecodable_video(chain, tmp_path):
     assert list(skipping.skipped) == [str(broken)] and "empty" in skipping.skipped[str(broken)]
     with pytest.raises(PolySpaceError, match="broken.mp4"):
         list(VideoBatches(items, labels, student, batch=2, on_error="error"))
+
+
+def test_stage_inputs_come_from_the_store_manifest(chain, tmp_path):
+    from polyspace_core.fusion.stage import inputs_from_runs
+
+    inputs = inputs_from_runs(tmp_path, tmp_path, tmp_path, cached=False, features=chain["features"],
+                              converters=chain["converters"])
+    assert inputs.mode == "video" and inputs.dataset == chain["dataset"]
+    assert inputs.videos == Path(chain["videos"]) and inputs.student == f"{STUDENT}={STUDENT}"
+    assert inputs.teachers == [TEACHER] and inputs.frames == 16 and len(inputs.class_names) == 3
+    # no store under the featurize run dir: a clear error that says what to run
+    with pytest.raises(PolySpaceError, match="run 01_featurize"):
+        inputs_from_runs(tmp_path, tmp_path, tmp_path, cached=True, converters=chain["converters"])

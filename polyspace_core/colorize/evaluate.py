@@ -145,3 +145,22 @@ def per_frame_curves(evaluation: dict, metric: str = "psnr"):
         offset = 1 if metric == "warp_error" else 0  # warp error t compares frame t+1 with t
         rows += [{"method": m, "frame": t + offset, metric: float(v)} for t, v in enumerate(mean)]
     return pd.DataFrame(rows)
+
+
+def stage_metrics(evaluation: dict) -> dict[str, float]:
+    """The metrics.json entries of notebook 08: psnr_/ssim_/cdc_/warp_error_<method>, fps_fusion,
+    and whether fusion beats every other method on PSNR and is no worse than exemplar on CDC."""
+    summary = evaluation["summary"]
+    out: dict[str, float] = {}
+    for m, s in summary.items():
+        for key in ("psnr", "ssim", "cdc", "warp_error", "colorfulness"):
+            out[f"{key}_{m}"] = s[key]
+    if "fusion" in summary:
+        out["fps_fusion"] = summary["fusion"]["fps"]
+        others = [m for m in summary if m != "fusion"]
+        out["fusion_best_psnr"] = all(summary["fusion"]["psnr"] > summary[m]["psnr"] for m in others)
+        if "exemplar" in summary:
+            out["fusion_cdc_not_worse_than_exemplar"] = summary["fusion"]["cdc"] <= summary["exemplar"]["cdc"]
+    out["colorfulness_ground_truth"] = evaluation["ground_truth_colorfulness"]
+    out["cdc_ground_truth"] = evaluation["ground_truth_cdc"]
+    return out

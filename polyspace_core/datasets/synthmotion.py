@@ -174,7 +174,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     import cv2
 
     # texture of low contrast (a nearby hue and brightness), so the objects stay the salient thing
-    hue, saturation, value = rng.uniform(), rng.uniform(0.0, 0.35), rng.uniform(0.2, 0.8)
+    hue, saturation, value = rng.uniform(), rng.uniform(0.0, 0.35), rng.uniform(0.08, 0.4)
     base = _hsv(hue, saturation, value)
     other = _hsv((hue + rng.uniform(-0.06, 0.06)) % 1.0, saturation,
                  np.clip(value + rng.choice([-1, 1]) * rng.uniform(0.04, 0.12), 0, 1))
@@ -199,20 +199,19 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _contrasting_color(rng: np.random.Generator, background_luma: float) -> np.ndarray:
-    """A saturated colour whose brightness differs from the background by >= 0.3."""
+    """A saturated colour at least 0.25 brighter than the background."""
     for _ in range(32):
-        rgb = _hsv(rng.uniform(), rng.uniform(0.6, 1.0), rng.uniform(0.2, 1.0))
-        if abs(_luma(rgb) - background_luma) >= 0.3:
+        rgb = _hsv(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))
+        if _luma(rgb) - background_luma >= 0.25:
             return rgb
-    # a mid-grey background can defeat the loop: take the value that is farthest away
-    return _hsv(rng.uniform(), rng.uniform(0.6, 1.0), 1.0 if background_luma < 0.5 else 0.1)
+    return _hsv(rng.uniform(), rng.uniform(0.0, 0.3), 1.0)  # pale, hence bright
 
 
 def sample_look(rng: np.random.Generator, size: int, clutter: bool = True) -> Look:
     """Appearance of one clip. With clutter=False (figures and tests): flat dark background,
     fixed colours (object 0 red, object 1 blue), no distractors, no noise."""
     shapes = [SHAPE_NAMES[i] for i in rng.integers(len(SHAPE_NAMES), size=2)]
-    radii = rng.uniform(0.10, 0.15, size=2)
+    radii = rng.uniform(0.11, 0.16, size=2)
     angles = rng.uniform(0, 2 * np.pi, size=2)
     if not clutter:
         background = np.full((size, size, 3), 30, np.uint8)
@@ -272,7 +271,7 @@ def _start_for(rng: np.random.Generator, delta: np.ndarray, lo: float, hi: float
 
 
 def _event_windows(rng: np.random.Generator, frames: int, count: int) -> list[int]:
-    """Start frames of `count` brief events (each max(1, frames // 16) frames long), at least two
+    """Start frames of `count` brief events (each max(1, round(frames / 16)) frames long), at least two
     frames from either end and two visible frames apart. The allowed set is symmetric in time,
     so these classes are their own reversal."""
     k = max(1, round(frames / 16))

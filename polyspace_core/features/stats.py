@@ -52,9 +52,12 @@ def summary_frame(summary: dict[str, Any]):
     return pd.DataFrame(summary["models"]).set_index("model")
 
 
-def plot_token_features(store: FeatureStore, index: int, frames: np.ndarray | None = None, max_dims: int = 64):
+def plot_token_features(store: FeatureStore, index: int, frames: np.ndarray | None = None, max_dims: int = 64,
+                        center: bool = True):
     """One sample: a strip of its frames (optional) and, per model, a heatmap of its (T, D) token
-    features (first `max_dims` dims, each row L2-normalised so time steps compare). Returns the Figure."""
+    features (first `max_dims` dims). With `center`, the store's mean token is subtracted first, so
+    the figure shows what sets this clip and each time step apart rather than the shared offset;
+    each time step is then L2-normalised. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     models = store.models
@@ -76,10 +79,13 @@ def plot_token_features(store: FeatureStore, index: int, frames: np.ndarray | No
             ax.text(0.5, 0.5, f"{m}: extraction failed", ha="center", va="center")
             ax.set_axis_off()
             continue
-        x = store.sample(index, m).float()[:, :max_dims]
+        x = store.sample(index, m).float()
+        if center:
+            x = x - store.array(m)[torch.from_numpy(store.ok)].float().mean(dim=(0, 1))
+        x = x[:, :max_dims]
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         im = ax.imshow(x.T.numpy(), aspect="auto", cmap="coolwarm", interpolation="nearest")
-        ax.set_ylabel(f"{m}\ndim", fontsize=8)
+        ax.set_ylabel(f"{m}\ndim" + (" (centred)" if center else ""), fontsize=8)
         ax.set_xlabel("token (time)" if store.tokens == "temporal" else "token", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     fig.tight_layout()

@@ -62,7 +62,9 @@ def plot_gates(gates: Mapping[str, Any], class_names: Sequence[str], title: str 
     a, b, c = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.3, 1.2]})
     means = [stats[t]["mean"] for t in teachers]
     stds = [stats[t]["std"] for t in teachers]
-    a.bar(range(len(teachers)), means, yerr=stds, color=[f"C{i}" for i in range(len(teachers))], capsize=4)
+    # the spread, clipped to the [0, 1] a gate lives in
+    spread = [[m - max(0.0, m - s) for m, s in zip(means, stds)], [min(1.0, m + s) - m for m, s in zip(means, stds)]]
+    a.bar(range(len(teachers)), means, yerr=spread, color=[f"C{i}" for i in range(len(teachers))], capsize=4)
     for i, t in enumerate(teachers):
         a.text(i, 0.02, f"{100 * stats[t]['open_share']:.0f}% open", ha="center", fontsize=8, color="white")
     a.set_xticks(range(len(teachers)), teachers, rotation=20, ha="right")
@@ -111,11 +113,18 @@ def plot_accuracy_vs_cost(rows: Sequence[Mapping[str, Any]], title: str = "accur
     """Top-1 against GFLOPs per clip (backbones included), one point per method, log-scaled x."""
     fig = new_figure((7.5, 4.6))
     ax = fig.subplots()
+    placed: list[tuple[float, float]] = []
+    span = max(1e-9, max(r["top1"] for r in rows) - min(r["top1"] for r in rows))
     for r in rows:
         if r.get("gflops") is None:
             continue
+        x, y = float(np.log10(r["gflops"])), r["top1"]
+        # methods at (almost) the same point get their labels stacked instead of printed over each other
+        near = sum(abs(x - px) < 0.04 and abs(y - py) < 0.03 * span for px, py in placed)
+        placed.append((x, y))
         ax.scatter(r["gflops"], r["top1"], s=60, color=KIND_COLORS.get(r["kind"], "C0"), zorder=3)
-        ax.annotate(r["method"], (r["gflops"], r["top1"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(r["method"], (r["gflops"], r["top1"]), textcoords="offset points", xytext=(6, 4 - 11 * near),
+                    fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("GFLOPs per clip (true FLOPs, backbones included)")
     ax.set_ylabel("top-1")

@@ -1,0 +1,139 @@
+"""SynthColor generation and the `polyspace synth-color` / `colorize` commands, incl. streaming."""
+
+import json
+import os
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from polyspace_core.cli import main
+from polyspace_core.colorize.metrics import colorfulness
+from polyspace_core.datasets.synthcolor import (SPLIT_IMAGES, generate_synthcolor, load_synthcolor_index,
+                                                read_clip)
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.video.decode import probe, read_frames
+from polyspace_core.video.encode import write_video
+
+
+def test_synth_color_cli_writes_a_deterministic_indexed_set(tmp_path, capsys):
+    out = tmp_path / "sc"
+    assert main(["synth-color", "--out", str(out), "--clips", "5", "--frames", "6", "--size", "32", "--seed", "3"]) == 0
+    assert "train 3, validation 1, test 1" in capsys.readouterr().out
+    index = load_synthcolor_index(out)
+    assert index["params"] == {"clips": 5, "frames": 6, "size": 32, "seed": 3, "fps": 10.0}
+    sources = {s: {e["source"] for e in index["splits"][s]} for s in index["splits"]}
+    assert sources["test"] <= set(SPLIT_IMAGES["test"]) and not sources["test"] & sources["train"]
+    entry = index["splits"]["train"][0]
+    frames, ref = read_clip(out, entry)
+    assert frames.shape == (6, 32, 32, 3) and ref.shape == (32, 32, 3)
+    assert np.mean([colorfulness(f) for f in frames]) > 10          # real colour content
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 5   # things move
+    if entry["reference_kind"] == "first_frame":
+        assert np.abs(ref.astype(int) - frames[0].astype(int)).mean() < 4
+    # a finished set returns at once, untouched
+    stamp = os.path.getmtime(out / entry["video"])
+    generate_synthcolor(out, clips=5, frames=6, size=32, seed=3)
+    assert os.path.getmtime(out / entry["video"]) == stamp
+    # same seed elsewhere: same frames
+    generate_synthcolor(tmp_path / "again", clips=5, frames=6, size=32, seed=3, progress=False)
+    np.testing.assert_array_equal(read_clip(tmp_path / "again", entry)[0], frames)
+    with pytest.raises(PolySpaceError, match="other parameters|made with"):
+        generate_synthcolor(out, clips=6, frames=6, size=32, seed=3)
+
+
+def test_synth_color_clips_cover_the_hard_cases(tmp_path):
+    generate_synthcolor(tmp_path, clips=12, frames=4, size=32, seed=0, progress=False)
+    entries = [e for split in load_synthcolor_index(tmp_path)["splits"].values() for e in split]
+    kinds = {k for e in entries for k in e["objects"]}
+    assert {"wander", "entering", "occluder"} <= kinds
+    assert {e["reference_kind"] for e in entries} == {"first_frame", "separate"}
+
+
+def test_synth_color_bad_parameters():
+    with pytest.raises(PolySpaceError, match="--size"):
+        generate_synthcolor("/nonexistent", size=33)
+    with pytest.raises(PolySpaceError, match="--clips"):
+        generate_synthcolor("/nonexistent", clips=2)
+
+
+def _pan_video(path, n, h, w, grey=False):
+    big = cv2.resize(data.coffee(), (w + n, h), interpolation=cv2.INTER_AREA)
+    frames = np.stack([big[:, t:t + w] for t in range(n)])
+    if grey:
+        frames = np.repeat(cv2.cvtColor(frames.reshape(-1, w, 3), cv2.COLOR_RGB2GRAY).reshape(n, h, w, 1), 3, -1)
+    write_video(path, frames, fps=12)
+    ref = path.with_suffix(".png")
+    cv2.imwrite(str(ref), cv2.cvtColor(big[:, :w], cv2.COLOR_RGB2BGR))
+    return ref
+
+
+def test_colorize_streams_a_long_video_with_bounded_memory(tmp_path, capsys):
+    from polyspace_core.colorize.exemplar import build_exemplar_branch
+    from polyspace_core.colorize.system import FusionSystem
+
+    n, h, w = 300, 96, 128
+    video = tmp_path / "long.mp4"
+    ref = _pan_video(video, n, h, w)
+    torch.manual_seed(0)
+    FusionSystem(build_exemplar_branch()).save_pretrained(tmp_path / "ckpt")
+    tracemalloc.start()
+    rc = main(["colorize", "--input", str(video), "--reference", str(ref), "--out", str(tmp_path / "out.mp4"),
+               "--checkpoint", str(tmp_path / "ckpt"), "--work-size", "32", "--chunk", "16", "--device", "cpu"])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert rc == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["frames"] == n and stats["peak_frames_held"] == 16 and stats["working_size"] == [32, 40]
+    info = probe(tmp_path / "out.mp4")
+    assert (info.num_frames, info.height, info.width) == (n, h, w)
+    # the whole video as uint8 is n*h*w*3 = 11 MB; streaming keeps a chunk's worth of arrays
+    assert peak < 0.25 * n * h * w * 3
+
+
+def test_colorize_grey_input_with_the_temporal_method_gets_colour(tmp_path, capsys):
+    video = tmp_path / "grey.mp4"
+    ref = _pan_video(video, 12, 48, 64, grey=True)
+    assert main(["colorize", "--input", str(video), "--reference", str(ref), "--out", str(tmp_path / "c.mp4"),
+                 "--method", "temporal", "--work-size", "48", "--chunk", "5"]) == 0
+    out = read_frames(tmp_path / "c.mp4", np.arange(12))
+    assert np.mean([colorfulness(f) for f in out]) > 15
+    grey_in = read_frames(video, np.arange(12))
+    # lightness is the input's (up to H.264's 4:2:0 chroma rounding of the output)
+    from polyspace_core.colorize.lab import frames_to_lab
+    diff = (frames_to_lab(out)[:, 0] - frames_to_lab(grey_in)[:, 0]).abs()
+    assert float(diff.median()) < 2.5
+
+
+def test_colorize_global_method_on_an_odd_sized_video(tmp_path, capsys):
+    from polyspace_core.colorize.stream import VideoStreamWriter
+
+    big = cv2.resize(data.rocket(), (81, 61), interpolation=cv2.INTER_AREA)
+    writer = VideoStreamWriter(tmp_path / "odd.mp4", width=81, height=61, fps=5)  # 4:4:4: odd sides allowed
+    writer.write(np.stack([big] * 4))
+    writer.close()
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    assert main(["colorize", "--input", str(tmp_path / "odd.mp4"), "--reference", str(ref),
+                 "--out", str(tmp_path / "o.mp4"), "--method", "global"]) == 0
+    info = probe(tmp_path / "o.mp4")
+    assert (info.num_frames, info.height, info.width) == (4, 61, 81)
+    out = read_frames(tmp_path / "o.mp4", np.arange(4))
+    assert colorfulness(out[0]) > 10
+
+
+def test_colorize_errors(tmp_path, capsys):
+    video = tmp_path / "v.mp4"
+    ref = _pan_video(video, 4, 32, 32)
+    assert main(["colorize", "--input", str(video), "--reference", str(ref), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["colorize", "--input", str(video), "--reference", str(tmp_path / "missing.png"),
+                 "--out", str(tmp_path / "o.mp4"), "--method", "global"]) == 2
+    assert "missing.png" in capsys.readouterr().err
+    assert main(["colorize", "--input", str(video), "--reference", str(ref), "--out", str(tmp_path / "o.mp4"),
+                 "--flow", "raft"]) == 2
+    assert "RAFT weights" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
