@@ -100,8 +100,8 @@ def train_probe(n: int, data: dict, num_classes: int, size: int, epochs: int, se
     for epoch in tqdm(range(epochs), desc=f"{n} frames", leave=False):
         model.train()
         order = torch.randperm(len(x_train))
-        for i in range(0, len(order), 32):
-            batch = order[i:i + 32]
+        for i in range(0, len(order), 16):
+            batch = order[i:i + 16]
             loss = nn.functional.cross_entropy(model(take(x_train[batch], n, True, rng)), y_train[batch])
             opt.zero_grad()
             loss.backward()
@@ -118,7 +118,7 @@ def train_probe(n: int, data: dict, num_classes: int, size: int, epochs: int, se
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--classes", type=int, default=12)
+    ap.add_argument("--classes", default="12", help="a count (the first N classes) or comma-separated names")
     ap.add_argument("--clips-per-class", type=int, default=40)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=64)
@@ -132,7 +132,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        info = generate_synthmotion(Path(tmp) / "set", "hmdb51-csv", args.classes, args.clips_per_class,
+        classes = int(args.classes) if args.classes.isdigit() else args.classes.split(",")
+        info = generate_synthmotion(Path(tmp) / "set", "hmdb51-csv", classes, args.clips_per_class,
                                     args.frames, args.size, args.seed, args.workers)
         gen_s = time.perf_counter() - start
         splits = {s: load_split("hmdb51-csv", info["root"], s) for s in ("train", "validation", "test")}

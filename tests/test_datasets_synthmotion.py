@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from polyspace_core.datasets import (COARSE_GROUPS, SYNTHMOTION_CLASSES, class_coarse_group,
-                                     generate_synthmotion, load_split, make_clip, synthmotion_class)
+                                     coarse_label_map, generate_synthmotion, load_split, make_clip,
+                                     synthmotion_class)
 from polyspace_core.datasets.synthmotion_layouts import LAYOUTS, MARKER, PARTIAL, plan_clips
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.video import read_frames, uniform_indices
@@ -162,6 +163,9 @@ def test_coarse_groups_pair_the_classes():
     assert class_coarse_group("Moving something to the left") == "direction"  # SSv2-layout name
     with pytest.raises(PolySpaceError, match="SynthMotion class 'jump'"):
         class_coarse_group("jump")
+    # a split's (sorted, hmdb51-csv style) class list -> coarse labels over the groups present
+    labels, groups = coarse_label_map(["blink_once", "move_left", "Moving something to the right"])
+    assert groups == ["direction", "blink"] and labels == [1, 0, 0]
 
 
 # ----------------------------------------------------------------------------- generator round trip

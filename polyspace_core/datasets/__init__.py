@@ -11,13 +11,13 @@ Heavy imports (torch, cv2, PyAV) happen inside the functions that need them.
 from .base import UNLABELED, DatasetSplit, VideoItem, stratified_holdout, stratified_subsample
 from .registry import DATASETS, HAS_VALIDATION, PARSERS, load_split
 from .synthmotion import (COARSE_GROUPS, SYNTHMOTION_CLASSES, MotionClass, class_coarse_group,
-                          make_clip, synthmotion_class)
+                          coarse_label_map, make_clip, synthmotion_class)
 from .synthmotion_layouts import LAYOUTS, generate_synthmotion, read_synthmotion_marker
 
 __all__ = [
     "COARSE_GROUPS", "ClipLoader", "DATASETS", "DatasetSplit", "HAS_VALIDATION", "LAYOUTS", "MotionClass",
     "PARSERS", "SYNTHMOTION_CLASSES", "UNLABELED", "VideoClipDataset", "VideoItem",
-    "class_coarse_group", "collate_clips", "data_card", "generate_synthmotion", "load_split",
+    "class_coarse_group", "coarse_label_map", "collate_clips", "data_card", "generate_synthmotion", "load_split",
     "make_clip", "plot_class_strips", "read_synthmotion_marker", "stratified_holdout",
     "stratified_subsample", "synthmotion_class",
 ]

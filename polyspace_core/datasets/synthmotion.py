@@ -95,6 +95,15 @@ def class_coarse_group(name: str) -> str:
     return synthmotion_class(name).family
 
 
+def coarse_label_map(class_names: Sequence[str]) -> tuple[list[int], list[str]]:
+    """For a split's class list (any layout's names): the coarse label of each fine label, and
+    the coarse group names (the groups present, in COARSE_GROUPS order).
+    E.g. [move_left, move_right, blink_once] -> ([0, 0, 1], ["direction", "blink"])."""
+    groups = [class_coarse_group(name) for name in class_names]
+    present = [g for g in COARSE_GROUPS if g in groups]
+    return [present.index(g) for g in groups], present
+
+
 def select_classes(classes: int | Sequence[str]) -> list[str]:
     """`classes` as class names: an int N takes the first N classes (pairs stay together for
     even N), a list of names is checked."""

@@ -81,23 +81,10 @@ class FitResult:
 
 
 def make_accelerator(device: str | torch.device = "auto"):
-    """An Accelerator for `device` ("auto", "cpu", "cuda", ...). Mixed precision: bf16 on CUDA
-    where supported, else fp16; none on CPU. Accelerate keeps one state per process, so every
-    call in a process must ask for the same device."""
-    from accelerate import Accelerator
+    """An Accelerator for `device`: bf16 on CUDA where supported, else fp16; none on CPU."""
+    from ..distributed import make_accelerator as _make
 
-    from ..seeding import best_device
-
-    dev = best_device(str(device)) if not isinstance(device, torch.device) else device
-    if dev.type == "cuda":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    else:
-        precision = "no"
-    try:
-        return Accelerator(cpu=dev.type == "cpu", mixed_precision=precision)
-    except ValueError as e:
-        raise PolySpaceError(f"device {dev}: this process already trained on another device or precision "
-                             f"({str(e).splitlines()[0]}); restart the kernel to switch devices") from None
+    return _make(device, "auto")
 
 
 def lr_at(step: int, total: int, settings: TrainSettings) -> float:
