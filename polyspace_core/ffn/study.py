@@ -185,3 +185,27 @@ def tfd_metrics(results: dict[str, dict[int, float]], names: dict[str, str], fra
             metrics[f"acc_{key}_{t}f"] = round(acc, 2)
         metrics[f"tfd_gap_{key}"] = round(results[name][high] - results[name][low], 2)
     return metrics
+
+
+def summary_metrics(results: dict[str, dict[int, float]], tsm: TrainedModel, ffn: TrainedModel,
+                    train_frames: Sequence[int], flops=None) -> dict[str, Any]:
+    """Everything notebook 07 records in metrics.json: acc_tsm_<T>f, acc_ffn_<T>f for every tested
+    frame count, tfd_gap_tsm / tfd_gap_ffn, the paper's gaps, training time, GFLOPs per frame
+    count, and the two checks of the study (FFN gap <= 1/3 of TSM's; FFN 16F within 2 points)."""
+    metrics: dict[str, Any] = tfd_metrics(results, {"TSM": "tsm", "FFN": "ffn"}, train_frames)
+    high = max(train_frames)
+    paper = PAPER_SSV2_TSM_R50
+    metrics["paper_tfd_gap_tsm"] = round(paper["TSM, trained at 16F"][16] - paper["TSM, trained at 16F"][4], 2)
+    metrics["paper_tfd_gap_ffn"] = round(paper["FFN"][16] - paper["FFN"][4], 2)
+    metrics["train_seconds_tsm"] = round(tsm.seconds, 1)
+    metrics["train_seconds_ffn"] = round(ffn.seconds, 1)
+    metrics["best_val_acc_tsm"] = round(tsm.best_val_acc, 2)
+    metrics["best_val_acc_ffn"] = round(ffn.best_val_acc, 2)
+    if flops is not None:
+        for name, key in (("TSM", "tsm"), ("FFN", "ffn")):
+            for column, value in flops.loc[name].items():
+                metrics[f"gflops_{key}_{column.lower()}"] = round(float(value), 4)
+    gap_tsm, gap_ffn = metrics["tfd_gap_tsm"], metrics["tfd_gap_ffn"]
+    metrics["ffn_gap_at_most_third_of_tsm"] = bool(gap_tsm > 0 and gap_ffn <= gap_tsm / 3)
+    metrics["ffn_high_within_2_points_of_tsm"] = bool(results["FFN"][high] >= results["TSM"][high] - 2)
+    return metrics
