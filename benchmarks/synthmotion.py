@@ -51,8 +51,11 @@ class MotionProbe(nn.Module):
             return [nn.Conv3d(c_in, c_out, 3, stride=(1, 2, 2), padding=1, bias=False),
                     nn.GroupNorm(4, c_out), nn.ReLU()]
 
-        self.features = nn.Sequential(*block(3, width), *block(width, 2 * width),
-                                      *block(2 * width, 4 * width), *block(4 * width, 4 * width),
+        # 2x2 average pooling first: a 64 px object of 14-20 px stays visible at 32 px, and the
+        # probe trains 4x faster, which matters on a CPU
+        self.features = nn.Sequential(nn.AvgPool3d((1, 2, 2)),
+                                      *block(3, width), *block(width, 2 * width),
+                                      *block(2 * width, 4 * width),
                                       nn.AdaptiveAvgPool3d(1), nn.Flatten())
         self.head = nn.Linear(4 * width, num_classes)
 
@@ -165,7 +168,7 @@ def main() -> None:
         "generation": {"seconds": round(gen_s, 2), "clips_per_s": round(info["videos"] / gen_s, 1),
                        "workers": args.workers, "bytes_on_disk": size_bytes},
         "decode_all_seconds": round(decode_s, 2),
-        "probe": {"model": "3D CNN, 4 conv blocks (3x3x3, spatial stride 2) + global average pool", "epochs": args.epochs,
+        "probe": {"model": "2x2 average pool, 3D CNN of 3 conv blocks (3x3x3, spatial stride 2, GroupNorm) + global average pool", "epochs": args.epochs,
                   "sampling": "TSN: random frame per segment in training, centre in evaluation",
                   "selection": "best validation epoch; test reported for it"},
         "results": results,

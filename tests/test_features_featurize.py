@@ -109,7 +109,12 @@ def test_workers_tokens_and_changed_settings(synth, tmp_path):
     # other settings into the same folder: refused, unless overwrite
     with pytest.raises(PolySpaceError, match="--overwrite"):
         featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", **kw)
-    clip = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", overwrite=True, **kw)
+    clip = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", replace_stale=True, **kw)
+    assert clip.shards_reused == []
+    assert featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", replace_stale=True,
+                     **kw).shards_computed == []  # same settings: replace_stale resumes
+    assert featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path / "a", tokens="clip", overwrite=True,
+                     **kw).shards_reused == []  # overwrite always starts over
     c = FeatureStore.open(clip.store_dir)
     assert c.tokens == "clip" and c.shape("vivit-tiny") == (1, 64)
     # the clip rule of ViViT is its CLS token, not the mean of the temporal tokens

@@ -8,9 +8,11 @@ background, distractors) is drawn from one random stream that never sees the cla
 - reversal pairs: move_left/move_right, rotate_cw/rotate_ccw, speed_up/slow_down, appear/vanish.
   The second class of a pair is *defined* as the first one played backwards, so a clip of one
   reversed is a clip of the other (the other classes are their own reversal);
-- fine timing: blink_once/blink_twice and hop_once/hop_twice differ by an event that lasts
-  1/16 of the clip. Sixteen frames see every event; four TSN-sampled frames miss most of them,
-  so a 4-frame model has to guess where a 16-frame model knows;
+- fine timing: zigzag_fast/zigzag_slow swing sideways every 1/16 vs every 2/16 of the clip.
+  Under 4-segment TSN sampling both give exactly the same distribution of views (the swing
+  aliases away; exact when the clip length is a multiple of 16), while 8 and 16 frames tell
+  them apart; blink_once/blink_twice differ by a
+  vanishing that lasts 1/16 of the clip, which 16 frames always see and 4 frames mostly miss;
 - bounce/pass_through: which side each of two objects ends on.
 
 Units: positions in [0, 1]^2 of the frame (x right, y down), angles in radians (increasing =
@@ -52,6 +54,10 @@ SYNTHMOTION_CLASSES: tuple[MotionClass, ...] = (
                 "rotation", "rotate_ccw", "Turning [something] clockwise"),
     MotionClass("rotate_ccw", "spins counter-clockwise in place",
                 "rotation", "rotate_cw", "Turning [something] counter-clockwise"),
+    MotionClass("zigzag_fast", "travels in a straight line, swinging to the other side every 1/16 of the clip",
+                "zigzag", "zigzag_fast", "Moving [something] in short zig-zags"),
+    MotionClass("zigzag_slow", "travels in a straight line, swinging to the other side every 2/16 of the clip",
+                "zigzag", "zigzag_slow", "Moving [something] in long zig-zags"),
     MotionClass("speed_up", "moves along a straight line, starting slow and speeding up",
                 "speed", "slow_down", "Pushing [something] so that it speeds up"),
     MotionClass("slow_down", "moves along a straight line, starting fast and slowing to a stop",
@@ -64,10 +70,6 @@ SYNTHMOTION_CLASSES: tuple[MotionClass, ...] = (
                 "blink", "blink_once", "[Something] blinking once while circling"),
     MotionClass("blink_twice", "circles on an orbit and vanishes for two brief moments",
                 "blink", "blink_twice", "[Something] blinking twice while circling"),
-    MotionClass("hop_once", "rests in place and makes one quick hop",
-                "hop", "hop_once", "[Something] hopping once"),
-    MotionClass("hop_twice", "rests in place and makes two quick hops",
-                "hop", "hop_twice", "[Something] hopping twice"),
     MotionClass("bounce", "two objects approach each other, touch and bounce back",
                 "collision", "bounce", "[Something] bouncing off [something]"),
     MotionClass("pass_through", "two objects approach each other and pass through each other",
@@ -347,18 +349,20 @@ def sample_scene(name: str, rng: np.random.Generator, frames: int, look: Look) -
             visible[s:s + k] = False
         return _single(centers, still, visible)
 
-    if name in ("hop_once", "hop_twice"):
+    if name in ("zigzag_fast", "zigzag_slow"):
         heading = rng.uniform(0, 2 * np.pi)
-        hop = rng.uniform(1.8, 2.5) * r * np.array([np.cos(heading), np.sin(heading)])
-        drift = rng.uniform(-0.04, 0.04, 2) * span
-        # the resting path and the hop must both fit
-        low = np.maximum.reduce([np.full(2, lo), lo - drift, lo - hop, lo - hop - drift])
-        high = np.minimum.reduce([np.full(2, hi), hi - drift, hi - hop, hi - hop - drift])
-        centers = rng.uniform(low, high) + u[:, None] * drift
-        k = max(1, round(frames / 16))
-        for s in _event_windows(rng, frames, 1 if name == "hop_once" else 2):
-            centers[s:s + k] += hop
-        return _single(centers, still)
+        direction = np.array([np.cos(heading), np.sin(heading)])
+        across = np.array([-direction[1], direction[0]])
+        swing = rng.uniform(0.6, 0.9) * r * across  # the two sides are 1.2-1.8 radii apart
+        delta = direction * rng.uniform(0.3, 0.6) * span
+        start = _start_for(rng, delta, lo + np.abs(swing), hi - np.abs(swing))
+        # side switches every `unit` frames (fast) or every 2 units (slow), at a random phase;
+        # unit = 1/16 of the clip, so 4 TSN segments (4 units each) always alias the swing away
+        unit = max(1, round(frames / 16))
+        period = 2 if name == "zigzag_fast" else 4  # in units
+        phase = int(rng.integers(period))
+        side = np.where((np.arange(frames) // unit + phase) % period < period // 2, 1.0, -1.0)
+        return _single(start + u[:, None] * delta + side[:, None] * swing, still)
 
     if name in ("bounce", "pass_through"):
         heading = rng.uniform(0, 2 * np.pi)

@@ -187,8 +187,8 @@ def _provenance(device: torch.device, world_size: int) -> dict[str, Any]:
 def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str | VideoBackbone], out: str | os.PathLike,
               *, tokens: str = "temporal", dtype: str = "float32", shard_size: int = 1000, batch: int = 8,
               workers: int = 0, device: str | torch.device = "auto", on_error: str = "skip",
-              frames: int = 16, backend: str = "auto", overwrite: bool = False, progress: bool = True,
-              local_files_only: bool | None = None) -> FeaturizeResult:
+              frames: int = 16, backend: str = "auto", overwrite: bool = False, replace_stale: bool = False,
+              progress: bool = True, local_files_only: bool | None = None) -> FeaturizeResult:
     """Extract token features of every video of `split` for a student and teachers.
 
     split: a DatasetSplit (`polyspace_core.datasets.load_split`). student/teachers: backbone
@@ -196,8 +196,10 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     VideoBackbones. out: store root; the split goes to `<out>/<split.split>/`. tokens:
     temporal | full | clip. dtype: float32 | float16 | bfloat16 (storage; also CUDA autocast).
     on_error: "skip" (record the failure, continue) or "error" (stop at the first bad video).
-    frames: clip length for models that take any count (V-JEPA 2). overwrite: replace a store
-    made with other settings (otherwise that is an error; the same settings resume).
+    frames: clip length for models that take any count (V-JEPA 2). overwrite: delete what the
+    split folder holds and start over. replace_stale: delete it only if it was made with other
+    settings (models, weights, dtype, tokens, shard size, videos); without either, other settings
+    are an error and the same settings resume.
     Returns a FeaturizeResult; the store is `FeatureStore.open(result.store_dir)`.
     """
     if on_error not in ON_ERROR:
@@ -230,6 +232,11 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     if dist.rank == 0:
         if overwrite:
             writer.clear()
+        elif replace_stale:
+            try:
+                writer.check_compatible()
+            except PolySpaceError:
+                writer.clear()
         writer.check_compatible()
     dist.barrier()
 

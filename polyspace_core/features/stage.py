@@ -107,7 +107,8 @@ def run_featurize(ws, models: dict[str, Any]) -> dict[str, Any]:
         results[split_name] = featurize(
             split, models["student"], models["teachers"], store_root(ws), tokens=p.featurize_tokens,
             dtype=p.featurize_dtype, shard_size=p.featurize_shard_size, batch=p.featurize_batch,
-            workers=p.featurize_workers, device=ws.device, frames=p.featurize_frames)
+            workers=p.featurize_workers, device=ws.device, frames=p.featurize_frames,
+            replace_stale=True)  # this preset's run dir: other settings replace it, the same resume
     return results
 
 
