@@ -21,6 +21,7 @@ set's held-out test split. A built member with the same recipe is reused, not re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -53,12 +54,22 @@ MEMBERS: dict[str, tuple[str, str]] = {
 TRAIN = dict(epochs=12, batch=16, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0)
 
 
+def pretrain_spec(data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The pretraining set's generator parameters with the classes resolved to names and the
+    generator version, so a changed SynthMotion generator never passes for a cached one."""
+    from .datasets.synthmotion import select_classes
+    from .datasets.synthmotion_layouts import GENERATOR_VERSION
+
+    data = {**PRETRAIN_DATA, **(data or {})}
+    return {**data, "classes": select_classes(data["classes"]), "seed": PRETRAIN_SEED,
+            "generator_version": GENERATOR_VERSION}
+
+
 def recipe(name: str, epochs: int, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything that determines a zoo member; a cached member is reused only if this matches."""
     role, objective = MEMBERS[name]
     return {"zoo_version": ZOO_VERSION, "preset": name, "role": role, "objective": objective,
-            "pretrain_data": {**(data or PRETRAIN_DATA), "seed": PRETRAIN_SEED},
-            "train": {**TRAIN, "epochs": epochs}}
+            "pretrain_data": pretrain_spec(data), "train": {**TRAIN, "epochs": epochs}}
 
 
 def _card_matches(directory: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -216,10 +227,11 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         return cards
 
     dev = best_device(device)
-    # one folder per pretraining recipe: the generator refuses to mix parameters in one folder
-    tag = f"{data['layout']}_c{data['classes']}_n{data['clips_per_class']}_f{data['frames']}_s{data['size']}"
-    info = generate_synthmotion(Path(data_dir) / f"{tag}_seed{PRETRAIN_SEED}", seed=PRETRAIN_SEED, workers=workers,
-                                progress=progress, **data)
+    # one folder per pretraining set: the generator refuses to mix parameters in one folder
+    spec = pretrain_spec(data)
+    tag = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    info = generate_synthmotion(Path(data_dir) / f"synthmotion_{tag}", seed=PRETRAIN_SEED, workers=workers,
+                                progress=progress, **{**data, "classes": spec["classes"]})
     train_split = load_split(info["dataset"], info["root"], "train")
     test_split = load_split(info["dataset"], info["root"], "test")
     groups, to_coarse = coarse_labels(train_split.class_names)

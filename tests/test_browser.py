@@ -57,12 +57,17 @@ def jupyterlab(tmp_path_factory, smoke_report):
     settings = home / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    # never autosave: the executed notebook must not overwrite the output-free one in git
+    docmanager = home / "settings" / "@jupyterlab" / "docmanager-extension"
+    docmanager.mkdir(parents=True)
+    (docmanager / "plugin.jupyterlab-settings").write_text('{"autosave": false}')
     env = {**os.environ, "POLYSPACE_PRESET": "smoke", "JUPYTER_CONFIG_DIR": str(home / "config"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
     log = open(home / "lab.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                              f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
                              f"--ServerApp.root_dir={ROOT}", "--ServerApp.port_retries=0",
+                             "--LabApp.expose_app_in_browser=True",
                              *(["--allow-root"] if os.geteuid() == 0 else [])],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -96,8 +101,12 @@ def test_alignment_notebook_runs_in_jupyterlab_and_widgets_are_live(browser, jup
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], #jp-main-statusbar :text('Idle')",
                            timeout=60_000)
 
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    # the app is exposed (expose_app_in_browser) so the test runs JupyterLab's own command once
+    # the kernel session is ready, as the Run > Run All Cells menu does
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
+    page.evaluate("async () => { const w = window.jupyterapp.shell.currentWidget; await w.sessionContext.ready; "
+                  "await window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     # every code cell has run when no prompt shows [*] or stays empty
     prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt")
@@ -108,6 +117,8 @@ def test_alignment_notebook_runs_in_jupyterlab_and_widgets_are_live(browser, jup
             break
         time.sleep(1)
     else:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab_03_alignment_timeout.png"))
         pytest.fail(f"cells did not finish: prompts {texts}")
 
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Error")
@@ -119,6 +130,8 @@ def test_alignment_notebook_runs_in_jupyterlab_and_widgets_are_live(browser, jup
     widget_cell.scroll_into_view_if_needed()
     before = _output_images(widget_cell)
     assert before and all(src.startswith("data:image") or src.startswith("blob:") for src in before), "no figure rendered"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab_03_alignment_cka.png"))
     options = dropdown.locator("option").all_inner_texts()
     current = dropdown.input_value()
     other = next(o for o in dropdown.locator("option").all() if o.get_attribute("value") != current)
@@ -129,9 +142,8 @@ def test_alignment_notebook_runs_in_jupyterlab_and_widgets_are_live(browser, jup
     after = _output_images(widget_cell)
     assert after and after != before, f"figure did not change when the dropdown moved from {current} ({options})"
 
-    ARTIFACTS.mkdir(exist_ok=True)
     widget_cell.scroll_into_view_if_needed()
-    page.screenshot(path=str(ARTIFACTS / "jupyterlab_03_alignment.png"))
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab_03_alignment_changed.png"))
     page.close()
 
 
