@@ -5,6 +5,8 @@ is interactive and renders the same figures statically otherwise."""
 
 from __future__ import annotations
 
+from ..viz import FigureList  # noqa: F401  (re-exported: notebooks and tests import it from here)
+
 from pathlib import Path
 from typing import Sequence
 
@@ -131,15 +133,6 @@ def plot_alignment_bars(table, metric: str = "linear_cka", teachers: Sequence[st
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
-
-class FigureList(list):
-    """A list of Figures that a notebook displays one after another (as a cell result)."""
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        for fig in self:
-            display(fig)
 
 
 def alignment_explorer(features: str | Path, converters: str | Path, splits: Sequence[str], metrics: Sequence[str],

@@ -5,6 +5,8 @@ renders both statically otherwise."""
 
 from __future__ import annotations
 
+from ..viz import FigureList  # noqa: F401  (re-exported: notebooks and tests import it from here)
+
 from typing import Any, Sequence
 
 from matplotlib.figure import Figure
@@ -122,15 +124,6 @@ def plot_frames_scaling(tsm: dict[str, Measurement]) -> Figure:
         ax.grid(alpha=0.3)
     return fig
 
-
-class FigureList(list):
-    """Several figures as one cell result, each shown in turn (a plain list would show its repr)."""
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        for fig in self:
-            display(fig)
 
 
 def cost_explorer(costs: Sequence[PipelineCost], eval_metrics: dict[str, Any] | None, interactive: bool):

@@ -5,6 +5,8 @@ same figures statically otherwise."""
 
 from __future__ import annotations
 
+from ..viz import FigureList  # noqa: F401  (re-exported: notebooks and tests import it from here)
+
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -150,15 +152,6 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], title: str) -
     ax.set_title(title)
     return fig
 
-
-class FigureList(list):
-    """Several figures as one cell result (each shown in turn)."""
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        for fig in self:
-            display(fig)
 
 
 def confusion_explorer(report, interactive: bool, default: Sequence[str] = ("student", "fusion")):
