@@ -11,7 +11,7 @@ import pytest
 from polyspace_core.datasets import data_card, generate_synthmotion, load_split, plot_class_strips
 from polyspace_core.errors import PolySpaceError
 
-CLASSES = ["appear", "vanish", "hop_once", "hop_twice"]
+CLASSES = ["appear", "vanish", "zigzag_fast", "zigzag_slow"]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,9 @@ def test_data_card_of_a_generated_set(root: Path):
     assert card["dataset"] == "synthmotion" and card["layout"] == "diving48"
     assert card["parameters"]["classes"] == CLASSES and card["num_classes"] == 4
     assert sum(card["splits"].values()) == 12 and card["splits"]["test"] == 4
-    hop = card["classes"][2]
-    assert hop["name"] == "hop_once" and hop["coarse_group"] == "hop" and "hop" in hop["description"]
+    zigzag = card["classes"][2]
+    assert zigzag["name"] == "zigzag_fast" and zigzag["coarse_group"] == "zigzag"
+    assert "swinging" in zigzag["description"]
     assert card["classes"][0]["reverse"] == "vanish"
     assert all(sum(c["counts"].values()) == 3 for c in card["classes"])
     assert any("hold-out" in n for n in card["notes"]) and any("flip" in n for n in card["notes"])

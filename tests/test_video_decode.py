@@ -193,3 +193,21 @@ def test_pyav_seeks_to_keyframes_instead_of_decoding_everything(videos, key, mon
     # frames 0..3, then a seek to the keyframe at 72 and 72..80 (plus a few frames of
     # decoder delay), far fewer than the 81 a front-to-back decode needs
     assert len(decoded) < 30
+
+
+def test_auto_reads_lossless_444_h264_that_decord_cannot(tmp_path):
+    """Lossless H.264 (crf 0) uses the High 4:4:4 Predictive profile, where decord fails a
+    buffer-size check at some sizes (48x48 here); "auto" must route it to PyAV and return the
+    exact frames."""
+    from polyspace_core.video.decode import choose_backend, probe, read_frames
+    from polyspace_core.video.encode import write_video
+
+    rng = np.random.default_rng(0)
+    texture = np.kron(rng.integers(0, 256, (6, 6, 1), dtype=np.uint8), np.ones((8, 8, 3), dtype=np.uint8))
+    frames = np.repeat(texture[None], 12, axis=0)
+    path = write_video(tmp_path / "lossless.mp4", frames, options={"crf": "0"})
+    info = probe(path)
+    assert info.profile == "High 4:4:4 Predictive" and choose_backend(info) == "pyav"
+    got = read_frames(path, [0, 5, 11], backend="auto")
+    assert got.shape == (3, 48, 48, 3)
+    assert np.abs(got.astype(int) - frames[[0, 5, 11]].astype(int)).max() <= 8

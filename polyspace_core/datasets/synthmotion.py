@@ -11,9 +11,13 @@ background, distractors) is drawn from one random stream that never sees the cla
 - fine timing: zigzag_fast/zigzag_slow swing sideways every 1/16 vs every 2/16 of the clip.
   Under 4-segment TSN sampling both give exactly the same distribution of views (the swing
   aliases away; exact when the clip length is a multiple of 16), while 8 and 16 frames tell
-  them apart; blink_once/blink_twice differ by a
-  vanishing that lasts 1/16 of the clip, which 16 frames always see and 4 frames mostly miss;
+  them apart. blink_once/blink_twice (last in the class order: the hardest to learn) differ
+  by a vanishing that lasts 1/16 of the clip, which 16 frames always see and 4 mostly miss;
 - bounce/pass_through: which side each of two objects ends on.
+
+The look is built to keep motion learnable by small models trained from scratch: a dark stage
+of nearly fixed brightness (random hue and low-contrast texture) with bright saturated objects
+(see the notes in benchmarks/synthmotion.py).
 
 Units: positions in [0, 1]^2 of the frame (x right, y down), angles in radians (increasing =
 clockwise on screen, because y points down). This module only builds clips in memory;
@@ -66,14 +70,14 @@ SYNTHMOTION_CLASSES: tuple[MotionClass, ...] = (
                 "visibility", "vanish", "[Something] appearing"),
     MotionClass("vanish", "is in view, then disappears for the rest of the clip",
                 "visibility", "appear", "[Something] disappearing"),
-    MotionClass("blink_once", "circles on an orbit and vanishes for one brief moment",
-                "blink", "blink_once", "[Something] blinking once while circling"),
-    MotionClass("blink_twice", "circles on an orbit and vanishes for two brief moments",
-                "blink", "blink_twice", "[Something] blinking twice while circling"),
     MotionClass("bounce", "two objects approach each other, touch and bounce back",
                 "collision", "bounce", "[Something] bouncing off [something]"),
     MotionClass("pass_through", "two objects approach each other and pass through each other",
                 "collision", "pass_through", "[Something] passing through [something]"),
+    MotionClass("blink_once", "circles on an orbit and vanishes for one brief moment",
+                "blink", "blink_once", "[Something] blinking once while circling"),
+    MotionClass("blink_twice", "circles on an orbit and vanishes for two brief moments",
+                "blink", "blink_twice", "[Something] blinking twice while circling"),
 )
 CLASS_NAMES = tuple(c.name for c in SYNTHMOTION_CLASSES)
 COARSE_GROUPS = tuple(dict.fromkeys(c.family for c in SYNTHMOTION_CLASSES))

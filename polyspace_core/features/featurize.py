@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..backbones import VideoBackbone, load_backbones, preprocess_clips
+from ..backbones import TINY_PRESETS, VideoBackbone, load_backbones, preprocess_clips
 from ..errors import PolySpaceError
 from .store import DTYPES, FeatureStore, FeatureStoreWriter, dtype_name, sha256_file
 
@@ -147,20 +147,11 @@ class _Dist:
         if self.state is not None:
             self.state.wait_for_everyone()
 
-    def all_sum(self, values: list[float]) -> list[float]:
-        if self.state is None:
-            return values
-        import torch.distributed as dist
-
-        t = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(t)
-        return t.tolist()
-
 
 def _weights_id(backbone: VideoBackbone) -> str:
     """What identifies the weights: random-init preset, hub commit, or sha256 of local files."""
     source = Path(backbone.source)
-    if backbone.source == backbone.name and not source.exists():
+    if backbone.source in TINY_PRESETS:
         return f"random-init preset {backbone.source}"
     if source.is_dir():
         files = sorted(list(source.glob("*.safetensors")) + list(source.glob("*.bin")))

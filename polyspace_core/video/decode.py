@@ -40,6 +40,11 @@ from ..errors import PolySpaceError
 BACKENDS = ("auto", "decord", "pyav")
 # codecs whose random access decord gets wrong (see module docstring)
 DECORD_BAD_CODECS = {"vp8", "vp9", "av1"}
+# decord is reliable on 8-bit 4:2:0; other pixel layouts and the H.264 high-bit-depth / 4:4:4
+# profiles are read with PyAV under "auto" (seen here: lossless H.264, profile "High 4:4:4
+# Predictive", fails inside decord with "DECORDArrayCopyFromTo: The size must exactly match")
+DECORD_PIXEL_FORMATS = {"yuv420p", "yuvj420p"}
+DECORD_H264_PROFILES = {"Baseline", "Constrained Baseline", "Main", "Extended", "High"}
 # above this many frames "auto" avoids decord's memory growth on long files
 LONG_VIDEO_FRAMES = 3000
 
@@ -65,6 +70,8 @@ class VideoInfo:
     codec: str
     container: str = ""
     has_b_frames: bool = False
+    pixel_format: str = ""
+    profile: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,8 @@ def _demux_table(path: Path, container) -> tuple[VideoInfo, _FrameTable | None, 
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0, height=ctx.height,
                      width=ctx.width, codec=ctx.name, container=container.format.name,
-                     has_b_frames=bool(ctx.has_b_frames))
+                     has_b_frames=bool(ctx.has_b_frames), pixel_format=ctx.format.name if ctx.format else "",
+                     profile=ctx.profile or "")
     table = None
     timestamps_usable = (not container.format.name.startswith("avi")
                          and None not in pts_list and len(set(pts_list)) == count)
@@ -206,8 +214,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 def choose_backend(info: VideoInfo) -> str:
     """The backend "auto" uses for a stream: decord unless it is known to be wrong or unsafe
-    there (VP8/VP9/AV1, B-frames, long videos), then PyAV."""
-    if info.codec in DECORD_BAD_CODECS or info.has_b_frames or info.num_frames > LONG_VIDEO_FRAMES:
+    there (VP8/VP9/AV1, B-frames, pixel formats other than 8-bit 4:2:0, H.264 4:4:4 or
+    high-bit-depth profiles, long videos), then PyAV."""
+    if (info.codec in DECORD_BAD_CODECS or info.has_b_frames or info.num_frames > LONG_VIDEO_FRAMES
+            or info.pixel_format not in DECORD_PIXEL_FORMATS
+            or (info.codec == "h264" and info.profile not in DECORD_H264_PROFILES)):
         return "pyav"
     return "decord"
 
