@@ -7,6 +7,7 @@ each notebook cell is one call. The store goes to `<run_dir>/features/<split>/`,
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,21 @@ def prepare_dataset(ws) -> dict[str, Any]:
     p = ws.p
     root = ws.path(p.featurize_root)
     if p.featurize_dataset == "synthmotion":
-        generate_synthmotion(root, layout=p.featurize_synth_layout, classes=p.featurize_synth_classes,
-                             clips_per_class=p.featurize_synth_clips_per_class, frames=p.featurize_synth_frames,
-                             size=p.featurize_synth_size, seed=p.featurize_synth_seed,
-                             workers=p.featurize_workers)
+        kwargs = dict(layout=p.featurize_synth_layout, classes=p.featurize_synth_classes,
+                      clips_per_class=p.featurize_synth_clips_per_class, frames=p.featurize_synth_frames,
+                      size=p.featurize_synth_size, seed=p.featurize_synth_seed, workers=p.featurize_workers)
+        try:
+            generate_synthmotion(root, **kwargs)
+        except PolySpaceError:
+            # a set this stage generated earlier with other parameters (or an older generator):
+            # it is generated data, so replace it; any other folder is left alone and the error stands
+            from ..datasets.synthmotion_layouts import MARKER, PARTIAL
+
+            if not ((root / MARKER).is_file() or (root / PARTIAL).is_file()):
+                raise
+            print(f"{root}: replacing a SynthMotion set generated with other parameters")
+            shutil.rmtree(root)
+            generate_synthmotion(root, **kwargs)
         return data_card(root)
     from ..datasets import load_split
 
