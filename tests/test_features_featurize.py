@@ -171,3 +171,23 @@ def test_token_figure_shows_frames_and_every_model(synth, tmp_path):
     shown = heatmaps[1].images[0].get_array()
     assert shown.shape == (64, 8) and np.allclose(np.linalg.norm(shown, axis=0), 1.0, atol=1e-5)
     assert len(plot_norms(store).axes) == 2
+
+
+def test_replaced_videos_are_never_resumed(tmp_path):
+    from polyspace_core.datasets.base import DatasetSplit, VideoItem
+    from polyspace_core.features.featurize import featurize
+    from polyspace_core.video import write_video
+
+    rng = np.random.default_rng(0)
+    paths = [write_video(tmp_path / f"v{i}.mp4", rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+             for i in range(2)]
+    split = DatasetSplit("custom", "train", [VideoItem(p, i, "ab"[i], p.stem) for i, p in enumerate(paths)],
+                         ["a", "b"], tmp_path)
+    first = featurize(split, "timesformer-tiny", [], tmp_path / "f", device="cpu", progress=False)
+    before = FeatureStore.open(first.store_dir).array("timesformer-tiny").clone()
+    write_video(paths[1], rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))  # same name, new content
+    with pytest.raises(PolySpaceError, match="other settings"):
+        featurize(split, "timesformer-tiny", [], tmp_path / "f", device="cpu", progress=False)
+    again = featurize(split, "timesformer-tiny", [], tmp_path / "f", device="cpu", progress=False, replace_stale=True)
+    after = FeatureStore.open(again.store_dir).array("timesformer-tiny")
+    assert again.shards_computed == [0] and torch.equal(after[0], before[0]) and not torch.equal(after[1], before[1])

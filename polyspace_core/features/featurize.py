@@ -160,6 +160,21 @@ def _weights_id(backbone: VideoBackbone) -> str:
     return f"hub commit {commit}" if commit else "hub (commit unknown)"
 
 
+def videos_id(paths: Sequence[str | os.PathLike]) -> str:
+    """A hash of every video's path, size and modification time: regenerated or replaced videos
+    under the same names give another id, so their old features are never resumed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|missing\n".encode())
+    return h.hexdigest()[:16]
+
+
 def _provenance(device: torch.device, world_size: int) -> dict[str, Any]:
     from .. import __version__
     from ..workspace import git_state, package_versions
@@ -219,7 +234,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
         store_dir, models=models, dtype=store_dtype, tokens=tokens, shard_size=shard_size,
         paths=[str(it.path) for it in split.items], labels=[int(it.label) for it in split.items],
         class_names=list(split.class_names),
-        dataset={"name": split.dataset, "split": split.split, "root": str(split.root), "notes": list(split.notes)})
+        dataset={"name": split.dataset, "split": split.split, "root": str(split.root), "notes": list(split.notes)},
+        inputs_id=videos_id([it.path for it in split.items]))
     if dist.rank == 0:
         if overwrite:
             writer.clear()

@@ -360,7 +360,8 @@ def run_fingerprint(spec: Mapping[str, Any]) -> str:
 class FeatureStoreWriter:
     """Write side of one split: atomic shards, resumable by shard.
 
-    Construct it with the full plan (models with their T/dim, samples, dtype, shard size).
+    Construct it with the full plan (models with their T/dim, samples, dtype, shard size, and an
+    `inputs_id` that changes when the input files change).
     `pending()` lists shards still to do (a shard counts as done only if its receipt exists,
     matches this run's fingerprint and the file's sha256 matches the receipt, so a damaged or
     foreign shard is recomputed, never trusted). `write_shard()` writes the shard, then its
@@ -370,7 +371,7 @@ class FeatureStoreWriter:
 
     def __init__(self, split_dir: str | os.PathLike, *, models: Sequence[Mapping[str, Any]], dtype: str,
                  tokens: str, shard_size: int, paths: Sequence[str], labels: Sequence[int],
-                 class_names: Sequence[str], dataset: Mapping[str, Any] | None = None):
+                 class_names: Sequence[str], dataset: Mapping[str, Any] | None = None, inputs_id: str = ""):
         if tokens not in STORE_TOKEN_RULES:
             raise PolySpaceError(f"tokens {tokens!r}: use one of {', '.join(TOKEN_RULES)}")
         if not isinstance(shard_size, int) or shard_size < 1:
@@ -391,12 +392,13 @@ class FeatureStoreWriter:
         self.labels = [int(x) for x in labels]
         self.class_names = list(class_names)
         self.dataset = dict(dataset or {})
+        self.inputs_id = inputs_id  # e.g. a hash of the videos' sizes and mtimes: new videos, new store
         n = len(self.paths)
         self.ranges = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
         self.fingerprint = run_fingerprint({
             "format": FORMAT, "models": self.models, "dtype": self.dtype_name, "tokens": tokens,
             "shard_size": shard_size, "paths": self.paths, "labels": self.labels,
-            "class_names": self.class_names,
+            "class_names": self.class_names, "inputs_id": inputs_id,
         })
 
     @property
@@ -422,7 +424,7 @@ class FeatureStoreWriter:
         for path, fp in found:
             if fp != self.fingerprint:
                 raise PolySpaceError(f"{path}: this folder holds features made with other settings "
-                                     f"(models, dtype, tokens, shard size or samples differ); "
+                                     f"(models, weights, dtype, tokens, shard size, samples or the videos differ); "
                                      f"use another --out or pass --overwrite to replace them")
 
     def clear(self) -> None:
@@ -504,6 +506,7 @@ class FeatureStoreWriter:
             "format": FORMAT,
             "fingerprint": self.fingerprint,
             "dataset": self.dataset,
+            "inputs_id": self.inputs_id,
             "num_samples": len(self.paths),
             "num_ok": sum(s == "ok" for s in status),
             "dtype": self.dtype_name,
