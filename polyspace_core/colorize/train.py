@@ -68,16 +68,10 @@ class TrainConfig:
 
 
 def make_accelerator(cfg: TrainConfig, device: torch.device | str = "cpu"):
-    """An Accelerator for this config. Outside a distributed launch, a previous Accelerator's
-    settings are cleared first (they are a process-wide singleton in accelerate), so a notebook
-    or test can train twice with different precision."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
+    """An Accelerator for this config (process-wide accelerate state cleared outside a launch)."""
+    from ..distributed import make_accelerator as _make
 
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        AcceleratorState._reset_state()  # private API; the documented way is a fresh process
-    return Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision=cfg.mixed_precision,
-                       gradient_accumulation_steps=cfg.grad_accum)
+    return _make(torch.device(device), cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
 
 
 def _loader(dataset, batch_size: int, seed: int, num_samples: int | None = None) -> DataLoader:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..errors import PolySpaceError
 from ..io import atomic_write_json
+from ..seeding import best_device
 from .checkpoint import load_checkpoint, optimizer_from_parts, save_checkpoint
 from .evaluate import accuracy_by_frames, tfd_summary
 from .loss import LossParts, TemporalDistillationLoss
@@ -86,19 +87,12 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[s
 
 def make_accelerator(config: TrainConfig):
     """An Accelerate Accelerator for this process (single device, or one rank under a launcher)."""
-    from accelerate import Accelerator
-
-    from ..seeding import best_device
+    from ..distributed import make_accelerator as _make
 
     device = best_device(config.device)
-    precision = config.mixed_precision
-    if precision == "auto":
-        precision = "no"
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision != "no" and device.type != "cuda":
-        raise PolySpaceError(f"mixed_precision={precision} needs a CUDA device; got {device}")
-    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)
+    if config.mixed_precision not in ("auto", "no") and device.type != "cuda":
+        raise PolySpaceError(f"mixed_precision={config.mixed_precision} needs a CUDA device; got {device}")
+    return _make(device, config.mixed_precision)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
