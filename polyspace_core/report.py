@@ -77,8 +77,12 @@ def notebook_to_html(ipynb: Path, out: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
+    notebook = nbformat.read(ipynb, as_version=4)
+    # Widget state (tqdm.auto progress bars record some) makes nbconvert link the widget manager
+    # from unpkg; headless reports render every figure statically, so the state is dropped.
+    notebook.metadata.pop("widgets", None)
     exporter = HTMLExporter(template_name="lab", embed_images=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    body, _ = exporter.from_notebook_node(notebook)
     body = _strip_remote_scripts(body)
     return atomic_write_text(out, body)
 

@@ -4,7 +4,6 @@ independence, and the generator's round trip through every official layout."""
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
