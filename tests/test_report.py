@@ -41,7 +41,7 @@ def tiny_project(tmp_path, monkeypatch):
     """A project root with the real presets and two notebooks: one fine, one that fails."""
     shutil.copytree(ROOT / "params", tmp_path / "params")
     (tmp_path / "notebooks").mkdir()
-    nbformat.write(_notebook("05_eval_downstream", 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n'
+    nbformat.write(_notebook("05_eval_downstream", 'import matplotlib.pyplot as plt\nfrom tqdm.auto import tqdm\nlist(tqdm(range(3)))\nplt.plot([1, 2, 3])\nplt.show()\n'
                                                    'ws.write_metrics({"top1_fusion": 0.75})'),
                    tmp_path / "notebooks" / "05_eval_downstream.ipynb")
     nbformat.write(_notebook("06_efficiency", 'raise RuntimeError("boom")'), tmp_path / "notebooks" / "06_efficiency.ipynb")
