@@ -107,7 +107,23 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "latency_max_gflops": "float",      # time only what costs at most this per clip/frame
         "latency_repeats": "int",           # timed repeats after one warm-up (median reported)
     },
-    "07_ffn_tfd": {},
+    "07_ffn_tfd": {
+        "ffn_root": "path",               # SynthMotion set in the SSv2 layout (generated once, reused)
+        "ffn_classes": "list[str]",       # SynthMotion class names
+        "ffn_clips_per_class": "int",
+        "ffn_video_frames": "int",        # frames per generated video (>= the highest frame count)
+        "ffn_video_size": "int",          # generated frame side in pixels
+        "ffn_crop": "int",                # random crop (train) / centre crop (eval) side
+        "ffn_train_frames": "list[int]",  # FFN's frame counts; the vanilla TSM trains the highest
+        "ffn_extra_frames": "list[int]",  # evaluated but never trained
+        "ffn_per_frame_baselines": "bool",  # also a vanilla TSM trained at each lower frame count
+        "ffn_arch": "str",                # TSM ResNet preset (polyspace_core.ffn.ARCHS)
+        "ffn_epochs": "int",
+        "ffn_batch": "int",
+        "ffn_lr": "float",
+        "ffn_fc_lr_mult": "float",        # classifier lr multiplier (x5 fine-tuning recipe; 1 from scratch)
+        "ffn_lambda_kl": "float",
+    },
     "08_colorization": {},
 }
 

@@ -5,6 +5,7 @@ frame count keeps its own BatchNorm layers and a small per-block weight alterati
 4F/8F streams learn from the 16F stream through a KL term. The vanilla TSM baseline is the
 same network with a single stream. Modules:
 
+    archs.py        the ResNet presets by name (resnet50, resnet101, small, tiny)
     shift.py        temporal shift and the shifted first conv of a bottleneck
     tsm_resnet.py   config-driven TSM ResNet (torchvision Bottleneck blocks), ImageNet loading
     loss.py         CE on the teacher stream + KL(teacher || student) for the other streams
@@ -12,19 +13,27 @@ same network with a single stream. Modules:
     checkpoint.py   safetensors + JSON checkpoints
     trainer.py      TSMTrainer (one frame count) and FFNTrainer (several), Accelerate-ready
     evaluate.py     accuracy per frame count, the TFD gap, FLOPs per frame count
+    study.py        the miniature reproduction of notebook 07 (data, resumable runs, tables, metrics)
+    plots.py        its figures
     commands.py     `polyspace train-ffn`
+
+Names are imported lazily (PEP 562) so that `polyspace --help`, which imports commands.py,
+does not pay for importing torch.
 """
 
-from .loss import TemporalDistillationLoss
-from .shift import temporal_shift
-from .tsm_resnet import ARCHS, TSMConfig, TSMResNet, build_model, load_imagenet_weights
+from __future__ import annotations
 
-__all__ = [
-    "ARCHS",
-    "TSMConfig",
-    "TSMResNet",
-    "TemporalDistillationLoss",
-    "build_model",
-    "load_imagenet_weights",
-    "temporal_shift",
-]
+import importlib
+
+from .archs import ARCHS
+
+_EXPORTS = {"TemporalDistillationLoss": "loss", "temporal_shift": "shift", "TSMConfig": "tsm_resnet",
+            "TSMResNet": "tsm_resnet", "build_model": "tsm_resnet", "load_imagenet_weights": "tsm_resnet"}
+
+__all__ = sorted([*_EXPORTS, "ARCHS"])
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .tsm_resnet import ARCHS
+from .archs import ARCHS
 
 
 def register(subparsers) -> None:

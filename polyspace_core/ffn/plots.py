@@ -10,7 +10,14 @@ from matplotlib.figure import Figure
 
 from .study import PAPER_SSV2_TSM_R50
 
-COLORS = {"TSM": "#d62728", "FFN": "#1f77b4"}
+COLORS = {"TSM": "#d62728", "FFN": "#1f77b4", "TSM per frame count": "#ff9896"}
+
+
+def _color(name: str) -> str | None:
+    """A model's colour: its own entry, else its family's (the first word: TSM, FFN)."""
+    return COLORS.get(name, COLORS.get(name.split()[0]))
+
+
 PAPER_COLORS = {"TSM, trained at 16F": "#d62728", "TSM, trained per frame count": "#ff9896", "FFN": "#1f77b4"}
 
 
@@ -36,7 +43,7 @@ def plot_accuracy_vs_frames(results: dict[str, dict[int, float]], train_frames: 
         if show is not None and name not in show:
             continue
         counts = sorted(accs)
-        color = COLORS.get(name.split()[0], None)
+        color = _color(name)
         ax.plot(counts, [accs[t] for t in counts], "-", color=color, label=name)
         for t in counts:
             trained = t in train_frames
@@ -58,17 +65,17 @@ def plot_accuracy_vs_frames(results: dict[str, dict[int, float]], train_frames: 
 
 def plot_tfd_gaps(ours: dict[str, float], paper: dict[str, dict[int, float]] | None = PAPER_SSV2_TSM_R50) -> Figure:
     """TFD gap (accuracy at the highest minus the lowest frame count) per model: ours and the paper's."""
-    fig = Figure(figsize=(6.0, 3.4), layout="constrained")
+    fig = Figure(figsize=(7.5, 3.4), layout="constrained")
     ax = fig.subplots()
     labels, values, colors = [], [], []
     for name, gap in ours.items():
-        labels.append(f"ours\n{name}")
+        labels.append("ours\n" + name.replace(" per frame count", " per\nframe count"))
         values.append(gap)
-        colors.append(COLORS.get(name.split()[0], "gray"))
+        colors.append(_color(name) or "gray")
     if paper:
-        for name in ("TSM, trained at 16F", "FFN"):
-            accs = paper[name]
-            labels.append("paper\n" + name.replace(", trained at 16F", ""))
+        short = {"TSM, trained at 16F": "TSM", "TSM, trained per frame count": "TSM per\nframe count"}
+        for name, accs in paper.items():
+            labels.append("paper\n" + short.get(name, name))
             values.append(accs[max(accs)] - accs[min(accs)])
             colors.append(PAPER_COLORS[name])
     bars = ax.bar(range(len(values)), values, color=colors, alpha=0.85)
@@ -89,7 +96,7 @@ def plot_training_curves(runs: dict[str, Any]) -> Figure:
     fig = Figure(figsize=(11, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     for name, run in runs.items():
-        color = COLORS.get(name.split()[0], None)
+        color = _color(name)
         steps = [c["epoch"] for c in run.curve]
         left.plot(steps, [c["ce"] for c in run.curve], "-", color=color, label=f"{name} CE")
         if run.kind == "ffn":
@@ -121,7 +128,7 @@ def plot_flops(flops: "Any") -> Figure:
     width = 0.8 / len(flops.index)
     for i, name in enumerate(flops.index):
         xs = [j + (i - (len(flops.index) - 1) / 2) * width for j in range(len(columns))]
-        ax.bar(xs, flops.loc[name].values, width=width, color=COLORS.get(name.split()[0]), label=name)
+        ax.bar(xs, flops.loc[name].values, width=width, color=_color(name), label=name)
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels(columns)
     ax.set_ylabel("GFLOPs per clip")

@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader
 from ..errors import PolySpaceError
 from .data import MultiFrameClips
 from .evaluate import accuracy_by_frames, flops_per_frame_count
+from ..io import atomic_write_json, read_json
+from .checkpoint import load_checkpoint
 from .trainer import FFNTrainer, TrainConfig, TSMTrainer
 from .tsm_resnet import TSMResNet, build_model
 
@@ -115,32 +117,124 @@ class TrainedModel:
 
 
 def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 6, batch_size: int = 16,
-                    lr: float = 0.01, lambda_kl: float = 1.0, seed: int = 0, device: str = "auto",
+                    lr: float = 0.01, fc_lr_mult: float = 5.0, lambda_kl: float = 1.0, seed: int = 0,
+                    device: str = "auto", frames: int | None = None,
                     save_dir: str | Path | None = None, model_overrides: dict[str, Any] | None = None,
                     verbose: bool = True, **train_overrides: Any) -> TrainedModel:
-    """Train the vanilla TSM ("tsm": highest frame count only) or FFN ("ffn": every trained count).
+    """Train the vanilla TSM ("tsm": one frame count, `frames`, default the highest trained) or
+    FFN ("ffn": every trained count).
 
-    Both get the same data, epochs, batch size and optimiser. model_overrides: TSMConfig fields
-    (e.g. dropout, stem_stride); train_overrides: TrainConfig fields. Returns the final model
-    (eval mode, on CPU) and its history; checkpoints go to save_dir when given.
+    Every model gets the same data, epochs, batch size and optimiser. fc_lr_mult: classifier lr
+    multiplier (its bias gets twice that, as in the x5/x10 recipe; 1 suits training from scratch,
+    where every layer is new). model_overrides: TSMConfig fields (e.g. dropout, stem_stride);
+    train_overrides: TrainConfig fields. Returns the final model (eval mode, on CPU) and its
+    history.
+
+    With save_dir, checkpoints are written every epoch and the run is resumable: a finished run
+    with the same model and training config is loaded instead of retrained, an interrupted one
+    continues from its last epoch, a run with other settings is an error (use another folder).
     """
     if kind not in ("tsm", "ffn"):
         raise PolySpaceError(f"kind={kind!r}: use 'tsm' (vanilla baseline) or 'ffn'")
     from ..seeding import seed_everything
 
+    if kind == "ffn":
+        if frames is not None:
+            raise PolySpaceError("frames: FFN trains every frame count of the data; leave frames=None")
+        counts = data.train_frames
+    else:
+        frames = data.train_frames[-1] if frames is None else int(frames)
+        if frames not in data.train_frames:
+            raise PolySpaceError(f"frames={frames}: the training data carries {list(data.train_frames)} frames; "
+                                 "pick one of them")
+        counts = (frames,)
     seed_everything(seed)
-    counts = data.train_frames if kind == "ffn" else data.train_frames[-1:]
     model = build_model(arch, len(data.class_names), frame_counts=counts, ffn=kind == "ffn",
                         class_names=data.class_names, **(model_overrides or {}))
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lambda_kl=lambda_kl, seed=seed,
+    train_overrides = {"save_every": 1 if save_dir is not None else 0, **train_overrides}
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, fc_lr_mult=fc_lr_mult,
+                         fc_bias_lr_mult=2 * fc_lr_mult, lambda_kl=lambda_kl, seed=seed,
                          device=device, verbose=verbose, **train_overrides)
     trainer = (FFNTrainer if kind == "ffn" else TSMTrainer)(model, data.train, data.val, config, save_dir)
-    start = time.perf_counter()
+    if save_dir is not None:
+        finished = _finished_run(Path(save_dir), trainer)
+        if finished is not None:
+            return finished
+        last = _last_epoch_checkpoint(Path(save_dir), trainer)
+        if last is not None:
+            trainer.resume(last)
     trainer.train()
-    seconds = time.perf_counter() - start
+    seconds = trainer.train_seconds
+    if save_dir is not None:
+        atomic_write_json(Path(save_dir) / RUN_RECORD, {"kind": kind, "seconds": seconds,
+                                                        **_run_identity(trainer)})
     final = trainer.unwrapped_model.cpu().eval()
     return TrainedModel(kind, final, trainer.history, trainer.curve, Path(save_dir) if save_dir else None,
                         seconds, trainer.best_acc)
+
+
+def train_per_frame_baselines(data: TFDData, save_root: str | Path | None = None,
+                              **settings: Any) -> dict[int, TrainedModel]:
+    """The paper's middle row: a vanilla TSM trained separately at each lower trained frame count
+    (4F, 8F; the 16F one is the vanilla TSM itself), same settings as train_tfd_model's.
+    Checkpoints go to <save_root>/tsm_<T>f when save_root is given."""
+    return {t: train_tfd_model("tsm", data, frames=t, save_dir=Path(save_root) / f"tsm_{t}f" if save_root else None,
+                               **settings)
+            for t in data.train_frames[:-1]}
+
+
+def per_frame_count_accuracy(results: dict[str, dict[int, float]], separate: dict[int, str],
+                             high: str = "TSM") -> dict[int, float]:
+    """Accuracy of "one model per frame count": the model trained at T, tested at T (separate
+    maps T -> its name in results; the highest count is the vanilla TSM `high`)."""
+    row = {t: results[name][t] for t, name in separate.items()}
+    top = max(t for t in results[high] if t >= max(separate, default=0))
+    row[top] = results[high][top]
+    return dict(sorted(row.items()))
+
+
+RUN_RECORD = "run.json"  # written after `final`: what the run was and how long it trained
+
+
+def _run_identity(trainer: TSMTrainer) -> dict[str, Any]:
+    """What must match for a saved run to stand in for this one (display-only fields left out)."""
+    from dataclasses import asdict
+
+    train = {k: v for k, v in asdict(trainer.config).items() if k not in ("verbose", "num_workers")}
+    return {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
+
+
+def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
+    record_path = save_dir / RUN_RECORD
+    if not record_path.is_file():
+        return None
+    record = read_json(record_path)
+    ours = _run_identity(trainer)
+    if {k: record.get(k) for k in ours} != ours or record.get("kind") != trainer.kind:
+        raise PolySpaceError(f"{save_dir}: holds a {record.get('kind')} run with other settings; "
+                             "delete the folder or save this run elsewhere")
+    info, state, _ = load_checkpoint(save_dir / "final")
+    model = trainer.unwrapped_model
+    model.load_state_dict(state)
+    return TrainedModel(trainer.kind, model.cpu().eval(), list(info.get("history", [])), list(info.get("curve", [])),
+                        save_dir, float(record["seconds"]), float(info["best_acc"]))
+
+
+def _last_epoch_checkpoint(save_dir: Path, trainer: TSMTrainer) -> Path | None:
+    """The newest `epoch_N.json` of an interrupted run with this run's settings, if any."""
+    found = sorted((int(p.stem.split("_")[1]), p) for p in save_dir.glob("epoch_*.json")
+                   if p.stem.split("_")[1].isdigit())
+    if not found:
+        return None
+    path = found[-1][1]
+    info = read_json(path)
+    ours = _run_identity(trainer)
+    theirs = {"model_config": info.get("model_config"),
+              "train_config": {k: v for k, v in info.get("train_config", {}).items() if k in ours["train_config"]}}
+    if theirs != ours:
+        raise PolySpaceError(f"{save_dir}: holds an interrupted run with other settings; "
+                             "delete the folder or save this run elsewhere")
+    return path
 
 
 def evaluate_models(models: dict[str, torch.nn.Module], test: MultiFrameClips, batch_size: int = 32,
@@ -188,10 +282,13 @@ def tfd_metrics(results: dict[str, dict[int, float]], names: dict[str, str], fra
 
 
 def summary_metrics(results: dict[str, dict[int, float]], tsm: TrainedModel, ffn: TrainedModel,
-                    train_frames: Sequence[int], flops=None) -> dict[str, Any]:
+                    train_frames: Sequence[int], flops=None,
+                    per_frame_count: dict[int, float] | None = None) -> dict[str, Any]:
     """Everything notebook 07 records in metrics.json: acc_tsm_<T>f, acc_ffn_<T>f for every tested
     frame count, tfd_gap_tsm / tfd_gap_ffn, the paper's gaps, training time, GFLOPs per frame
-    count, and the two checks of the study (FFN gap <= 1/3 of TSM's; FFN 16F within 2 points)."""
+    count, the two checks of the study (FFN gap <= 1/3 of TSM's; FFN 16F within 2 points) and,
+    with per_frame_count (one model per frame count), acc_separate_<T>f and whether the
+    separately trained lowest count stays below the highest (the data is hard at few frames)."""
     metrics: dict[str, Any] = tfd_metrics(results, {"TSM": "tsm", "FFN": "ffn"}, train_frames)
     high = max(train_frames)
     paper = PAPER_SSV2_TSM_R50
@@ -208,4 +305,10 @@ def summary_metrics(results: dict[str, dict[int, float]], tsm: TrainedModel, ffn
     gap_tsm, gap_ffn = metrics["tfd_gap_tsm"], metrics["tfd_gap_ffn"]
     metrics["ffn_gap_at_most_third_of_tsm"] = bool(gap_tsm > 0 and gap_ffn <= gap_tsm / 3)
     metrics["ffn_high_within_2_points_of_tsm"] = bool(results["FFN"][high] >= results["TSM"][high] - 2)
+    if per_frame_count:
+        for t, acc in per_frame_count.items():
+            metrics[f"acc_separate_{t}f"] = round(acc, 2)
+        low = min(train_frames)
+        metrics["tfd_gap_separate"] = round(per_frame_count[high] - per_frame_count[low], 2)
+        metrics["separate_low_below_high"] = bool(per_frame_count[low] < per_frame_count[high])
     return metrics

@@ -13,6 +13,7 @@ count), `epoch_N` every `save_every` epochs, `final`; see checkpoint.py for the 
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,7 @@ class TSMTrainer:
         self.best_by_frames: dict[int, float] = {}
         self.history: list[dict[str, Any]] = []  # one row per epoch
         self.curve: list[dict[str, float]] = []  # loss terms every log_every steps
+        self.train_seconds = 0.0                 # wall time in train_epoch, summed over resumes
 
     # --- what differs between TSM and FFN ---------------------------------------------------
     def _check_model(self, model: TSMResNet) -> None:
@@ -174,6 +176,7 @@ class TSMTrainer:
 
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training data -> mean loss/ce/kl, train accuracy per frame count, lr."""
+        started = time.perf_counter()
         seed = _epoch_seed(self.config.seed, self.epoch)
         self.loader_generator.manual_seed(seed)                          # shuffling (and worker seeds)
         if hasattr(self.train_data, "set_epoch"):                        # TSN offsets and crops
@@ -216,6 +219,7 @@ class TSMTrainer:
             bar.set_postfix(loss=f"{terms[0].item():.3f}")
         self.scheduler.step()
         self.epoch += 1
+        self.train_seconds += time.perf_counter() - started
 
         # sum over processes so every rank reports the same numbers
         totals = torch.cat([sums, torch.tensor([float(seen)] + [float(correct[t]) for t in self.train_frames],
@@ -286,6 +290,7 @@ class TSMTrainer:
             "kind": self.kind,
             "epoch": self.epoch,
             "global_step": self.global_step,
+            "train_seconds": self.train_seconds,
             "best_acc": self.best_acc,
             **{f"best_acc_{t}f": acc for t, acc in sorted(self.best_by_frames.items())},
             "lambda_kl": self.config.lambda_kl if self.kind == "ffn" else 0.0,
@@ -333,6 +338,7 @@ class TSMTrainer:
             self.accelerator.scaler.load_state_dict(info["grad_scaler"])
         self.epoch = int(info["epoch"])
         self.global_step = int(info.get("global_step", 0))
+        self.train_seconds = float(info.get("train_seconds", 0.0))
         self.best_acc = float(info["best_acc"])
         self.best_by_frames = {int(k[len("best_acc_"):-1]): float(v) for k, v in info.items()
                                if k.startswith("best_acc_") and k.endswith("f")}

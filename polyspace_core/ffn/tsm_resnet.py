@@ -30,16 +30,10 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from ..errors import PolySpaceError
+from .archs import ARCHS
 from .shift import ShiftedConv
 
 # widths are the bottleneck "planes" per stage (the stage outputs 4x that); depths the blocks per stage.
-ARCHS: dict[str, dict[str, Any]] = {
-    "resnet50": dict(widths=(64, 128, 256, 512), depths=(3, 4, 6, 3), stem_width=64),
-    "resnet101": dict(widths=(64, 128, 256, 512), depths=(3, 4, 23, 3), stem_width=64),
-    # narrow/shallow variants for the built-in CPU runs and tests
-    "small": dict(widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), stem_width=16),
-    "tiny": dict(widths=(8, 16, 32), depths=(1, 1, 1), stem_width=16),
-}
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""The notebook-07 study layer: resumable runs (finished runs reused, interrupted ones continued
+to the same weights), per-frame-count baselines, the table and the metrics."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.ffn import study
+from test_ffn_trainer import moving_bar_clips
+
+SETTINGS = dict(arch="tiny", epochs=2, batch_size=8, lr=0.05, fc_lr_mult=1.0, seed=0, device="cpu", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def data() -> study.TFDData:
+    return study.TFDData(root=Path("."), class_names=["left", "right"], train=moving_bar_clips(24, seed=1),
+                         val=moving_bar_clips(8, seed=2), test=moving_bar_clips(12, frame_counts=(4, 6, 8, 16), seed=3),
+                         train_frames=(4, 8, 16), eval_frames=(4, 6, 8, 16), crop=16)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_finished_run_is_loaded_not_retrained(data, tmp_path):
+    first = study.train_tfd_model("ffn", data, save_dir=tmp_path / "ffn", **SETTINGS)
+    assert (tmp_path / "ffn" / "final.json").is_file() and (tmp_path / "ffn" / study.RUN_RECORD).is_file()
+    again = study.train_tfd_model("ffn", data, save_dir=tmp_path / "ffn", **SETTINGS)
+    assert _same_weights(first.model, again.model)
+    assert again.seconds == pytest.approx(first.seconds) and again.history == first.history
+    with pytest.raises(PolySpaceError, match="other settings"):
+        study.train_tfd_model("ffn", data, save_dir=tmp_path / "ffn", **{**SETTINGS, "lr": 0.01})
+
+
+def test_interrupted_run_continues_to_the_same_weights(data, tmp_path):
+    straight = study.train_tfd_model("tsm", data, save_dir=tmp_path / "straight", **SETTINGS)
+    # an interruption after epoch 1: only epoch_1 survives
+    interrupted = tmp_path / "interrupted"
+    study.train_tfd_model("tsm", data, save_dir=interrupted, **SETTINGS)
+    for name in ("final", "epoch_2", "best"):
+        for suffix in (".json", ".safetensors"):
+            (interrupted / f"{name}{suffix}").unlink(missing_ok=True)
+    (interrupted / study.RUN_RECORD).unlink()
+    resumed = study.train_tfd_model("tsm", data, save_dir=interrupted, **SETTINGS)
+    assert _same_weights(straight.model, resumed.model)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+
+
+def test_per_frame_count_baselines_train_one_count_each(data):
+    separate = study.train_per_frame_baselines(data, None, **{**SETTINGS, "epochs": 1})
+    assert sorted(separate) == [4, 8]
+    assert [run.model.frame_counts for run in separate.values()] == [(4,), (8,)]
+    with pytest.raises(PolySpaceError, match="frames=5"):
+        study.train_tfd_model("tsm", data, frames=5, **SETTINGS)
+    with pytest.raises(PolySpaceError, match="FFN trains every frame count"):
+        study.train_tfd_model("ffn", data, frames=4, **SETTINGS)
+
+
+def test_table_and_metrics_from_results(data):
+    tsm = study.train_tfd_model("tsm", data, **{**SETTINGS, "epochs": 1})
+    ffn = study.train_tfd_model("ffn", data, **{**SETTINGS, "epochs": 1})
+    results = {"TSM": {4: 30.0, 6: 40.0, 8: 50.0, 16: 90.0}, "FFN": {4: 85.0, 6: 86.0, 8: 88.0, 16: 89.0},
+               "TSM 4F only": {4: 60.0, 6: 55.0, 8: 50.0, 16: 40.0}, "TSM 8F only": {4: 50.0, 6: 70.0, 8: 80.0, 16: 70.0}}
+    row = study.per_frame_count_accuracy(results, {4: "TSM 4F only", 8: "TSM 8F only"})
+    assert row == {4: 60.0, 8: 80.0, 16: 90.0}
+    table = study.accuracy_table({**results, "TSM per frame count": row}, data.train_frames)
+    assert table.loc["TSM", "TFD gap"] == 60.0 and table.loc["TSM per frame count", "TFD gap"] == 30.0
+    metrics = study.summary_metrics(results, tsm, ffn, data.train_frames, per_frame_count=row)
+    assert metrics["acc_tsm_4f"] == 30.0 and metrics["acc_ffn_16f"] == 89.0 and metrics["acc_ffn_6f"] == 86.0
+    assert metrics["tfd_gap_tsm"] == 60.0 and metrics["tfd_gap_ffn"] == 4.0
+    assert metrics["ffn_gap_at_most_third_of_tsm"] and metrics["ffn_high_within_2_points_of_tsm"]
+    assert metrics["acc_separate_4f"] == 60.0 and metrics["separate_low_below_high"]
