@@ -124,7 +124,32 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "ffn_fc_lr_mult": "float",        # classifier lr multiplier (x5 fine-tuning recipe; 1 from scratch)
         "ffn_lambda_kl": "float",
     },
-    "08_colorization": {},
+    "08_colorization": {
+        "color_root": "path",                   # SynthColor set (generated once, reused)
+        "color_clips": "int",                   # clips in all (60/20/20 train/validation/test)
+        "color_frames": "int",                  # frames per clip
+        "color_size": "int",                    # frame side in pixels (the working size)
+        "color_synth_seed": "int",
+        "color_flow": "choice:dis|farneback|raft|memflow",  # temporal branch flow backend
+        "color_raft_weights": "optional[path]",  # local torchvision RAFT weights (color_flow raft)
+        "color_memflow_path": "optional[path]",  # MemFlow checkout + checkpoint (color_flow memflow)
+        "color_memflow_ckpt": "optional[path]",
+        "color_swin_checkpoint": "optional[path]",      # local SwinModel folder for the embedding; none = frozen random convs
+        "color_exemplar_checkpoint": "optional[path]",  # ExemplarBranch folder: Strategy 1, phase A skipped
+        "color_exemplar_epochs": "int",         # phase A: exemplar branch on single frames
+        "color_fusion_epochs": "int",           # phase B: whole system on sequences
+        "color_batch": "int",                   # frames per phase-A step
+        "color_frames_per_clip": "int",         # random frames of each clip per phase-A epoch
+        "color_fusion_batch": "int",            # sequences per phase-B step
+        "color_seq_len": "optional[int]",       # frames per training sequence; none = whole clip
+        "color_lr_exemplar": "float",           # phase A
+        "color_lr_exemplar_finetune": "float",  # phase B, exemplar part
+        "color_lr_fusion": "float",             # phase B, fusion UNet
+        "color_warp_weight": "float",           # phase A: weight of the correspondence's own L1
+        "color_temporal_weight": "float",       # phase B: temporal consistency term
+        "color_mixed_precision": "choice:no|fp16|bf16",
+        "color_strip_clips": "int",             # test clips whose frames the strips and the slider show
+    },
 }
 
 

@@ -4,5 +4,6 @@ Modules: lab (colour space), flow (flow backends, warping), propagation (tempora
 exemplar (exemplar branch), fusion_unet, system (FusionSystem), loss (FusionLoss), train
 (two-phase training with Accelerate), metrics, baselines (global colour transfer), data (clips
 in memory), evaluate (method comparison), stream (colorize a video of any length), viz
-(figures), commands (`polyspace synth-color`, `colorize`, `train-colorize`).
+(figures), commands (`polyspace synth-color`, `colorize`, `train-colorize`), study (what
+notebook 08 calls).
 """

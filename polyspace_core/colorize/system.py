@@ -155,8 +155,10 @@ class FusionSystem(nn.Module):
         branch's strategy unless given: pretrained 1e-5 / 1e-4, from scratch 1e-4 / 1e-4."""
         lrs = RECOMMENDED_LR["pretrained" if self.exemplar.pretrained else "scratch"]
         return [
-            {"params": self.exemplar.trainable_parameters(), "lr": lr_exemplar or lrs["exemplar"], "name": "exemplar"},
-            {"params": list(self.fusion_net.parameters()), "lr": lr_fusion or lrs["fusion"], "name": "fusion"},
+            {"params": self.exemplar.trainable_parameters(),
+             "lr": lrs["exemplar"] if lr_exemplar is None else lr_exemplar, "name": "exemplar"},
+            {"params": list(self.fusion_net.parameters()),
+             "lr": lrs["fusion"] if lr_fusion is None else lr_fusion, "name": "fusion"},
         ]
 
     # ------------------------------------------------------------------ files

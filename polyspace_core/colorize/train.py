@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from ..errors import PolySpaceError
 from .data import ColorClip, FrameDataset, SequenceDataset
 from .exemplar import ExemplarBranch
+from .flow import CachedFlow
 from .lab import split_lab
 from .loss import FusionLoss, build_feature_net
 from .system import FusionSystem
@@ -173,6 +174,11 @@ def train_fusion(system: FusionSystem, train_clips: list[ColorClip], val_clips: 
     criterion = FusionLoss(temporal_weight=cfg.temporal_weight, perceptual_weight=cfg.perceptual_weight,
                            contextual_weight=cfg.contextual_weight, feature_net=feature_net)
     loader = _loader(SequenceDataset(train_clips, cfg.seq_len), cfg.fusion_batch_size, cfg.seed + 1)
+    # every epoch revisits the same grey frame pairs and their flow never changes: memoise it
+    # (bounded to ~512 MB of flows) for this phase, and hand the system back its own backend
+    backend = system.propagator.backend
+    side = train_clips[0].lab.shape[-2:]
+    system.propagator.backend = CachedFlow(backend, max_items=max(1000, (512 << 20) // (8 * side[0] * side[1])))
     model, opt, loader = acc.prepare(system, opt, loader)
     inner = acc.unwrap_model(model)
     history, best, best_state = [], float("inf"), None
@@ -199,6 +205,7 @@ def train_fusion(system: FusionSystem, train_clips: list[ColorClip], val_clips: 
         if val < best:
             best, best_state = val, copy.deepcopy(inner.state_dict())
     acc.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper prepare() put on forward
+    system.propagator.backend = backend
     if best_state is not None:
         system.load_state_dict(best_state)
     system.eval()

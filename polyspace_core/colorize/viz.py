@@ -1,7 +1,8 @@
 """Figures for notebook 08: training curves, per-frame metric curves, frame strips, a frame slider.
 
-Every function returns a matplotlib Figure (rendered statically in headless reports); the slider
-wraps the same strip figure in an ipywidgets IntSlider for interactive sessions.
+Every function returns a matplotlib Figure (rendered statically in headless reports), closed
+once made so a notebook shows it once, as the cell's result; the slider wraps the same strip
+figure in an ipywidgets IntSlider for interactive sessions.
 """
 
 from __future__ import annotations
@@ -30,62 +31,80 @@ def plot_training_history(history: list[dict]):
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
 def plot_per_frame_curves(evaluation: dict, metrics=("psnr", "ssim", "warp_error")):
-    """Per-frame metric (mean over test clips) for each method."""
+    """Per-frame metric (mean over test clips) for each method, one panel per metric."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     from .evaluate import per_frame_curves
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2))
-    for ax, metric in zip(np.atleast_1d(axes), metrics):
-        sns.lineplot(data=per_frame_curves(evaluation, metric), x="frame", y=metric, hue="method", marker="o",
-                     ax=ax)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        curves = per_frame_curves(evaluation, metric)
+        for method, rows in curves.groupby("method", sort=False):
+            ax.plot(rows["frame"], rows[metric], marker="o", markersize=3, label=ROW_LABELS.get(method, method))
         ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("frame")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)
     return fig
+
+
+def _mosaic(tiles: list[list[np.ndarray | None]], pad: int) -> np.ndarray:
+    """Rows of equally sized uint8 RGB tiles (None = blank) -> one white-padded image."""
+    h, w = next(t for row in tiles for t in row if t is not None).shape[:2]
+    out = np.full((len(tiles) * (h + pad) + pad, len(tiles[0]) * (w + pad) + pad, 3), 255, np.uint8)
+    for i, row in enumerate(tiles):
+        for j, tile in enumerate(row):
+            if tile is not None:
+                y, x = pad + i * (h + pad), pad + j * (w + pad)
+                out[y:y + h, x:x + w] = tile
+    return out
 
 
 def frame_strip(clip_outputs: dict[str, np.ndarray], frames: list[int] | None = None, rows=STRIP_ROWS,
                 title: str = ""):
     """A grid: one row per method (grey input, each method, ground truth), one column per frame;
-    the reference image in an extra first column."""
+    the reference image in an extra first column. Drawn as one image (one axes), so a strip of
+    many frames stays quick to render."""
     import matplotlib.pyplot as plt
 
     n = len(clip_outputs["ground_truth"])
     frames = list(frames) if frames is not None else sorted({0, n // 3, 2 * n // 3, n - 1})
     rows = [r for r in rows if r in clip_outputs]
-    fig, axes = plt.subplots(len(rows), len(frames) + 1, figsize=(1.35 * (len(frames) + 1), 1.35 * len(rows)),
-                             squeeze=False)
-    for i, row in enumerate(rows):
-        for j in range(len(frames) + 1):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
-            if j == 0:
-                if i == 0:
-                    ax.imshow(clip_outputs["reference"][0])
-                    ax.set_title("reference", fontsize=8)
-                ax.set_ylabel(ROW_LABELS.get(row, row), fontsize=8, rotation=0, ha="right", va="center")
-                continue
-            ax.imshow(clip_outputs[row][frames[j - 1]])
-            if i == 0:
-                ax.set_title(f"t={frames[j - 1]}", fontsize=8)
+    reference = clip_outputs["reference"][0]
+    h, w = clip_outputs["ground_truth"].shape[1:3]
+    if reference.shape[:2] != (h, w):
+        import cv2
+        reference = cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
+    tiles = [[reference if i == 0 else None] + [clip_outputs[row][t] for t in frames] for i, row in enumerate(rows)]
+    pad = max(1, h // 16)
+    image = _mosaic(tiles, pad)
+    fig, ax = plt.subplots(figsize=(1.35 * (len(frames) + 1) + 1.2, 1.35 * len(rows) + 0.3))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(len(frames) + 1)],
+                  ["reference"] + [f"t={t}" for t in frames], fontsize=8)
+    ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(len(rows))],
+                  [ROW_LABELS.get(r, r) for r in rows], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=9)
+        ax.set_xlabel(title, fontsize=9)
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
 def frame_slider(outputs: dict[str, dict[str, np.ndarray]]):
     """ipywidgets: pick a clip and a frame, see every method's output at that frame."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
     from IPython.display import display
 
     clip_ids = list(outputs)
@@ -97,11 +116,27 @@ def frame_slider(outputs: dict[str, dict[str, np.ndarray]]):
         frame.max = len(outputs[clip.value]["ground_truth"]) - 1
         with out:
             out.clear_output(wait=True)
-            fig = frame_strip(outputs[clip.value], [frame.value], title=clip.value)
-            display(fig)
-            plt.close(fig)
+            display(frame_strip(outputs[clip.value], [frame.value], title=clip.value))
 
     clip.observe(redraw, names="value")
     frame.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox([clip, frame]), out])
+
+
+def frame_strips(outputs: dict[str, dict[str, np.ndarray]]):
+    """One frame strip (4 frames spread over the clip) per kept clip, as a FigureList."""
+    from ..viz import FigureList
+
+    return FigureList(frame_strip(frames, title=clip_id) for clip_id, frames in outputs.items())
+
+
+def frame_browser(outputs: dict[str, dict[str, np.ndarray]], interactive: bool, max_columns: int = 8):
+    """Interactive: the frame slider. Headless: the first kept clip at up to `max_columns` frames
+    spread evenly over it (every frame when the clip is that short), statically."""
+    if interactive:
+        return frame_slider(outputs)
+    clip_id = next(iter(outputs))
+    n = len(outputs[clip_id]["ground_truth"])
+    frames = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, max_columns))})
+    return frame_strip(outputs[clip_id], frames, title=f"{clip_id}: frames {frames[0]}-{frames[-1]}")

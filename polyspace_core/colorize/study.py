@@ -1,0 +1,271 @@
+"""What notebook 08 calls, one function per cell: SynthColor -> training -> the method comparison.
+
+    data = prepare_data(ws.path(p.color_root), clips=40, frames=16, size=64)   # generated once
+    flow = flow_backend(ws)                                                      # color_flow + weights
+    run = train_stage(ws, data, flow)              # phases A and B into ws.run_dir (resumed / reused)
+    evaluation = evaluate_stage(run, data.test)    # global / temporal / exemplar / fusion on test
+    ws.write_metrics(stage_metrics(evaluation, run))
+
+Selection and reporting: both training phases keep the epoch with the lowest validation L1
+(train.py); the test split is used once, by `evaluate_stage`. The checkpoint lands in
+`<run dir>/checkpoint` (what `polyspace colorize --checkpoint` takes); `<run dir>/settings.json`
+records the data and training settings it was made with, and a run dir holding a checkpoint made
+with other settings is announced and cleared before training again, so a reused checkpoint
+always matches the parameters shown.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import PolySpaceError
+from .data import ColorClip, load_color_clips
+from .flow import FlowBackend, build_flow_backend
+from .system import FusionSystem
+from .train import TrainConfig, train_colorization
+
+SETTINGS = "settings.json"
+RUN_FILES = ("checkpoint", "exemplar_phase", "history.json")
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class ColorData:
+    """A SynthColor set decoded into memory: clips per split plus what the index says about them."""
+
+    root: Path
+    params: dict[str, Any]
+    train: list[ColorClip]
+    val: list[ColorClip]
+    test: list[ColorClip]
+    index: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[ColorClip]:
+        return {"train": self.train, "validation": self.val, "test": self.test}[name]
+
+    def card(self):
+        """One row per split: clips, frames, size, source photos, reference kinds, object kinds."""
+        import pandas as pd
+
+        rows = []
+        for split, entries in self.index["splits"].items():
+            refs = Counter(e["reference_kind"] for e in entries)
+            objects = Counter(k for e in entries for k in e["objects"])
+            rows.append({"split": split, "clips": len(entries), "frames": self.params["frames"],
+                         "size": f"{self.params['size']}x{self.params['size']}",
+                         "photos": ", ".join(sorted({e["source"] for e in entries})),
+                         "references": ", ".join(f"{k} {v}" for k, v in sorted(refs.items())),
+                         "objects": ", ".join(f"{k} {v}" for k, v in sorted(objects.items()))})
+        return pd.DataFrame(rows).set_index("split")
+
+    def _repr_html_(self) -> str:
+        timing = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        return (f"<p>SynthColor at <code>{html.escape(str(self.root))}</code> ({html.escape(timing)})</p>"
+                + self.card().to_html())
+
+    def __repr__(self) -> str:
+        return f"SynthColor at {self.root}\n{self.card().to_string()}"
+
+
+def prepare_data(root: str | Path, clips: int = 40, frames: int = 16, size: int = 64, seed: int = 0,
+                 progress: bool = True) -> ColorData:
+    """Generate SynthColor under `root` unless it is there already (same parameters), then decode
+    its three splits into memory (uint8 frames + Lab tensors, see data.py)."""
+    from ..datasets.synthcolor import generate_synthcolor, load_synthcolor_index
+
+    root = Path(root)
+    start = time.perf_counter()
+    generate_synthcolor(root, clips=clips, frames=frames, size=size, seed=seed, progress=progress)
+    seconds = {"generate": time.perf_counter() - start}
+    start = time.perf_counter()
+    splits = {s: load_color_clips(root, s, progress=progress) for s in ("train", "validation", "test")}
+    seconds["decode"] = time.perf_counter() - start
+    index = load_synthcolor_index(root)
+    return ColorData(root, dict(index["params"]), splits["train"], splits["validation"], splits["test"],
+                     index, seconds)
+
+
+def data_from_ws(ws, progress: bool = True) -> ColorData:
+    """prepare_data with the notebook's color_* parameters."""
+    p = ws.p
+    return prepare_data(ws.path(p.color_root), clips=p.color_clips, frames=p.color_frames, size=p.color_size,
+                        seed=p.color_synth_seed, progress=progress)
+
+
+# ----------------------------------------------------------------------------- flow
+
+def flow_backend(ws) -> FlowBackend:
+    """The temporal branch's flow backend named by color_flow (raft / memflow need their local
+    weights: color_raft_weights, color_memflow_path + color_memflow_ckpt)."""
+    p = ws.p
+    return build_flow_backend(p.color_flow, raft_weights=_opt(p.color_raft_weights),
+                              memflow_path=_opt(p.color_memflow_path), memflow_ckpt=_opt(p.color_memflow_ckpt),
+                              device=ws.device)
+
+
+def _opt(path) -> str | None:
+    return None if path is None else str(path)
+
+
+# ----------------------------------------------------------------------------- training
+
+def train_config(ws) -> TrainConfig:
+    """The notebook's color_* training parameters as a TrainConfig (seeded with the stage seed)."""
+    p = ws.p
+    return TrainConfig(exemplar_epochs=p.color_exemplar_epochs, fusion_epochs=p.color_fusion_epochs,
+                       batch_size=p.color_batch, frames_per_clip=p.color_frames_per_clip,
+                       fusion_batch_size=p.color_fusion_batch, seq_len=p.color_seq_len,
+                       lr_exemplar=p.color_lr_exemplar, lr_exemplar_finetune=p.color_lr_exemplar_finetune,
+                       lr_fusion=p.color_lr_fusion, warp_weight=p.color_warp_weight,
+                       temporal_weight=p.color_temporal_weight, mixed_precision=p.color_mixed_precision,
+                       seed=ws.seed)
+
+
+@dataclass
+class ColorRun:
+    """A trained (or reused) system with its training record."""
+
+    system: FusionSystem
+    history: list[dict[str, Any]]
+    out_dir: Path
+    settings: dict[str, Any]
+    seconds: float          # this call (≈0 when a finished checkpoint was reused)
+    reused: bool
+    device: torch.device
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / "checkpoint"
+
+    def best(self, phase: str) -> dict[str, Any] | None:
+        rows = [h for h in self.history if h["phase"] == phase]
+        return min(rows, key=lambda h: h["val_l1"]) if rows else None
+
+    def summary(self):
+        """One row per phase: epochs, best epoch and its validation L1, training seconds."""
+        import pandas as pd
+
+        rows = []
+        for phase in ("exemplar", "fusion"):
+            hist = [h for h in self.history if h["phase"] == phase]
+            best = self.best(phase)
+            rows.append({"phase": phase, "epochs": len(hist), "best_epoch": best["epoch"] if best else None,
+                         "best_val_l1": best["val_l1"] if best else None,
+                         "train_seconds": sum(h["seconds"] for h in hist)})
+        return pd.DataFrame(rows).set_index("phase")
+
+    def _repr_html_(self) -> str:
+        how = "reused the finished checkpoint" if self.reused else f"trained in {self.seconds:.1f} s"
+        return (f"<p>checkpoint <code>{html.escape(str(self.checkpoint))}</code> ({how})</p>"
+                + self.summary().round(4).to_html())
+
+
+def _settings(data: ColorData, cfg: TrainConfig, flow: FlowBackend, swin_checkpoint, exemplar_checkpoint) -> dict:
+    return {"data": {"root": str(data.root), **data.params}, "train": asdict(cfg), "flow": flow.describe(),
+            "swin_checkpoint": _opt(swin_checkpoint), "exemplar_checkpoint": _opt(exemplar_checkpoint)}
+
+
+def train_stage(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> ColorRun:
+    """Phases A and B (train.py) on data.train, selected on data.val, into ws.run_dir."""
+    p = ws.p
+    return train_run(ws.run_dir, data, flow, train_config(ws), ws.device, swin_checkpoint=p.color_swin_checkpoint,
+                     exemplar_checkpoint=p.color_exemplar_checkpoint, progress=progress)
+
+
+def train_run(out_dir: str | Path, data: ColorData, flow: FlowBackend, cfg: TrainConfig,
+              device: torch.device | str = "cpu", swin_checkpoint=None, exemplar_checkpoint=None,
+              progress: bool = True) -> ColorRun:
+    """train_colorization into out_dir, after checking that what is there was made with the same
+    settings (else it is announced and cleared). Returns the trained system (eval mode)."""
+    from ..io import atomic_write_json, read_json
+
+    out = Path(out_dir)
+    settings = _settings(data, cfg, flow, swin_checkpoint, exemplar_checkpoint)
+    previous = read_json(out / SETTINGS) if (out / SETTINGS).is_file() else None
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if present and previous != settings:
+        what = "other settings" if previous is not None else "unrecorded settings"
+        print(f"{out}: the run there was made with {what}; clearing {', '.join(present)} and training again")
+        for name in present:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    reused = (out / "checkpoint" / "system.json").is_file()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / SETTINGS, settings)
+    device = torch.device(device)
+    start = time.perf_counter()
+    system, history = train_colorization(data.train, data.val, out, cfg, device, flow=flow,
+                                         swin_checkpoint=_opt(swin_checkpoint),
+                                         exemplar_checkpoint=_opt(exemplar_checkpoint), progress=progress)
+    return ColorRun(system.eval(), history, out, settings, time.perf_counter() - start, reused, device)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate_stage(run: ColorRun, clips: list[ColorClip], keep_outputs: int = 2, progress: bool = True) -> dict:
+    """Every method (global, temporal, exemplar, fusion) on `clips` (the test split in 08);
+    see evaluate.evaluate_methods for what comes back."""
+    from .evaluate import evaluate_methods
+
+    if not clips:
+        raise PolySpaceError("evaluate_stage: no clips to evaluate; the split is empty")
+    return evaluate_methods(clips, run.system, device=run.device, keep_outputs=keep_outputs, progress=progress)
+
+
+def result_checks(evaluation: dict):
+    """The issue's result criteria as a small table: fusion PSNR above every other method, fusion
+    CDC no worse than the exemplar branch's."""
+    import pandas as pd
+
+    s = evaluation["summary"]
+    rows = [{"check": f"PSNR fusion > {m}", "fusion": s["fusion"]["psnr"], "other": s[m]["psnr"],
+             "holds": s["fusion"]["psnr"] > s[m]["psnr"]} for m in s if m != "fusion"]
+    if "exemplar" in s:
+        rows.append({"check": "CDC fusion <= exemplar", "fusion": s["fusion"]["cdc"], "other": s["exemplar"]["cdc"],
+                     "holds": s["fusion"]["cdc"] <= s["exemplar"]["cdc"]})
+    return pd.DataFrame(rows).set_index("check")
+
+
+def strip_outputs(evaluation: dict, clip: int = 0) -> tuple[str, dict]:
+    """(clip id, per-method frames) of the `clip`-th kept test clip, for frame strips."""
+    outputs = evaluation["outputs"]
+    if not outputs:
+        raise PolySpaceError("evaluation kept no outputs; evaluate with keep_outputs >= 1")
+    ids = list(outputs)
+    if not 0 <= clip < len(ids):
+        raise PolySpaceError(f"strip clip {clip}: the evaluation kept {len(ids)} clips (0..{len(ids) - 1})")
+    return ids[clip], outputs[ids[clip]]
+
+
+def stage_metrics(evaluation: dict, run: ColorRun | None = None) -> dict[str, Any]:
+    """metrics.json of 08: evaluate.stage_metrics (psnr_/ssim_/cdc_/warp_error_<method>,
+    fps_fusion, the two criteria) plus the training record (best validation L1 per phase)."""
+    from .evaluate import stage_metrics as method_metrics
+
+    metrics = method_metrics(evaluation)
+    # the report index shows the first numbers: the two criteria's metrics, fusion first
+    methods = [m for m in ("fusion", "exemplar", "temporal", "global") if m in evaluation["summary"]]
+    first = [f"{k}_{m}" for k in ("psnr", "cdc") for m in methods] + ["fps_fusion", "ssim_fusion",
+                                                                       "warp_error_fusion", "warp_error_exemplar"]
+    out = {k: metrics[k] for k in first if k in metrics}
+    out.update({k: v for k, v in metrics.items() if k not in out})
+    out["test_clips"] = len(next(iter(evaluation["results"].values())).cdc)
+    if run is not None:
+        for phase in ("exemplar", "fusion"):
+            best = run.best(phase)
+            if best is not None:
+                out[f"val_l1_{phase}"] = best["val_l1"]
+                out[f"best_epoch_{phase}"] = best["epoch"]
+        out["train_seconds"] = sum(h["seconds"] for h in run.history)
+        out["checkpoint"] = str(run.checkpoint)
+    return out
