@@ -42,7 +42,7 @@ def register(sub) -> None:
     p = sub.add_parser("train-colorize", help="train the fusion colorization system on SynthColor",
                        description="Two-phase training (exemplar branch, then fusion) with Accelerate; also "
                                    "runs as `accelerate launch -m polyspace_core.colorize.train ...`.")
-    from .train import add_train_arguments
+    from .train_config import add_train_arguments
     add_train_arguments(p)
     p.set_defaults(func=_train)
 
