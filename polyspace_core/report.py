@@ -150,17 +150,24 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
     out_dir = root / "reports" / preset
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = select_stages(nb)
-    index_path = out_dir / "index.json"
-    previous = {}
-    if index_path.is_file():
-        previous = {s["stage"]: s for s in json.loads(index_path.read_text(encoding="utf-8")).get("stages", [])}
-
     results = []
     for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
         result = run_stage(stage, preset, root, out_dir, timeout_s)
         print(f"{stage}: {result.status} in {result.duration_s:.1f}s" + (f" -- {result.error}" if result.error else ""), flush=True)
         results.append(result)
+        # after every stage, so an interrupted report still lists what finished
+        write_index(out_dir, preset, root, results)
+    return results
 
+
+def write_index(out_dir: Path, preset: str, root: Path, results: list[StageResult]) -> dict[str, Any]:
+    """Merge `results` into index.json / index.html: stages not in `results` keep the entry the
+    index holds now (re-read at every write, so two reports of one preset, e.g. `NB=01` and
+    `NB=08` in two shells, do not drop each other's rows)."""
+    index_path = out_dir / "index.json"
+    previous = {}
+    if index_path.is_file():
+        previous = {s["stage"]: s for s in json.loads(index_path.read_text(encoding="utf-8")).get("stages", [])}
     rows = []
     for stage in STAGES:
         fresh = next((r for r in results if r.stage == stage), None)
@@ -177,7 +184,7 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
     }
     atomic_write_json(index_path, index)
     atomic_write_text(out_dir / "index.html", render_index(index))
-    return results
+    return index
 
 
 def report_provenance(root: Path, preset: str) -> dict[str, Any]:

@@ -82,3 +82,23 @@ def test_render_index_marks_failures():
                          "error": "ValueError: x", "metrics": {}}]}
     page = render_index(index)
     assert "1 failed" in page and "ValueError: x" in page and "abc (dirty)" in page
+
+
+def test_index_writes_merge_with_what_another_report_wrote_meanwhile(tmp_path):
+    """Two reports of one preset (NB=01 in one shell, NB=08 in another) keep each other's rows."""
+    from polyspace_core.report import StageResult, write_index
+
+    out = tmp_path / "reports" / "default"
+    out.mkdir(parents=True)
+    first = StageResult("01_featurize", "ok", 3.0, "01_featurize.ipynb", "01_featurize.html", {"a": 1})
+    other = StageResult("08_colorization", "failed", 2.0, "08_colorization.ipynb", None, {}, "boom")
+    write_index(out, "default", ROOT, [first])
+    write_index(out, "default", ROOT, [other])   # the other shell, started before the first write
+    index = json.loads((out / "index.json").read_text())
+    assert [s["stage"] for s in index["stages"]] == ["01_featurize", "08_colorization"]
+    assert index["total_duration_s"] == 5.0
+    rerun = StageResult("01_featurize", "ok", 4.0, "01_featurize.ipynb", "01_featurize.html", {"a": 2})
+    write_index(out, "default", ROOT, [rerun])
+    index = json.loads((out / "index.json").read_text())
+    assert index["stages"][0]["metrics"] == {"a": 2} and index["stages"][1]["error"] == "boom"
+    assert "08_colorization" in (out / "index.html").read_text()
