@@ -87,9 +87,10 @@ def test_selection_keeps_the_best_validation_epoch_not_the_last():
     best = hist["best_epoch"]
     assert hist["val_loss"][best - 1] == min(hist["val_loss"]) == hist["best_val_loss"]
     assert best < 20 and hist["val_loss"][-1] > hist["best_val_loss"]
-    # the returned weights are the best epoch's: recomputing the validation loss gives its value
+    # the returned weights are the best epoch's: recomputing the validation loss (in the
+    # standardised teacher units learned kinds train in) gives its value
     with torch.no_grad():
-        mse = torch.nn.functional.mse_loss(conv(val[0]), val[1])
+        mse = torch.nn.functional.mse_loss(conv.to_unit(conv(val[0])), conv.to_unit(val[1]))
     assert float(mse) == pytest.approx(hist["best_val_loss"], rel=1e-4)
 
 
@@ -160,3 +161,19 @@ def test_converter_set_roundtrip(tmp_path, splits):
     assert torch.equal(predict(convs["org/timesformer-base"], test[0]), predict(b, test[0]))
     with pytest.raises(PolySpaceError, match="no converter for teacher"):
         load_converter_set(tmp_path, teachers=["vivit"])
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_learned_kinds_see_past_a_large_common_component(mostly_linear_splits, kind):
+    """Backbone tokens share a big common vector; learned kinds standardise with the training
+    statistics, so the same map is learned whatever offset and scale the features carry."""
+    (xs, ys), (xv, yv), _ = mostly_linear_splits
+    offset_x, offset_y = 50.0 + torch.arange(D_S) * 0.1, -80.0 + torch.arange(D_T) * 0.2
+    shifted = ((xs * 0.01 + offset_x, ys * 0.01 + offset_y), (xv * 0.01 + offset_x, yv * 0.01 + offset_y))
+    cfg = ConverterConfig(kind, D_S, D_T, T_S, T_T, hidden=32, depth=1)
+    plain, _ = train_converter((xs, ys), (xv, yv), cfg, "l2+cos", epochs=15, batch=32, lr=3e-3, progress=False)
+    conv, hist = train_converter(*shifted, cfg, "l2+cos", epochs=15, batch=32, lr=3e-3, progress=False)
+    assert torch.allclose(conv.in_mean, shifted[0][0].reshape(-1, D_S).mean(0), atol=1e-3)
+    r2_plain = r2_score(yv, predict(plain, xv))
+    r2_shifted = r2_score(shifted[1][1], predict(conv, shifted[1][0]))
+    assert r2_shifted > 0.6 and r2_shifted == pytest.approx(r2_plain, abs=0.05)

@@ -59,10 +59,10 @@ def test_real_size_pipeline_keeps_the_settings():
 
 def test_converter_flops_against_the_formula():
     """A linear converter is one (T_t, D_s) @ (D_s, D_t) matmul after interpolation; Procrustes the
-    same with centring; params include Procrustes' fitted buffers."""
+    same with centring; params include fitted buffers (Procrustes' map, learned kinds' statistics)."""
     lin = converter_cost("lin", {"kind": "linear"}, (8, 96), (16, 64), latency=False)
     assert lin.flops == 2 * 16 * 96 * 64
-    assert lin.params == 96 * 64 + 64
+    assert lin.params == 96 * 64 + 64 + 2 * 96 + 2 * 64  # weight, bias, the standardisation statistics
     pro = converter_cost("pro", {"kind": "procrustes"}, (8, 96), (16, 64), latency=False)
     assert pro.flops == 2 * 16 * 96 * 64
     assert pro.params == 96 * 64 + 96 + 64 + 1  # rotation, two means, scale

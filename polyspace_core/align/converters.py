@@ -218,6 +218,53 @@ class RidgeConverter(Converter):
 # learned kinds
 
 
+class LearnedConverter(Converter):
+    """Base of the learned kinds: the network works on standardised features,
+
+        y = net((x - mu_x) / sd_x) * sd_y + mu_y
+
+    with per-dimension means and standard deviations of the student (x) and teacher (y) tokens
+    of the training split (`set_statistics`, called by train_converter before training; saved as
+    buffers). Video backbones' tokens share a large common component (cosine ~0.99 between any
+    two clips of the tiny zoo), so in raw units a loss is dominated by that mean and the
+    variation that tells clips apart is learned slowly, if at all; the closed-form kinds centre
+    their inputs for the same reason. Losses are computed in the standardised teacher units
+    (`to_unit`). Until statistics are set the standardisation is the identity.
+    """
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__(config)
+        self.register_buffer("in_mean", torch.zeros(config.d_in))
+        self.register_buffer("in_std", torch.ones(config.d_in))
+        self.register_buffer("out_mean", torch.zeros(config.d_out))
+        self.register_buffer("out_std", torch.ones(config.d_out))
+
+    @torch.no_grad()
+    def set_statistics(self, x: torch.Tensor, y: torch.Tensor) -> "LearnedConverter":
+        """Per-dimension mean/std over every token of student (N, T_s, D_s) and teacher (N, T_t, D_t)."""
+        self.check_input(x)
+        for (mean, std), a in (((self.in_mean, self.in_std), x), ((self.out_mean, self.out_std), y)):
+            flat = a.double().reshape(-1, a.shape[-1])
+            if flat.shape[-1] != mean.shape[0]:
+                raise PolySpaceError(f"{self.config.kind} converter: statistics of {flat.shape[-1]}-dim features "
+                                     f"for a {mean.shape[0]}-dim side")
+            mean.copy_(flat.mean(0).to(mean.dtype))
+            std.copy_(flat.std(0).clamp_min(1e-6).to(std.dtype))
+        return self
+
+    def to_unit(self, y: torch.Tensor) -> torch.Tensor:
+        """Teacher features in the standardised units the network predicts."""
+        return (y - self.out_mean) / self.out_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.net((x - self.in_mean) / self.in_std) * self.out_std + self.out_mean
+
+    def net(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised student tokens (B, T_s, D_s) -> standardised teacher tokens (B, T_t, D_t)."""
+        raise NotImplementedError
+
+
 class MLPBlock(nn.Module):
     """Pre-norm residual MLP: h + W2 · GELU(W1 · LN(h))."""
 
@@ -264,7 +311,7 @@ class AttentionBlock(nn.Module):
         return self.mlp(q)
 
 
-class ResidualMLPConverter(Converter):
+class ResidualMLPConverter(LearnedConverter):
     """Interpolate tokens to T_t, then y = Linear(x) + Head(MLPBlocks(Linear(x))).
 
     The head starts at zero, so training begins from the linear map and the MLP learns what the
@@ -282,8 +329,7 @@ class ResidualMLPConverter(Converter):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+    def net(self, x: torch.Tensor) -> torch.Tensor:
         x = resample_tokens(x, self.config.t_out)
         h = self.stem(x)
         for block in self.blocks:
@@ -291,7 +337,7 @@ class ResidualMLPConverter(Converter):
         return self.skip(x) + self.head(self.norm(h))
 
 
-class AttentionResamplerConverter(Converter):
+class AttentionResamplerConverter(LearnedConverter):
     """The original's "A": a Perceiver-style resampler.
 
     Student tokens (plus a learned position embedding) are read by `latents` learned latent tokens
@@ -316,8 +362,7 @@ class AttentionResamplerConverter(Converter):
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+    def net(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         tokens = self.in_proj(x) + self.pos_in
         z = self.read(self.latents.expand(b, -1, -1), tokens)
@@ -327,7 +372,7 @@ class AttentionResamplerConverter(Converter):
         return self.skip(resample_tokens(x, self.config.t_out)) + self.out_proj(self.norm(out))
 
 
-class LinearResamplerConverter(Converter):
+class LinearResamplerConverter(LearnedConverter):
     """The original's "B": a learned linear time mixing T_s -> T_t (initialised to linear
     interpolation), a linear stem, residual temporal-conv + MLP blocks, and a linear head."""
 
@@ -343,23 +388,21 @@ class LinearResamplerConverter(Converter):
         self.norm = nn.LayerNorm(c.hidden)
         self.head = nn.Linear(c.hidden, c.d_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+    def net(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(torch.einsum("ot,btd->bod", self.time_mix, x))
         for block in self.blocks:
             h = block(h)
         return self.head(self.norm(h))
 
 
-class LinearConverter(Converter):
+class LinearConverter(LearnedConverter):
     """The original's "C": interpolate tokens to T_t, then one linear map per token."""
 
     def __init__(self, config: ConverterConfig):
         super().__init__(config)
         self.proj = nn.Linear(config.d_in, config.d_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+    def net(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(resample_tokens(x, self.config.t_out))
 
 
@@ -388,7 +431,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = [
-    "CONVERTER_KINDS", "CLOSED_FORM_KINDS", "ConverterConfig", "Converter", "build_converter",
+    "CONVERTER_KINDS", "CLOSED_FORM_KINDS", "ConverterConfig", "Converter", "LearnedConverter", "build_converter",
     "resample_tokens", "interpolation_matrix", "count_parameters",
     "ProcrustesConverter", "RidgeConverter", "ResidualMLPConverter", "AttentionResamplerConverter",
     "LinearResamplerConverter", "LinearConverter",

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json, save_safetensors_atomic
 from ..seeding import best_device, seed_everything
-from .converters import Converter, ConverterConfig, build_converter
+from .converters import Converter, ConverterConfig, LearnedConverter, build_converter
 from .losses import AlignmentLoss, format_loss_weights
 from .metrics import linear_cka, mean_cosine, mutual_knn, r2_score, retrieval_top1
 
@@ -77,6 +77,14 @@ def predict(converter: Converter, student: torch.Tensor, batch: int = 256,
     return torch.cat(out)
 
 
+def _loss_units(converter: Converter, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction, target) in the units the loss compares: learned kinds' standardised teacher
+    units (see LearnedConverter), raw features for the closed forms."""
+    if isinstance(converter, LearnedConverter):
+        return converter.to_unit(pred), converter.to_unit(target)
+    return pred, target
+
+
 @torch.no_grad()
 def _validate(converter: Converter, pairs: Pairs, loss_fn: AlignmentLoss, batch: int,
               device: torch.device) -> dict[str, float]:
@@ -86,7 +94,7 @@ def _validate(converter: Converter, pairs: Pairs, loss_fn: AlignmentLoss, batch:
     total, n, preds = 0.0, 0, []
     for idx in _batches(x.shape[0], batch):
         pred = converter(x[idx].to(device))
-        loss, _ = loss_fn(pred, y[idx].to(device))
+        loss, _ = loss_fn(*_loss_units(converter, pred, y[idx].to(device)))
         total += float(loss) * len(idx)
         n += len(idx)
         preds.append(pred.float().cpu())
@@ -137,6 +145,7 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
                        best_val_loss=val["loss"], seconds=time.perf_counter() - started)
         return converter.eval(), history
 
+    converter.set_statistics(train_pairs[0].to(device), train_pairs[1].to(device))
     initial = _validate(converter, val_pairs, loss_fn, batch, device)
     history.update(initial_val_loss=initial["loss"], initial_val_cosine=initial["cosine"],
                    initial_val_r2=initial["r2"])
@@ -152,7 +161,7 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
         for idx in tqdm(_batches(x_train.shape[0], batch, order), desc=f"{config.kind} epoch {epoch}/{epochs}",
                         leave=False, disable=not progress):
             pred = converter(x_train[idx].to(device, non_blocking=True))
-            loss, parts = loss_fn(pred, y_train[idx].to(device, non_blocking=True))
+            loss, parts = loss_fn(*_loss_units(converter, pred, y_train[idx].to(device, non_blocking=True)))
             if not torch.isfinite(loss):
                 raise PolySpaceError(f"{config.kind} converter: training loss became {float(loss)} at epoch {epoch}; "
                                      f"lower lr (now {lr}) or check the features for extreme values")

@@ -10,7 +10,8 @@ interpolation over time (`resample_tokens`, the converters' own rule; length ada
 see 8, 16 or 32 frames, the student another number), then P_i — a low-rank projection D_i -> rank -> D_s — maps it into the student space,
 and a per-token scalar gate decides how much of it to add. The up-projection starts at zero, so an
 untrained head *is* the student-only classifier and every teacher contribution has to earn its way
-in. The fused tokens are normalised, pooled (mean, or attention pooling with a learned query) and
+in. z0 and every ẑ_i are first standardised per dimension with training-set statistics
+(`Standardize`, fitted by `fit_input_statistics`). The fused tokens are normalised, pooled (mean, or attention pooling with a learned query) and
 classified. The gates are returned for inspection; `gate_l1` adds their mean as a sparsity penalty.
 
 The baselines in this file:
@@ -118,12 +119,59 @@ class Pooling(nn.Module):
         return torch.einsum("bt,btd->bd", weights, z)
 
 
+class Standardize(nn.Module):
+    """Per-dimension standardisation with training-set statistics, (x - mean) / std over the last
+    dim. Backbone tokens share a large common component (cosine ~0.99 between any two clips of
+    the tiny zoo) that per-token LayerNorm keeps, so the heads, like the linear probes, first
+    centre and scale every feature. Buffers (saved with the weights); the identity until
+    `set_statistics` is called with the training features (see `fit_input_statistics`)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def set_statistics(self, moments: "Moments") -> None:
+        mean, std = moments.mean_std()
+        if mean.shape != self.mean.shape:
+            raise PolySpaceError(f"standardisation: statistics of {mean.shape[0]}-dim features for a "
+                                 f"{self.mean.shape[0]}-dim input")
+        self.mean.copy_(mean.to(self.mean))
+        self.std.copy_(std.to(self.std))
+
+
+class Moments:
+    """Running per-dimension sums over every token of (..., D) batches, in float64."""
+
+    def __init__(self):
+        self.total, self.total_sq, self.count = None, None, 0
+
+    def add(self, x: torch.Tensor) -> None:
+        flat = x.detach().double().reshape(-1, x.shape[-1])
+        s, sq = flat.sum(0), (flat * flat).sum(0)
+        self.total = s if self.total is None else self.total + s
+        self.total_sq = sq if self.total_sq is None else self.total_sq + sq
+        self.count += flat.shape[0]
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.count < 2:
+            raise PolySpaceError("standardisation: need at least 2 training tokens")
+        mean = self.total / self.count
+        var = (self.total_sq / self.count - mean * mean).clamp_min(0)
+        return mean.float().cpu(), var.sqrt().clamp_min(1e-6).float().cpu()
+
+
 class TeacherBranch(nn.Module):
     """One teacher's contribution: g · P(ẑ) at the student's token count, and the gate g."""
 
     def __init__(self, teacher_dim: int, student_dim: int, student_tokens: int, rank: int, gate_hidden: int):
         super().__init__()
         self.student_tokens = student_tokens
+        self.standardize = Standardize(teacher_dim)
         self.norm = nn.LayerNorm(teacher_dim)
         self.down = nn.Linear(teacher_dim, rank, bias=False)
         self.up = nn.Linear(rank, student_dim)
@@ -135,7 +183,7 @@ class TeacherBranch(nn.Module):
 
     def forward(self, z_hat: torch.Tensor, z0_normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z_hat (B, T_i, D_i), z0_normed (B, T_s, D_s) -> (contribution (B, T_s, D_s), gate (B, T_s))."""
-        z_hat = self.norm(resample_tokens(z_hat, self.student_tokens))
+        z_hat = self.norm(resample_tokens(self.standardize(z_hat), self.student_tokens))
         gate = torch.sigmoid(self.gate(torch.cat([z_hat, z0_normed], dim=-1))).squeeze(-1)
         return gate.unsqueeze(-1) * self.up(self.down(z_hat)), gate
 
@@ -151,6 +199,7 @@ class FusionHead(nn.Module):
     def __init__(self, config: FusionConfig):
         super().__init__()
         self.config = c = config
+        self.standardize = Standardize(c.student_dim)
         self.student_norm = nn.LayerNorm(c.student_dim)
         self.branches = nn.ModuleList(
             TeacherBranch(d, c.student_dim, c.student_tokens, c.rank, c.gate_hidden) for d in c.teacher_dims)
@@ -174,6 +223,7 @@ class FusionHead(nn.Module):
 
     def forward(self, z0: torch.Tensor, converted: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_inputs(z0, converted)
+        z0 = self.standardize(z0)
         z0_normed = self.student_norm(z0)
         fused = z0
         gates = []
@@ -187,6 +237,20 @@ class FusionHead(nn.Module):
         logits = self.classifier(self.drop(pooled))
         aux = self.config.gate_l1 * gates_t.mean() if self.config.gate_l1 > 0 else logits.new_zeros(())
         return {"logits": logits, "gates": gates_t, "aux_loss": aux}
+
+    @torch.no_grad()
+    def fit_input_statistics(self, pairs) -> "FusionHead":
+        """Set the standardisation of z0 and of every ẑ_i from an iterable of (z0, [ẑ_1, ...])
+        over the whole training split; returns self."""
+        student, teachers = Moments(), [Moments() for _ in self.branches]
+        for z0, converted in pairs:
+            student.add(z0)
+            for m, z_hat in zip(teachers, converted):
+                m.add(z_hat)
+        self.standardize.set_statistics(student)
+        for branch, m in zip(self.branches, teachers):
+            branch.standardize.set_statistics(m)
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +286,7 @@ class StudentHead(nn.Module):
         self.config = c = config
         if c.hidden < 1:
             raise PolySpaceError(f"student head hidden={c.hidden}: must be a positive integer")
+        self.standardize = Standardize(c.student_dim)
         self.norm = nn.LayerNorm(c.student_dim)
         self.fc1 = nn.Linear(c.student_dim, c.hidden)
         self.fc2 = nn.Linear(c.hidden, c.student_dim)
@@ -237,9 +302,19 @@ class StudentHead(nn.Module):
         if z0.ndim != 3 or tuple(z0.shape[1:]) != (self.config.student_tokens, self.config.student_dim):
             raise PolySpaceError(f"student head expects {self.config.student!r} features (B, "
                                  f"{self.config.student_tokens}, {self.config.student_dim}), got {tuple(z0.shape)}")
+        z0 = self.standardize(z0)
         z = z0 + self.fc2(F.gelu(self.fc1(self.norm(z0))))
         logits = self.classifier(self.drop(self.pool(self.out_norm(z))))
         return {"logits": logits, "aux_loss": logits.new_zeros(())}
+
+    @torch.no_grad()
+    def fit_input_statistics(self, batches) -> "StudentHead":
+        """Set the standardisation of z0 from an iterable of training batches; returns self."""
+        moments = Moments()
+        for batch in batches:
+            moments.add(batch[self.config.student])
+        self.standardize.set_statistics(moments)
+        return self
 
 
 def count_trainable(module: nn.Module) -> int:
@@ -263,7 +338,7 @@ def matched_student_head(target_params: int, student: str, student_dim: int, stu
 
 class LinearProbe(nn.Module):
     """Mean-pool each model's tokens, concatenate, standardise with the training set's statistics
-    (buffers set by `fit_standardizer`), then one linear layer. batch -> {"logits", "aux_loss"}."""
+    (`fit_standardizer`), then one linear layer. batch -> {"logits", "aux_loss"}."""
 
     def __init__(self, models: Sequence[str], dims: Sequence[int], num_classes: int):
         super().__init__()
@@ -272,8 +347,7 @@ class LinearProbe(nn.Module):
         if not self.models or len(self.models) != len(self.dims):
             raise PolySpaceError("linear probe: give one dim per model and at least one model")
         width = sum(self.dims)
-        self.register_buffer("mean", torch.zeros(width))
-        self.register_buffer("std", torch.ones(width))
+        self.standardize = Standardize(width)
         self.linear = nn.Linear(width, num_classes)
 
     def pooled(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -287,22 +361,13 @@ class LinearProbe(nn.Module):
 
     @torch.no_grad()
     def fit_standardizer(self, batches) -> "LinearProbe":
-        """Set mean/std from an iterable of training batches (float64 accumulation)."""
-        total, total_sq, n = None, None, 0
+        """Set the standardisation from an iterable of training batches (float64 accumulation)."""
+        moments = Moments()
         for batch in batches:
-            x = self.pooled(batch).double()
-            total = x.sum(0) if total is None else total + x.sum(0)
-            total_sq = (x * x).sum(0) if total_sq is None else total_sq + (x * x).sum(0)
-            n += x.shape[0]
-        if n < 2:
-            raise PolySpaceError("linear probe: need at least 2 training samples to standardise")
-        mean = total / n
-        var = (total_sq / n - mean * mean).clamp_min(0)
-        self.mean.copy_(mean.float())
-        self.std.copy_(var.sqrt().clamp_min(1e-6).float())
+            moments.add(self.pooled(batch))
+        self.standardize.set_statistics(moments)
         return self
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        x = (self.pooled(batch) - self.mean) / self.std
-        logits = self.linear(x)
+        logits = self.linear(self.standardize(self.pooled(batch)))
         return {"logits": logits, "aux_loss": logits.new_zeros(())}

@@ -95,6 +95,29 @@ class FusionPipeline(nn.Module):
         return self.head(z0, converted)
 
 
+    @torch.no_grad()
+    def fit_input_statistics(self, batches) -> "FusionPipeline":
+        """Standardisation statistics of the head's inputs (the student's tokens and each
+        converted feature) from an iterable of training batches that hold the student's
+        features (and, with frozen converters, possibly their precomputed outputs). Call it once
+        on the whole training split before training; returns self."""
+        c = self.config
+
+        def pairs():
+            for batch in batches:
+                z0 = batch[c.student]
+                if all(CONVERTED + t in batch for t in c.teachers):
+                    yield z0, [batch[CONVERTED + t] for t in c.teachers]
+                else:
+                    yield z0, [conv(z0) for conv in self.converters]
+
+        was_training = self.training
+        self.eval()
+        self.head.fit_input_statistics(pairs())
+        self.train(was_training)
+        return self
+
+
 @torch.no_grad()
 def precompute_converted(pipeline: FusionPipeline, features: torch.Tensor, device: torch.device | str = "cpu",
                          chunk: int = 1024) -> dict[str, torch.Tensor]:

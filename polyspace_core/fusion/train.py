@@ -75,6 +75,28 @@ def _digest(items: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:16]
 
 
+def _training_pass(batches, source, device):
+    """Every training sample once, in a fixed order, with the student's features in each batch
+    (video mode: decoded and run through the student here)."""
+    from .data import TensorBatches
+
+    if isinstance(batches, TensorBatches):
+        full = TensorBatches(batches.features, batches.labels, batches.indices, batch=1024)
+        for batch in full.epoch(0):
+            yield {k: v.to(device) for k, v in batch.items()}
+        return
+    if source is not None:
+        source = source.to(device)
+    saved = (batches.shuffle, batches.rank, batches.world)
+    batches.shuffle, batches.rank, batches.world = False, 0, 1
+    try:
+        for batch in batches.epoch(0):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            yield source(batch) if source is not None else batch
+    finally:
+        batches.shuffle, batches.rank, batches.world = saved
+
+
 def _check_classes(num_classes: int | None, class_names: Sequence[str], where: str) -> None:
     if num_classes is not None and num_classes != len(class_names):
         raise PolySpaceError(f"--classes {num_classes}: {where} has {len(class_names)} classes; "
@@ -173,6 +195,9 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
         else:
             print(f"fusion: converted features would take {need / 2**30:.1f} GiB > precompute_budget_bytes; "
                   f"applying the converters per batch")
+    # the head standardises its inputs with statistics of the whole training split: one pass in
+    # order (every process sees every sample, so the statistics do not depend on the process count)
+    pipeline.to(acc.device).fit_input_statistics(_training_pass(train_b, source, acc.device))
     info = {"class_names": class_names, "mode": mode, "data": data_info, "converters_dir": str(Path(converters).resolve()),
             "settings": asdict(settings), "head_options": asdict(head)}
     save_dir = Path(save_dir) if save_dir is not None else None
