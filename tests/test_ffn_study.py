@@ -35,6 +35,16 @@ def test_finished_run_is_loaded_not_retrained(data, tmp_path):
         study.train_tfd_model("ffn", data, save_dir=tmp_path / "ffn", **{**SETTINGS, "lr": 0.01})
 
 
+def test_run_folder_is_keyed_on_data_and_settings(data, tmp_path):
+    folder = study.run_folder(tmp_path, data, **SETTINGS)
+    assert folder.parent == tmp_path and (folder / "identity.json").is_file()
+    assert study.run_folder(tmp_path, data, **SETTINGS) == folder
+    assert study.run_folder(tmp_path, data, **{**SETTINGS, "lr": 0.01}) != folder
+    # a data change the model config cannot see (same classes, other crop) gets its own folder too
+    other = study.TFDData(**{**data.__dict__, "crop": 12})
+    assert study.run_folder(tmp_path, other, **SETTINGS) != folder
+
+
 def test_interrupted_run_continues_to_the_same_weights(data, tmp_path):
     straight = study.train_tfd_model("tsm", data, save_dir=tmp_path / "straight", **SETTINGS)
     # an interruption after epoch 1: only epoch_1 survives

@@ -14,6 +14,8 @@ is selected on the split we report.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,14 @@ class TFDData:
                 "videos": {"train": len(self.train), "validation": len(self.val), "test": len(self.test)},
                 "train_frames": list(self.train_frames), "eval_frames": list(self.eval_frames),
                 "crop": self.crop, "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}
+
+    def identity(self) -> dict[str, Any]:
+        """What a trained run depends on in the data: the generator's record, the class order,
+        the split sizes, the frame counts and the crop (not where it lives or how long it took)."""
+        record = self.root / "synthmotion.json"
+        generated = read_json(record) if record.is_file() else None
+        summary = {k: v for k, v in self.summary().items() if k not in ("root", "seconds")}
+        return {**summary, "class_names": list(self.class_names), "generated": generated}
 
     def _repr_html_(self) -> str:
         s = self.summary()
@@ -191,6 +201,21 @@ def per_frame_count_accuracy(results: dict[str, dict[int, float]], separate: dic
     top = max(t for t in results[high] if t >= max(separate, default=0))
     row[top] = results[high][top]
     return dict(sorted(row.items()))
+
+
+def run_folder(run_dir: str | Path, data: TFDData, **settings: Any) -> Path:
+    """<run_dir>/<key>: one folder per (data, settings), recorded in its identity.json.
+
+    The runs inside are resumed and reused by train_tfd_model; keying the folder on everything
+    they depend on means a changed parameter trains afresh beside the earlier runs instead of
+    being refused by them (or, for a data change the model config cannot see, reusing them)."""
+    identity = {"data": data.identity(), "settings": settings}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    folder = Path(run_dir) / key
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "identity.json").is_file():
+        atomic_write_json(folder / "identity.json", identity)
+    return folder
 
 
 RUN_RECORD = "run.json"  # written after `final`: what the run was and how long it trained
