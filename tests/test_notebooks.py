@@ -32,6 +32,23 @@ def test_smoke_report_runs_every_stage(smoke_report):
         assert metrics["preset"] == "smoke" and metrics["stage"] == stage
 
 
+def test_smoke_report_shows_every_figure_as_an_image(smoke_report):
+    """A matplotlib Figure the kernel cannot render as PNG shows as the text "<Figure size ...>"
+    and the HTML report has no picture; every figure output must carry an image."""
+    as_text = {}
+    for stage in STAGES:
+        nb = json.loads((ROOT / "reports" / "smoke" / f"{stage}.ipynb").read_text())
+        images = 0
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                images += "image/png" in data
+                if "image/png" not in data and "<Figure size" in "".join(data.get("text/plain", "")):
+                    as_text.setdefault(stage, []).append("".join(cell["source"])[:60])
+        assert images, f"{stage}: no figure in the report"
+    assert not as_text, f"figures shown as text, not images: {as_text}"
+
+
 def test_papermill_cached_flag_from_notebooks_dir(tmp_path):
     """`cd notebooks && papermill 04_train_fusion.ipynb out.ipynb -p cached true|false|maybe`."""
     papermill = str(Path(sys.executable).parent / "papermill")

@@ -111,7 +111,7 @@ def plot_layerwise(features: dict[str, list[np.ndarray]], student: str, others: 
     linear) CKA is inflated towards 1 for any pair of layers and hides the structure."""
     import seaborn as sns
 
-    from .plots import new_figure
+    from ..viz import new_figure
 
     fig = new_figure((3.6 * len(others) + 0.8, 3.4))
     axes = fig.subplots(1, len(others), squeeze=False)[0]

@@ -5,7 +5,7 @@ is interactive and renders the same figures statically otherwise."""
 
 from __future__ import annotations
 
-from ..viz import FigureList  # noqa: F401  (re-exported: notebooks and tests import it from here)
+from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
 
 from pathlib import Path
 from typing import Sequence
@@ -15,17 +15,6 @@ from matplotlib.figure import Figure
 from .study import CLOSED_FORM_LOSS, FIDELITY_METRICS, AlignmentSpaces, ConverterGrid, alignment_table, load_spaces
 
 ARROW = "\u2192"
-
-
-def new_figure(figsize: tuple[float, float]) -> Figure:
-    """A constrained-layout Figure made through pyplot (which, in a kernel, sets up the inline
-    PNG display of figures) and closed at once, so the inline backend does not show it a
-    second time at the end of the cell."""
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=figsize, layout="constrained")
-    plt.close(fig)
-    return fig
 
 
 def plot_learning_curves(grid: ConverterGrid) -> Figure:

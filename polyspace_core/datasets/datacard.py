@@ -73,9 +73,8 @@ def plot_class_strips(split: DatasetSplit, frames_per_class: int = 8, *, seed: i
                       backend: str = "auto", max_classes: int | None = None):
     """A figure with one row per class: `frames_per_class` evenly spaced frames of one video of
     that class (picked at random with `seed`), decoded from the files. Returns the Figure."""
-    from matplotlib.figure import Figure
-
     from ..video import probe, read_frames, uniform_indices
+    from ..viz import new_figure  # pyplot (and so matplotlib) imported only when a card is drawn
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -93,8 +92,7 @@ def plot_class_strips(split: DatasetSplit, frames_per_class: int = 8, *, seed: i
         raise PolySpaceError(f"{split.summary()}: no labelled videos to draw")
 
     height = rows[0][2].shape[1] / rows[0][2].shape[2]
-    fig = Figure(figsize=(1.1 * frames_per_class + 1.8, 1.1 * height * len(rows) + 0.4),
-                 layout="constrained")
+    fig = new_figure((1.1 * frames_per_class + 1.8, 1.1 * height * len(rows) + 0.4))
     axes = fig.subplots(len(rows), frames_per_class, squeeze=False)
     for r, (name, item, frames) in enumerate(rows):
         described = _describe(name)["description"]

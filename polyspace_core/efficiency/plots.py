@@ -1,11 +1,11 @@
-"""Figures for notebook 06. Each returns a matplotlib Figure built outside pyplot's figure manager
-(shown once as the cell's result, embedded in the HTML report). `cost_explorer` adds an
+"""Figures for notebook 06. Each returns a matplotlib Figure that pyplot has already let go of
+(viz.new_figure: shown once as the cell's result, embedded in the HTML report). `cost_explorer` adds an
 ipywidgets toggle between the as-run and real-size pipelines when the notebook is interactive and
 renders both statically otherwise."""
 
 from __future__ import annotations
 
-from ..viz import FigureList  # noqa: F401  (re-exported: notebooks and tests import it from here)
+from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
 
 from typing import Any, Sequence
 
@@ -23,7 +23,7 @@ OTHER_EVAL_ROWS = {"student": "student linear probe", "teachers_concat": "teache
 def plot_accuracy_vs_cost(cost: PipelineCost, eval_metrics: dict[str, Any] | None) -> Figure:
     """Top-1 (05) against GFLOPs per clip (log scale) for the three configurations of the as-run
     pipeline, plus 05's linear probes and per-teacher probes at the cost 05 recorded for them."""
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    fig = new_figure((6.4, 4.4))
     ax = fig.subplots()
     metrics = eval_metrics or {}
     plotted = 0
@@ -76,7 +76,7 @@ def plot_cost_breakdown(costs: Sequence[PipelineCost]) -> Figure:
     """GFLOPs per clip of the three configurations, stacked by component group, one panel per
     pipeline (as run, real size). Converters and heads are orders of magnitude below the backbones
     at real size, so their share of the total is printed above each bar."""
-    fig = Figure(figsize=(5.2 * len(costs), 4.2), layout="constrained")
+    fig = new_figure((5.2 * len(costs), 4.2))
     axes = fig.subplots(1, len(costs), squeeze=False)[0]
     groups = ["student backbone", "teacher backbones", "converters", "heads"]
     for ax, cost in zip(axes, costs):
@@ -104,7 +104,7 @@ def plot_cost_breakdown(costs: Sequence[PipelineCost]) -> Figure:
 def plot_frames_scaling(tsm: dict[str, Measurement]) -> Figure:
     """Left: TSM and FFN GFLOPs per clip against the frame count (linear in frames). Right: what
     FFN's per-stream weight alterations add, in percent of the TSM cost (too small to see left)."""
-    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    fig = new_figure((9.0, 3.6))
     left, right = fig.subplots(1, 2)
     curves = {kind: dict(sorted((m.spec["frames"], m.gflops) for m in tsm.values() if m.spec["ffn"] == (kind == "ffn")))
               for kind in ("tsm", "ffn")}

@@ -1,5 +1,5 @@
-"""Figures for notebook 07. Each returns a matplotlib Figure built outside pyplot's figure manager
-(shown once as the cell's result and embedded in the HTML report). `accuracy_explorer` adds
+"""Figures for notebook 07. Each returns a matplotlib Figure that pyplot has already let go of
+(viz.new_figure: shown once as the cell's result and embedded in the HTML report). `accuracy_explorer` adds
 ipywidgets controls when the notebook is interactive and renders the same figure statically otherwise."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from matplotlib.figure import Figure
+
+from ..viz import new_figure
 
 from .study import PAPER_SSV2_TSM_R50
 
@@ -36,7 +38,7 @@ def plot_accuracy_vs_frames(results: dict[str, dict[int, float]], train_frames: 
     """Left: our top-1 per frame count for each model (filled markers: frame counts the FFN trained
     on; hollow: never trained). Right: the paper's TSM-R50 numbers on SSv2, for comparison."""
     panels = 2 if paper else 1
-    fig = Figure(figsize=(5.2 * panels, 3.8), layout="constrained")
+    fig = new_figure((5.2 * panels, 3.8))
     axes = fig.subplots(1, panels, squeeze=False)[0]
     ax = axes[0]
     for name, accs in results.items():
@@ -65,7 +67,7 @@ def plot_accuracy_vs_frames(results: dict[str, dict[int, float]], train_frames: 
 
 def plot_tfd_gaps(ours: dict[str, float], paper: dict[str, dict[int, float]] | None = PAPER_SSV2_TSM_R50) -> Figure:
     """TFD gap (accuracy at the highest minus the lowest frame count) per model: ours and the paper's."""
-    fig = Figure(figsize=(7.5, 3.4), layout="constrained")
+    fig = new_figure((7.5, 3.4))
     ax = fig.subplots()
     labels, values, colors = [], [], []
     for name, gap in ours.items():
@@ -93,7 +95,7 @@ def plot_tfd_gaps(ours: dict[str, float], paper: dict[str, dict[int, float]] | N
 def plot_training_curves(runs: dict[str, Any]) -> Figure:
     """Left: training CE (and FFN's KL) every logged step. Right: validation top-1 per epoch and
     frame count. `runs` maps a name to a TrainedModel."""
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    fig = new_figure((11, 3.8))
     left, right = fig.subplots(1, 2)
     for name, run in runs.items():
         color = _color(name)
@@ -122,7 +124,7 @@ def plot_training_curves(runs: dict[str, Any]) -> Figure:
 
 def plot_flops(flops: "Any") -> Figure:
     """GFLOPs per clip (rows: models, columns: frame counts) of a flops_table, as grouped bars."""
-    fig = Figure(figsize=(6.0, 3.4), layout="constrained")
+    fig = new_figure((6.0, 3.4))
     ax = fig.subplots()
     columns = list(flops.columns)
     width = 0.8 / len(flops.index)

@@ -5,7 +5,7 @@ same figures statically otherwise."""
 
 from __future__ import annotations
 
-from ..viz import FigureList  # noqa: F401  (re-exported: notebooks and tests import it from here)
+from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
 
 from typing import Any, Mapping, Sequence
 
@@ -13,16 +13,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 KIND_COLORS = {"baseline": "#8c8c8c", "fusion": "#d62728", "upper bound": "#1f77b4"}
-
-
-def new_figure(figsize: tuple[float, float]) -> Figure:
-    """A constrained-layout Figure made through pyplot (in a kernel this sets up the inline PNG
-    display of figures) and closed at once, so the inline backend does not show it twice."""
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=figsize, layout="constrained")
-    plt.close(fig)
-    return fig
 
 
 def plot_learning_curves(history: Mapping[str, Any], title: str | None = None) -> Figure:
