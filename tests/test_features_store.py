@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import numpy as np
@@ -210,6 +211,20 @@ def test_pickle_import_converts_records(tmp_path, sharded):
     assert torch.equal(store.array("videomae")[5], torch.from_numpy(records[5]["videomae"]))
     assert store.labels.tolist() == [0, 1, 0, 1, 0, 1]
     assert store.class_names == (["walk", "run"] if sharded else ["0", "1"])
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_import_refuses_anything_but_arrays_even_when_allowed(tmp_path):
+    from polyspace_core.features.pickle_import import import_pickle
+
+    path = tmp_path / "features_x_train.pkl"
+    path.write_bytes(pickle.dumps([{"path": "/v.mp4", "label": 0, "student": _RunsCode()}]))
+    with pytest.raises(PolySpaceError, match="refusing to build posix.system|refusing to build os.system"):
+        import_pickle(path, tmp_path / "out" / "train", allow_pickle=True)
 
 
 def test_cli_import_pickle(tmp_path, capsys):

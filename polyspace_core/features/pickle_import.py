@@ -3,16 +3,20 @@
 The original `featurize.py` wrote either one pickle (`features_<ds>_<split>.pkl`) or pickle
 shards listed by an index (`features_<ds>_<split>.index.json` -> `..._shard_00000.pkl`, ...).
 Each pickle is a list of records `{"path": str, "label": int, "student": array (T, D) or (D,),
-"<teacher>": array, ...}`. Unpickling runs arbitrary code from the file, so it happens only
-when the caller passes `allow_pickle=True` (`--allow-pickle`); the result is a safetensors
-store that never needs pickle again.
+"<teacher>": array, ...}`. Unpickling can run arbitrary code from the file, so it happens only
+when the caller passes `allow_pickle=True` (`--allow-pickle`), and even then through an
+unpickler that builds nothing but containers, numpy arrays and torch tensors (a torch storage
+inside is read with `torch.load(weights_only=True)`); the result is a safetensors store that never
+needs pickle again.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +27,41 @@ from ..errors import PolySpaceError
 from .store import FeatureStore, FeatureStoreWriter, dtype_name
 
 RESERVED = {"path", "label", "labels", "video_id", "index", "class_name"}
+
+
+def _load_storage(data: bytes) -> Any:
+    # torch pickles a tensor's storage as torch.save bytes and reads them with weights_only=False
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The only callables a feature cache needs: numpy array/scalar rebuilding (under numpy 1's
+    and numpy 2's module names) and torch tensor rebuilding."""
+    rebuild_array = np.zeros(1).__reduce__()[0]    # numpy's _reconstruct, wherever numpy keeps it
+    rebuild_scalar = np.float32(0).__reduce__()[0]  # numpy's scalar
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                           ("collections", "OrderedDict"): OrderedDict,
+                                           ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+                                           ("torch.storage", "_load_from_bytes"): _load_storage}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = rebuild_array
+        allowed[(module, "scalar")] = rebuild_scalar
+    return allowed
+
+
+class _FeatureUnpickler(pickle.Unpickler):
+    """pickle.Unpickler that refuses every global outside _allowed_globals()."""
+
+    def __init__(self, file: Any, path: Path):
+        super().__init__(file)
+        self.path = path
+        self.allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.allowed:
+            raise PolySpaceError(f"{self.path}: refusing to build {module}.{name}; a feature cache holds only "
+                                 "lists, dicts, numbers, strings, numpy arrays and torch tensors")
+        return self.allowed[(module, name)]
 
 
 def _shard_files(path: Path) -> list[Path]:
@@ -81,7 +120,7 @@ def import_pickle(cache: str | os.PathLike, out_split_dir: str | os.PathLike, *,
     for f in _shard_files(cache):
         try:
             with open(f, "rb") as fh:
-                part = pickle.load(fh)  # noqa: S301 - explicitly allowed by the caller
+                part = _FeatureUnpickler(fh, f).load()  # allow_pickle checked above; globals restricted
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
             raise PolySpaceError(f"{f}: cannot unpickle ({type(e).__name__}: {e}); the cache is damaged") from None
         if not isinstance(part, list) or not all(isinstance(r, dict) for r in part):
