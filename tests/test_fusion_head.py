@@ -204,3 +204,14 @@ def test_epoch_batches_are_a_function_of_seed_and_epoch():
     assert sorted(np.concatenate(a).tolist()) == list(range(10))
     # a last batch smaller than the process count joins the previous one
     assert [len(x) for x in epoch_batches(9, 4, 0, 0, False, min_size=2)] == [4, 5]
+
+
+def test_full_pass_serves_every_sample_once_in_order_whatever_the_share():
+    feats = {"student": torch.arange(10 * 2 * 3, dtype=torch.float32).reshape(10, 2, 3), "t": torch.zeros(10, 1, 4)}
+    labels = np.arange(10) % 3
+    share = TensorBatches(feats, labels, indices=[1, 3, 4, 6, 7, 9], batch=2, shuffle=True, rank=1, world=2)
+    batches = list(share.full_pass(["student"], batch=4))
+    assert [b["index"].tolist() for b in batches] == [[1, 3, 4, 6], [7, 9]]
+    assert set(batches[0]) == {"student", "label", "index"}
+    assert torch.equal(torch.cat([b["student"] for b in batches]), feats["student"][[1, 3, 4, 6, 7, 9]])
+    assert torch.cat([b["label"] for b in batches]).tolist() == (np.array([1, 3, 4, 6, 7, 9]) % 3).tolist()

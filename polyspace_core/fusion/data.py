@@ -87,13 +87,22 @@ class TensorBatches:
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of one epoch (this process's share)."""
         for positions in epoch_batches(self.num_samples, self.batch, epoch, self.seed, self.shuffle, self.world):
-            rows = self.indices[torch.as_tensor(rank_share(positions, self.rank, self.world))]
-            # gather in ascending row order: memory-mapped shards are read sequentially
-            sorted_rows, inverse = torch.sort(rows)
-            out = {name: x[sorted_rows][torch.argsort(inverse)].to(self.dtype) for name, x in self.features.items()}
-            out["label"] = self.labels[rows]
-            out["index"] = rows
-            yield out
+            yield self._gather(self.indices[torch.as_tensor(rank_share(positions, self.rank, self.world))], self.features)
+
+    def full_pass(self, models: Sequence[str] | None = None, batch: int = 1024) -> Iterator[dict[str, torch.Tensor]]:
+        """Every sample once, in order, whatever this process's share and the shuffling: what
+        statistics of the whole split need. models: a subset of the features to serve."""
+        features = self.features if models is None else {m: self.features[m] for m in models}
+        for start in range(0, self.num_samples, batch):
+            yield self._gather(self.indices[start:start + batch], features)
+
+    def _gather(self, rows: torch.Tensor, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # gather in ascending row order: memory-mapped shards are read sequentially
+        sorted_rows, inverse = torch.sort(rows)
+        out = {name: x[sorted_rows][torch.argsort(inverse)].to(self.dtype) for name, x in features.items()}
+        out["label"] = self.labels[rows]
+        out["index"] = rows
+        return out
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self.epoch(0)
@@ -171,8 +180,16 @@ class VideoBatches:
         return int(len(self.indices))
 
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        batches = [self.indices[rank_share(p, self.rank, self.world)].tolist()
-                   for p in epoch_batches(len(self.indices), self.batch, epoch, self.seed, self.shuffle, self.world)]
+        """The batches of one epoch (this process's share)."""
+        return self._serve([self.indices[rank_share(p, self.rank, self.world)].tolist()
+                            for p in epoch_batches(len(self.indices), self.batch, epoch, self.seed, self.shuffle,
+                                                   self.world)])
+
+    def full_pass(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Every video once, in order, whatever this process's share and the shuffling."""
+        return self._serve([self.indices[s:s + self.batch].tolist() for s in range(0, self.num_samples, self.batch)])
+
+    def _serve(self, batches: list[list[int]]) -> Iterator[dict[str, torch.Tensor]]:
         # a private generator: a DataLoader otherwise draws its worker seed from the global RNG,
         # which would shift the dropout masks relative to cached mode
         loader = torch.utils.data.DataLoader(self.source, batch_sampler=batches, num_workers=self.workers,

@@ -20,15 +20,9 @@ from .engine import FitResult, TrainSettings, fit
 from .head import LinearProbe, count_trainable, matched_student_head
 
 
-def _all_samples(batches: TensorBatches, models: Sequence[str]):
-    """ALL training samples once (not one process's share): what standardisation statistics need."""
-    full = TensorBatches({m: batches.features[m] for m in models}, batches.labels, batches.indices, batch=1024)
-    return full.epoch(0)
-
-
 def fit_standardizer_on(probe: LinearProbe, batches: TensorBatches) -> LinearProbe:
     """Standardisation statistics from ALL training samples (not one process's share)."""
-    return probe.fit_standardizer(_all_samples(batches, probe.models))
+    return probe.fit_standardizer(batches.full_pass(probe.models))
 
 
 def train_linear_probe(models: Sequence[str], train: TensorBatches, val: TensorBatches, num_classes: int,
@@ -51,7 +45,7 @@ def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: Ten
     torch.manual_seed(settings.seed)
     head = matched_student_head(target, c.student, c.student_dim, c.student_tokens, c.num_classes,
                                 pooling=c.pooling, dropout=c.dropout)
-    head.fit_input_statistics(_all_samples(train, [c.student]))  # the same standardisation as fusion's
+    head.fit_input_statistics(train.full_pass([c.student]))  # the same standardisation as fusion's
     result = fit(head, train, val, settings, accelerator=accelerator, progress=progress, desc="student matched head")
     result.history.update(params=count_trainable(head), params_fusion=target, hidden=head.config.hidden)
     return result

@@ -78,23 +78,11 @@ def _digest(items: Sequence[str]) -> str:
 def _training_pass(batches, source, device):
     """Every training sample once, in a fixed order, with the student's features in each batch
     (video mode: decoded and run through the student here)."""
-    from .data import TensorBatches
-
-    if isinstance(batches, TensorBatches):
-        full = TensorBatches(batches.features, batches.labels, batches.indices, batch=1024)
-        for batch in full.epoch(0):
-            yield {k: v.to(device) for k, v in batch.items()}
-        return
     if source is not None:
         source = source.to(device)
-    saved = (batches.shuffle, batches.rank, batches.world)
-    batches.shuffle, batches.rank, batches.world = False, 0, 1
-    try:
-        for batch in batches.epoch(0):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            yield source(batch) if source is not None else batch
-    finally:
-        batches.shuffle, batches.rank, batches.world = saved
+    for batch in batches.full_pass():
+        batch = {k: v.to(device) for k, v in batch.items()}
+        yield source(batch) if source is not None else batch
 
 
 def _check_classes(num_classes: int | None, class_names: Sequence[str], where: str) -> None:
