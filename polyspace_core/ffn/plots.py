@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from ..viz import new_figure
 
-from .study import PAPER_SSV2_TSM_R50
+from .study import PAPER_SSV2_TSM_R50, tfd_gap
 
 COLORS = {"TSM": "#d62728", "FFN": "#1f77b4", "TSM per frame count": "#ff9896"}
 
@@ -78,7 +78,7 @@ def plot_tfd_gaps(ours: dict[str, float], paper: dict[str, dict[int, float]] | N
         short = {"TSM, trained at 16F": "TSM", "TSM, trained per frame count": "TSM per\nframe count"}
         for name, accs in paper.items():
             labels.append("paper\n" + short.get(name, name))
-            values.append(accs[max(accs)] - accs[min(accs)])
+            values.append(tfd_gap(accs, list(accs)))
             colors.append(PAPER_COLORS[name])
     bars = ax.bar(range(len(values)), values, color=colors, alpha=0.85)
     for i, (bar, v) in enumerate(zip(bars, values)):

@@ -274,6 +274,17 @@ def evaluate_models(models: dict[str, torch.nn.Module], test: MultiFrameClips, b
     return results
 
 
+def tfd_gap(accuracy: dict[int, float], frame_counts: Sequence[int]) -> float:
+    """The temporal frequency deviation gap: accuracy at the highest minus the lowest of frame_counts."""
+    return accuracy[max(frame_counts)] - accuracy[min(frame_counts)]
+
+
+def tfd_gaps(results: dict[str, dict[int, float]], frame_counts: Sequence[int],
+             names: Sequence[str] | None = None) -> dict[str, float]:
+    """tfd_gap of each model in `names` (default all) that `results` holds."""
+    return {name: tfd_gap(results[name], frame_counts) for name in (names or results) if name in results}
+
+
 def accuracy_table(results: dict[str, dict[int, float]], train_frames: Sequence[int]):
     """Accuracy (%) per model (rows) and frame count (columns), and the TFD gap: accuracy at the
     highest minus the lowest trained frame count."""
@@ -281,8 +292,7 @@ def accuracy_table(results: dict[str, dict[int, float]], train_frames: Sequence[
 
     table = pd.DataFrame(results).T
     table.columns = [f"{t}F" for t in table.columns]
-    low, high = min(train_frames), max(train_frames)
-    table["TFD gap"] = [r[high] - r[low] for r in results.values()]
+    table["TFD gap"] = [tfd_gap(r, train_frames) for r in results.values()]
     return table.round(2)
 
 
@@ -297,12 +307,11 @@ def flops_table(models: dict[str, torch.nn.Module], frame_counts: Sequence[int],
 
 def tfd_metrics(results: dict[str, dict[int, float]], names: dict[str, str], frame_counts: Sequence[int]) -> dict[str, float]:
     """metrics.json entries: acc_<key>_<T>f for every model and frame count, tfd_gap_<key>."""
-    low, high = min(frame_counts), max(frame_counts)
     metrics: dict[str, float] = {}
     for name, key in names.items():
         for t, acc in results[name].items():
             metrics[f"acc_{key}_{t}f"] = round(acc, 2)
-        metrics[f"tfd_gap_{key}"] = round(results[name][high] - results[name][low], 2)
+        metrics[f"tfd_gap_{key}"] = round(tfd_gap(results[name], frame_counts), 2)
     return metrics
 
 
@@ -317,8 +326,8 @@ def summary_metrics(results: dict[str, dict[int, float]], tsm: TrainedModel, ffn
     metrics: dict[str, Any] = tfd_metrics(results, {"TSM": "tsm", "FFN": "ffn"}, train_frames)
     high = max(train_frames)
     paper = PAPER_SSV2_TSM_R50
-    metrics["paper_tfd_gap_tsm"] = round(paper["TSM, trained at 16F"][16] - paper["TSM, trained at 16F"][4], 2)
-    metrics["paper_tfd_gap_ffn"] = round(paper["FFN"][16] - paper["FFN"][4], 2)
+    metrics["paper_tfd_gap_tsm"] = round(tfd_gap(paper["TSM, trained at 16F"], (4, 16)), 2)
+    metrics["paper_tfd_gap_ffn"] = round(tfd_gap(paper["FFN"], (4, 16)), 2)
     metrics["train_seconds_tsm"] = round(tsm.seconds, 1)
     metrics["train_seconds_ffn"] = round(ffn.seconds, 1)
     metrics["best_val_acc_tsm"] = round(tsm.best_val_acc, 2)
@@ -334,6 +343,6 @@ def summary_metrics(results: dict[str, dict[int, float]], tsm: TrainedModel, ffn
         for t, acc in per_frame_count.items():
             metrics[f"acc_separate_{t}f"] = round(acc, 2)
         low = min(train_frames)
-        metrics["tfd_gap_separate"] = round(per_frame_count[high] - per_frame_count[low], 2)
+        metrics["tfd_gap_separate"] = round(tfd_gap(per_frame_count, train_frames), 2)
         metrics["separate_low_below_high"] = bool(per_frame_count[low] < per_frame_count[high])
     return metrics
