@@ -8,11 +8,14 @@ background, distractors) is drawn from one random stream that never sees the cla
 - reversal pairs: move_left/move_right, rotate_cw/rotate_ccw, speed_up/slow_down, appear/vanish.
   The second class of a pair is *defined* as the first one played backwards, so a clip of one
   reversed is a clip of the other (the other classes are their own reversal);
-- fine timing: zigzag_fast/zigzag_slow swing sideways every 1/16 vs every 2/16 of the clip.
-  Under 4-segment TSN sampling both give exactly the same distribution of views (the swing
-  aliases away; exact when the clip length is a multiple of 16), while 8 and 16 frames tell
-  them apart. blink_once/blink_twice (last in the class order: the hardest to learn) differ
-  by a vanishing that lasts 1/16 of the clip, which 16 frames always see and 4 mostly miss;
+- fine timing: zigzag_fast/zigzag_slow swing sideways every 1/16 vs every 2/16 of the clip,
+  starting each quarter of the clip on a random side. Any one frame of a quarter is then on
+  either side with probability 1/2, independently across quarters, for both classes: under
+  4-segment TSN sampling (random or centre frames) both give exactly the same distribution of
+  views (exact when the clip length is a multiple of 16) and the views still show the object
+  jumping between sides, while 8 and 16 frames tell the swing rates apart.
+  blink_once/blink_twice (last in the class order: the hardest to learn) differ by a vanishing
+  that lasts 1/16 of the clip, which 16 frames always see and 4 mostly miss;
 - bounce/pass_through: which side each of two objects ends on.
 
 The look is built to keep motion learnable by small models trained from scratch: a dark stage
@@ -58,9 +61,11 @@ SYNTHMOTION_CLASSES: tuple[MotionClass, ...] = (
                 "rotation", "rotate_ccw", "Turning [something] clockwise"),
     MotionClass("rotate_ccw", "spins counter-clockwise in place",
                 "rotation", "rotate_cw", "Turning [something] counter-clockwise"),
-    MotionClass("zigzag_fast", "travels in a straight line, swinging to the other side every 1/16 of the clip",
+    MotionClass("zigzag_fast", "travels in a straight line, swinging to the other side every 1/16 of the clip "
+                "(each quarter starts on a random side)",
                 "zigzag", "zigzag_fast", "Moving [something] in short zig-zags"),
-    MotionClass("zigzag_slow", "travels in a straight line, swinging to the other side every 2/16 of the clip",
+    MotionClass("zigzag_slow", "travels in a straight line, swinging to the other side every 2/16 of the clip "
+                "(each quarter starts on a random side)",
                 "zigzag", "zigzag_slow", "Moving [something] in long zig-zags"),
     MotionClass("speed_up", "moves along a straight line, starting slow and speeding up",
                 "speed", "slow_down", "Pushing [something] so that it speeds up"),
@@ -364,12 +369,20 @@ def sample_scene(name: str, rng: np.random.Generator, frames: int, look: Look) -
         swing = rng.uniform(0.6, 0.9) * r * across  # the two sides are 1.2-1.8 radii apart
         delta = direction * rng.uniform(0.3, 0.6) * span
         start = _start_for(rng, delta, lo + np.abs(swing), hi - np.abs(swing))
-        # side switches every `unit` frames (fast) or every 2 units (slow), at a random phase;
-        # unit = 1/16 of the clip, so 4 TSN segments (4 units each) always alias the swing away
+        # The clip is cut into 4 quarters (the segments of 4-frame TSN sampling). Each quarter
+        # starts on a random side and switches every `unit` frames (fast) or every 2 units (slow),
+        # unit = 1/16 of the clip: a quarter holds as many frames on each side for both classes, so
+        # a random frame of it is a fair coin, and its centre frame is the random starting side
+        # (fast) or its opposite (slow). 4 TSN frames thus see identical distributions -- with the
+        # jumps still visible, unlike a strictly periodic swing whose centre frames all fall on one
+        # side and look like a straight move.
         unit = max(1, round(frames / 16))
-        period = 2 if name == "zigzag_fast" else 4  # in units
-        phase = int(rng.integers(period))
-        side = np.where((np.arange(frames) // unit + phase) % period < period // 2, 1.0, -1.0)
+        hold = 1 if name == "zigzag_fast" else 2  # units on one side before switching
+        bounds = np.floor(np.arange(5) * frames / 4).astype(int)
+        quarter = np.searchsorted(bounds, np.arange(frames), side="right") - 1
+        start_side = rng.choice([-1.0, 1.0], size=4)
+        steps = (np.arange(frames) - bounds[quarter]) // unit // hold
+        side = start_side[quarter] * np.where(steps % 2 == 0, 1.0, -1.0)
         return _single(start + u[:, None] * delta + side[:, None] * swing, still)
 
     if name in ("bounce", "pass_through"):

@@ -32,7 +32,8 @@ from ..io import atomic_write_json, atomic_write_text, read_json
 from .synthmotion import CLASS_NAMES, check_clip_size, make_clip, select_classes, synthmotion_class
 
 LAYOUTS = ("hmdb51", "hmdb51-csv", "ucf101", "diving48", "ssv2")
-GENERATOR_VERSION = 1
+# 2: zigzag quarters start on a random side; H.264 without the macroblock tree (repeatable)
+GENERATOR_VERSION = 2
 MARKER = "synthmotion.json"
 PARTIAL = ".synthmotion.partial.json"
 TEST_FRACTION = 0.2
@@ -250,6 +251,10 @@ def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: i
         marker = read_synthmotion_marker(root)
         if {k: marker.get(k) for k in _KEYS} == params:
             return {**marker, "root": os.fspath(root), "cached": True}
+        if marker.get("version") != GENERATOR_VERSION:
+            raise PolySpaceError(f"{root}: holds a SynthMotion set made by generator version "
+                                 f"{marker.get('version')}, this is version {GENERATOR_VERSION} (its clips "
+                                 "differ); delete the folder to regenerate it")
         differing = [k for k in _KEYS if marker.get(k) != params[k]]
         raise PolySpaceError(f"{root}: holds a SynthMotion set with other parameters "
                              f"({', '.join(differing)}); choose another --out or delete it")
