@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import PolySpaceError
+from ..video.sampling import segment_bounds
 
 
 @dataclass(frozen=True)
@@ -378,8 +379,8 @@ def sample_scene(name: str, rng: np.random.Generator, frames: int, look: Look) -
         # side and look like a straight move.
         unit = max(1, round(frames / 16))
         hold = 1 if name == "zigzag_fast" else 2  # units on one side before switching
-        bounds = np.floor(np.arange(5) * frames / 4).astype(int)
-        quarter = np.searchsorted(bounds, np.arange(frames), side="right") - 1
+        bounds = segment_bounds(frames, 4)
+        quarter = np.repeat(np.arange(4), np.diff(bounds))
         start_side = rng.choice([-1.0, 1.0], size=4)
         steps = (np.arange(frames) - bounds[quarter]) // unit // hold
         side = start_side[quarter] * np.where(steps % 2 == 0, 1.0, -1.0)

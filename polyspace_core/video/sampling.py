@@ -82,6 +82,12 @@ def uniform_indices(num_frames: int, n: int, *, start: int | None = None,
     return (start + positions).astype(np.int64)
 
 
+def segment_bounds(length: int, n: int) -> np.ndarray:
+    """The n + 1 integer bounds of TSN's n equal segments of `length` frames: segment i is
+    [bounds[i], bounds[i + 1]), so every frame belongs to exactly one segment; (n + 1,) int64."""
+    return np.floor(np.arange(n + 1) * length / n).astype(np.int64)
+
+
 def tsn_indices(num_frames: int, n: int, train: bool, rng: np.random.Generator | None = None,
                 *, start: int | None = None, end: int | None = None,
                 short_policy: str = "loop") -> np.ndarray:
@@ -97,8 +103,7 @@ def tsn_indices(num_frames: int, n: int, train: bool, rng: np.random.Generator |
         positions = _fit(np.arange(n), length, short_policy,
                          f"TSN sampling of {n} segments needs {n} frames")
         return (start + positions).astype(np.int64)
-    # integer segment bounds so every frame belongs to exactly one segment
-    bounds = np.floor(np.arange(n + 1) * length / n).astype(np.int64)
+    bounds = segment_bounds(length, n)
     positions = bounds[:-1] + rng.integers(0, bounds[1:] - bounds[:-1])
     return (start + positions).astype(np.int64)
 
