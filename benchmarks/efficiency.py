@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from polyspace_core.efficiency.catalog import REAL_BACKBONES  # noqa: E402
-from polyspace_core.efficiency.components import (backbone_cost, converter_cost, fusion_head_config,  # noqa: E402
+from polyspace_core.backbones.catalog import REAL_BACKBONES, backbone_cost  # noqa: E402
+from polyspace_core.efficiency.components import (converter_cost, fusion_head_config,  # noqa: E402
                                                   fusion_head_cost, tsm_cost)
 from polyspace_core.efficiency.pipeline import pipeline_spec  # noqa: E402
 from polyspace_core.io import atomic_write_json  # noqa: E402
 from polyspace_core.seeding import best_device  # noqa: E402
-from polyspace_core.workspace import device_description  # noqa: E402
+from polyspace_core.provenance import device_description  # noqa: E402
 
 CPU_DEFAULT = ["videomae_base", "timesformer_base", "vivit_base", "vjepa2_vitl"]
 

@@ -15,12 +15,12 @@ from .errors import PolySpaceError
 
 # modules that define `register(subparsers)`; each adds its subcommands with set_defaults(func=...)
 COMMAND_MODULES = [
-    "polyspace_core.report_commands",
+    "polyspace_core.report.commands",
     "polyspace_core.datasets.commands",
     "polyspace_core.features.commands",
     "polyspace_core.align.commands",
     "polyspace_core.fusion.commands",
-    "polyspace_core.efficiency_commands",
+    "polyspace_core.efficiency.commands",
     "polyspace_core.ffn.commands",
     "polyspace_core.colorize.commands",
 ]

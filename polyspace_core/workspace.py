@@ -21,11 +21,8 @@ the project root, so a notebook runs the same from notebooks/, the root, or any 
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
 import os
-import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,33 +33,14 @@ import yaml
 
 from .errors import PolySpaceError
 from .io import atomic_write_json
+from .paths import project_root
+from .provenance import provenance
 from .stage_params import STAGES, all_params, stage_spec
 
 # names IPython puts in a notebook's namespace; never parameters
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, tuple, Path)
 PRESET_ENV = "POLYSPACE_PRESET"
-ROOT_ENV = "POLYSPACE_ROOT"
-
-
-# ----------------------------------------------------------------------------- project root
-
-def project_root() -> Path:
-    """The checkout that holds params/ and notebooks/: $POLYSPACE_ROOT, else the folder above this
-    package (editable install), else the nearest parent of the cwd that has params/ and pyproject.toml."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        root = Path(env).expanduser().resolve()
-        if not (root / "params").is_dir():
-            raise PolySpaceError(f"{ROOT_ENV}={env}: no params/ folder there; point it at the project checkout")
-        return root
-    candidates = [Path(__file__).resolve().parent.parent, *Path.cwd().resolve().parents]
-    candidates.insert(1, Path.cwd().resolve())
-    for root in candidates:
-        if (root / "params").is_dir() and (root / "pyproject.toml").is_file():
-            return root
-    raise PolySpaceError("cannot find the project root (a folder with params/ and pyproject.toml); "
-                         f"run from inside the checkout or set {ROOT_ENV}")
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -238,62 +216,6 @@ def resolve_params(stage: str, given: Mapping[str, Any], env_preset: str | None 
     return resolved
 
 
-# ----------------------------------------------------------------------------- provenance
-
-def git_state(root: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout, or None values when it is not a git checkout."""
-    def run(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-_VERSIONED = ["torch", "torchvision", "transformers", "accelerate", "safetensors", "numpy",
-              "decord", "av", "opencv-python-headless", "scikit-image", "papermill", "nbconvert"]
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def device_description(device: "Any") -> str:
-    import torch
-
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
-    return str(device)
-
-
-def provenance(root: Path, params: Mapping[str, Any], device: Any) -> dict[str, Any]:
-    from . import __version__
-
-    return {
-        "git": git_state(root),
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()},
-        "versions": {"polyspace_core": __version__, "python": platform.python_version(), **package_versions()},
-        "device": device_description(device),
-        "seed": params.get("seed"),
-        "host": platform.node(),
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 # ----------------------------------------------------------------------------- the workspace
 
 @dataclass
@@ -418,7 +340,7 @@ def open_stage(stage: str, namespace: Mapping[str, Any] | None = None) -> Worksp
     device = best_device(params["device"])
     interactive = in_jupyterlab() if params["interactive"] == "auto" else bool(params["interactive"])
     ws = Workspace(stage=stage, params=params, root=root, device=device, interactive=interactive,
-                   provenance=provenance(root, params, device))
+                   provenance=provenance(root, device, params))
     ws.run_dir  # created on open so later cells can write into it
     return ws
 

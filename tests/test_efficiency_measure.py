@@ -1,5 +1,5 @@
 """FLOPs (analytic cross-check, attention present under every implementation, meta == real),
-parameters, latency and peak memory of polyspace_core.efficiency.measure / catalog."""
+parameters, latency and peak memory of polyspace_core.measure / catalog."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from polyspace_core.efficiency.catalog import REAL_BACKBONES, build_backbone, encoder_prefixes, resolve_backbone
-from polyspace_core.efficiency.components import backbone_cost
-from polyspace_core.efficiency.measure import (count_flops, count_parameters, measure_latency, measure_peak_memory,
+from polyspace_core.backbones.catalog import REAL_BACKBONES, backbone_cost, build_backbone, encoder_prefixes, resolve_backbone
+from polyspace_core.measure import (count_flops, count_parameters, measure_latency, measure_peak_memory,
                                                vit_layer_flops)
 from polyspace_core.errors import PolySpaceError
 
@@ -87,7 +86,7 @@ def test_multihead_attention_fast_path_is_counted():
     unfused path (in-projections, Q·Kᵀ, attention·V, out-projection) it takes with gradients."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from polyspace_core.efficiency.measure import _extra_formulas
+    from polyspace_core.measure import _extra_formulas
 
     def expected(b, lq, lk, e):
         return 2 * b * (lq + 2 * lk) * e * e + 2 * b * lq * e * e + 4 * b * lq * lk * e
@@ -202,7 +201,7 @@ def test_backbone_latency_only_under_the_threshold():
 def test_catalog_models_count_the_same_as_eager():
     """build_backbone uses SDPA where supported; its count equals the eager model's, on cpu and meta."""
     from polyspace_core.backbones import ARCHS
-    from polyspace_core.backbones import _transformers_class as cls
+    from polyspace_core.backbones.models import _transformers_class as cls
 
     spec = resolve_backbone("vivit-tiny")
     sdpa_model, inputs = build_backbone(spec, "cpu")

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from polyspace_core.efficiency.catalog import resolve_backbone
+from polyspace_core.backbones.catalog import resolve_backbone
 from polyspace_core.efficiency.components import (colorization_cost, converter_cost, fusion_head_config,
                                                   fusion_head_cost, tsm_cost)
-from polyspace_core.efficiency.measure import count_flops
+from polyspace_core.measure import count_flops
 from polyspace_core.efficiency.pipeline import (CONFIGURATIONS, FUSION, STUDENT_ONLY, TEACHERS, accuracy_from_eval,
                                                 pipeline_cost, pipeline_spec, spec_from_fusion_checkpoint)
 from polyspace_core.efficiency.storage import (feature_bytes, fusion_mode_throughput, storage_table, store_sizes,
@@ -219,7 +219,7 @@ def test_efficiency_metrics_keys(tiny_cost):
 
 def test_cli_flops(capsys):
     from polyspace_core.cli import main
-    from polyspace_core.efficiency.components import backbone_cost
+    from polyspace_core.backbones.catalog import backbone_cost
 
     assert main(["flops", "--model", "vivit-tiny", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -270,7 +270,7 @@ def test_figures_static_and_interactive(tiny_cost):
 
 def test_relative_checkpoint_folders_resolve_against_the_project_root(tmp_path, monkeypatch):
     from polyspace_core.backbones import load_backbone
-    from polyspace_core.workspace import project_root
+    from polyspace_core.paths import project_root
 
     root = project_root()
     folder = root / "runs" / "test_efficiency_tmp" / "vivit-zoo"

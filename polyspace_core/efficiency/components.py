@@ -13,33 +13,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .catalog import BackboneSpec, build_backbone, encoder_prefixes
-from .measure import Measurement, count_flops, count_parameters, measure, measure_latency, measure_peak_memory
-
-
-def backbone_cost(spec: BackboneSpec, device: torch.device | str = "cpu", *, latency: bool = False,
-                  latency_max_gflops: float | None = None, warmup: int = 1, repeats: int = 3) -> Measurement:
-    """One clip through a backbone's encoder (B=1, spec.frames x spec.size²). FLOPs and parameters
-    are counted on the meta device. Latency and peak memory are measured on `device` (random
-    weights) when `latency` is true, or when the clip costs at most `latency_max_gflops`."""
-    model, inputs = build_backbone(spec, "meta")
-    flops = count_flops(lambda: model(**inputs))
-    params = count_parameters(model, exclude_prefixes=encoder_prefixes(spec))
-    info = {"kind": "backbone", "arch": spec.arch, "frames": spec.frames, "size": spec.size,
-            "tokens_temporal": spec.tokens("temporal"), "dim": spec.width, "source": spec.source}
-    result = Measurement(spec.name, flops.total, params, flops_by_op=flops.by_op, spec=info)
-    del model, inputs
-    if latency_max_gflops is not None:
-        latency = latency or flops.total / 1e9 <= latency_max_gflops
-    if latency:
-        model, inputs = build_backbone(spec, device)
-
-        def run():
-            return model(**inputs)
-        result.memory = measure_peak_memory(run, device)
-        result.latency = measure_latency(run, device, warmup=warmup, repeats=repeats)
-        del model, inputs
-    return result
+from ..measure import Measurement, count_flops, count_parameters, measure, measure_latency, measure_peak_memory
 
 
 def _converter(config_fields: Mapping[str, Any], student: tuple[int, int], teacher: tuple[int, int],

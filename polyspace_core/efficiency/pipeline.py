@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import PolySpaceError
-from .catalog import BackboneSpec, resolve_backbone
-from .components import backbone_cost, converter_cost, fusion_head_config, fusion_head_cost, student_head_cost
-from .measure import Measurement
+from ..backbones.catalog import BackboneSpec, backbone_cost, resolve_backbone
+from .components import converter_cost, fusion_head_config, fusion_head_cost, student_head_cost
+from ..measure import Measurement
 
 STUDENT_ONLY = "student only"
 FUSION = "student + converters + fusion head"

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from matplotlib.figure import Figure
 
-from .measure import Measurement
+from ..measure import Measurement
 from .pipeline import CONFIGURATIONS, EVAL_KEYS, PipelineCost
 
 SHORT = {CONFIGURATIONS[0]: "student only", CONFIGURATIONS[1]: "student + conv. + head",

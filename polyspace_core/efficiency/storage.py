@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import PolySpaceError
-from .catalog import BackboneSpec
+from ..backbones.catalog import BackboneSpec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 TOKEN_RULES = ("temporal", "clip", "full")

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .catalog import BackboneSpec, resolve_backbone, tiny_specs
-from .components import backbone_cost, colorization_cost, tsm_cost
-from .measure import ATTENTION_OPS, Measurement
+from ..backbones.catalog import BackboneSpec, backbone_cost, resolve_backbone, tiny_specs
+from .components import colorization_cost, tsm_cost
+from ..measure import ATTENTION_OPS, Measurement
 from .pipeline import (CONFIGURATIONS, EVAL_KEYS, PipelineCost, PipelineSpec, accuracy_from_eval, pipeline_spec,
                        spec_from_fusion_checkpoint)
 
@@ -124,7 +124,7 @@ def attach_bench_latency(cost: PipelineCost, bench: dict[str, Any] | None) -> Pi
     `latency.device`); everything else is unchanged."""
     from dataclasses import replace as dc_replace
 
-    from .measure import Latency
+    from ..measure import Latency
 
     models = (bench or {}).get("models", {})
     components = dict(cost.components)

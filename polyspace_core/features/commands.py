@@ -131,7 +131,7 @@ def run_features_info(args: argparse.Namespace) -> int:
 
 
 def run_zoo(args: argparse.Namespace) -> int:
-    from ..zoo import build_zoo
+    from .zoo import build_zoo
 
     cards = build_zoo(args.out, args.data, epochs=args.epochs, device=args.device, force=args.force)
     for name, card in cards.items():

@@ -14,9 +14,7 @@ finished shard is never recomputed: rerunning the same command resumes (see stor
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import platform
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ import torch
 
 from ..backbones import TINY_PRESETS, VideoBackbone, load_backbones, preprocess_clips
 from ..errors import PolySpaceError
+from ..provenance import provenance
 from .store import DTYPES, FeatureStore, FeatureStoreWriter, dtype_name, sha256_file
 
 ON_ERROR = ("skip", "error")
@@ -175,17 +174,6 @@ def videos_id(paths: Sequence[str | os.PathLike]) -> str:
     return h.hexdigest()[:16]
 
 
-def _provenance(device: torch.device, world_size: int) -> dict[str, Any]:
-    from .. import __version__
-    from ..workspace import git_state, package_versions
-
-    root = Path(__file__).resolve().parents[2]
-    return {"git": git_state(root), "versions": {"polyspace_core": __version__,
-                                                 "python": platform.python_version(), **package_versions()},
-            "device": str(device), "world_size": world_size, "host": platform.node(),
-            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-
-
 # --------------------------------------------------------------------------------------------
 # the entry point
 
@@ -314,7 +302,7 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     dist.barrier()
 
     if dist.rank == 0:
-        store = writer.finalize(_provenance(dist.device, dist.world_size),
+        store = writer.finalize(provenance(Path(__file__).resolve().parents[2], dist.device, world_size=dist.world_size),
                                 extra={"frames_arg": frames, "sampling": "uniform over the annotated window"})
     dist.barrier()
     if dist.rank != 0:

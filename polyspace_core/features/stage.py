@@ -77,7 +77,7 @@ def prepare_models(ws) -> dict[str, Any]:
     reused) under data/zoo and every spec naming a tiny preset points at its trained copy.
     Returns {"student", "teachers", "zoo": {name: card}}."""
     from ..backbones import TINY_PRESETS
-    from ..zoo import build_zoo
+    from .zoo import build_zoo
 
     p = ws.p
     specs = [p.featurize_student, *p.featurize_teachers]
@@ -97,7 +97,7 @@ def models_table(models: dict[str, Any]):
     """The zoo cards as a table when the zoo is used, else the specs that will be loaded."""
     import pandas as pd
 
-    from ..zoo import zoo_table
+    from .zoo import zoo_table
 
     if models["zoo"]:
         return zoo_table(models["zoo"])

@@ -16,24 +16,4 @@ same network with a single stream. Modules:
     study.py        the miniature reproduction of notebook 07 (data, resumable runs, tables, metrics)
     plots.py        its figures
     commands.py     `polyspace train-ffn`
-
-Names are imported lazily (PEP 562) so that `polyspace --help`, which imports commands.py,
-does not pay for importing torch.
 """
-
-from __future__ import annotations
-
-import importlib
-
-from .archs import ARCHS
-
-_EXPORTS = {"TemporalDistillationLoss": "loss", "temporal_shift": "shift", "TSMConfig": "tsm_resnet",
-            "TSMResNet": "tsm_resnet", "build_model": "tsm_resnet", "load_imagenet_weights": "tsm_resnet"}
-
-__all__ = sorted([*_EXPORTS, "ARCHS"])
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

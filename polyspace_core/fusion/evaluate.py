@@ -108,7 +108,7 @@ def gate_statistics(gates: torch.Tensor, labels: torch.Tensor, teachers: Sequenc
 
 def _module_gflops(module: nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
     """GFLOPs of one clip through a head/probe/pipeline (batch of one, on CPU)."""
-    from ..efficiency.measure import count_flops
+    from ..measure import count_flops
 
     module = module.cpu().eval()
     one = {k: v[:1].cpu() for k, v in batch.items()}
@@ -118,8 +118,7 @@ def _module_gflops(module: nn.Module, batch: Mapping[str, torch.Tensor]) -> floa
 def backbone_gflops(store, name: str) -> float:
     """GFLOPs of one clip through a stored model's backbone at the clip spec it was extracted with
     (counted on the meta device: no weights are loaded)."""
-    from ..efficiency.catalog import resolve_backbone
-    from ..efficiency.components import backbone_cost
+    from ..backbones.catalog import backbone_cost, resolve_backbone
 
     info = store.model_info(name)
     spec = resolve_backbone(info["source"], frames=int(info["clip"]["frames"]))
@@ -197,7 +196,7 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
     cost: dict[str, Any] = {}
     gflops: dict[str, float | None] = {}
     if costs:
-        from ..efficiency.measure import count_flops
+        from ..measure import count_flops
 
         sample = next(iter(TensorBatches({m: test_b.features[m] for m in models}, test_b.labels, batch=1)))
         pipeline.cpu()

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import PolySpaceError
+from ..measure import Measurement, count_flops, count_parameters, measure_latency, measure_peak_memory
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ ALIASES.update({spec.source: name for name, spec in REAL_BACKBONES.items()})
 
 def tiny_specs() -> dict[str, BackboneSpec]:
     """The tiny presets of backbones.py as specs (name 'vjepa2_tiny' for preset 'vjepa2-tiny')."""
-    from ..backbones import TINY_PRESETS, TINY_SIZE
+    from .models import TINY_PRESETS, TINY_SIZE
 
     specs = {}
     for preset, (arch, kwargs) in TINY_PRESETS.items():
@@ -152,7 +153,7 @@ def _local_spec(name: str, folder: Path, frames: int | None) -> BackboneSpec:
     """Spec of a checkpoint folder from its config.json and processor (no weights are read)."""
     from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
 
-    from ..backbones import ARCHS, _clip_spec
+    from .models import ARCHS, _clip_spec
 
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -187,7 +188,7 @@ def _as_folder(source: str) -> Path | None:
     if path.is_dir():
         return path
     if not path.is_absolute():
-        from ..workspace import project_root
+        from ..paths import project_root
 
         try:
             candidate = project_root() / path
@@ -201,7 +202,7 @@ def resolve_backbone(spec: str, frames: int | None = None, size: int | None = No
     """A backbone spec from a catalogue name (vjepa2_vitl, videomae_tiny, ...), a backbones.py
     registry key or tiny preset (vjepa2, videomae-tiny, ...), one of the catalogue's hub ids, a
     local checkpoint folder, or NAME=SOURCE; optionally at another frame count / crop size."""
-    from ..backbones import parse_model_spec
+    from .models import parse_model_spec
 
     text = str(spec).strip()
     name, source = parse_model_spec(text) if "=" in text else (None, text)
@@ -230,8 +231,8 @@ def build_backbone(spec: BackboneSpec, device: torch.device | str = "meta") -> t
 
     Random weights: FLOPs and latency do not depend on the values. On `meta` nothing is allocated.
     The predictor of V-JEPA 2 is built (it is part of the class) but never run."""
-    from ..backbones import ARCHS
-    from ..backbones import _transformers_class as transformers_class
+    from .models import ARCHS
+    from .models import _transformers_class as transformers_class
 
     arch = ARCHS[spec.arch]
     config = transformers_class(arch.config_class)(**spec.config)
@@ -250,3 +251,28 @@ def build_backbone(spec: BackboneSpec, device: torch.device | str = "meta") -> t
 def encoder_prefixes(spec: BackboneSpec) -> tuple[str, ...]:
     """Parameter-name prefixes that are not part of the clip-feature path."""
     return ("predictor.",) if spec.arch == "vjepa2" else ()
+
+
+def backbone_cost(spec: BackboneSpec, device: torch.device | str = "cpu", *, latency: bool = False,
+                  latency_max_gflops: float | None = None, warmup: int = 1, repeats: int = 3) -> Measurement:
+    """One clip through a backbone's encoder (B=1, spec.frames x spec.size²). FLOPs and parameters
+    are counted on the meta device. Latency and peak memory are measured on `device` (random
+    weights) when `latency` is true, or when the clip costs at most `latency_max_gflops`."""
+    model, inputs = build_backbone(spec, "meta")
+    flops = count_flops(lambda: model(**inputs))
+    params = count_parameters(model, exclude_prefixes=encoder_prefixes(spec))
+    info = {"kind": "backbone", "arch": spec.arch, "frames": spec.frames, "size": spec.size,
+            "tokens_temporal": spec.tokens("temporal"), "dim": spec.width, "source": spec.source}
+    result = Measurement(spec.name, flops.total, params, flops_by_op=flops.by_op, spec=info)
+    del model, inputs
+    if latency_max_gflops is not None:
+        latency = latency or flops.total / 1e9 <= latency_max_gflops
+    if latency:
+        model, inputs = build_backbone(spec, device)
+
+        def run():
+            return model(**inputs)
+        result.memory = measure_peak_memory(run, device)
+        result.latency = measure_latency(run, device, warmup=warmup, repeats=repeats)
+        del model, inputs
+    return result

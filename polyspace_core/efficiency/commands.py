@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _flops(args: argparse.Namespace) -> int:
     import json
 
-    from .errors import PolySpaceError
-    from .seeding import best_device
+    from ..errors import PolySpaceError
+    from ..seeding import best_device
 
     if args.frames is not None and args.frames < 1:
         raise PolySpaceError(f"--frames {args.frames}: must be a positive integer")
@@ -50,19 +50,18 @@ def _flops(args: argparse.Namespace) -> int:
     device = best_device(args.device)
     match = _TSM.match(args.model.strip().lower())
     if match:
-        from .efficiency.components import tsm_cost
+        from .components import tsm_cost
 
         kind, arch = match.groups()
         result = tsm_cost(_TSM_ARCH.get(arch, arch), args.frames or 16, args.size or 224, ffn=kind == "ffn",
                           device=device, latency=args.latency, repeats=args.repeats)
     else:
-        from .efficiency.catalog import resolve_backbone
-        from .efficiency.components import backbone_cost
+        from ..backbones.catalog import backbone_cost, resolve_backbone
 
         spec = resolve_backbone(args.model, frames=args.frames, size=args.size)
         result = backbone_cost(spec, device, latency=args.latency, repeats=args.repeats)
 
-    from .efficiency.measure import ATTENTION_OPS
+    from ..measure import ATTENTION_OPS
 
     attention = sum(v for k, v in result.flops_by_op.items() if k in ATTENTION_OPS)
     record = {"model": result.name, **{k: v for k, v in result.spec.items() if k != "kind"},

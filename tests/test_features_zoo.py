@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from polyspace_core.backbones import load_backbone
-from polyspace_core.zoo import build_zoo, clip_features, linear_probe_accuracy, train_classifier
+from polyspace_core.features.zoo import build_zoo, clip_features, linear_probe_accuracy, train_classifier
 
 
 def order_clips(n: int, frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

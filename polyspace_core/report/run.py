@@ -1,4 +1,4 @@
-"""Reports: run notebooks headless with papermill, convert them to HTML, write the index page.
+"""Run notebooks headless with papermill, convert them to HTML, and keep the index (index.py) current.
 
 `run_report("smoke")` executes every notebook in order on the preset and writes
 
@@ -14,22 +14,21 @@ One failing notebook does not stop the others; it is shown as failed and the res
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
-import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PolySpaceError
-from .io import atomic_write_json, atomic_write_text
-from .stage_params import STAGES, stage_spec
-from .workspace import git_state, load_preset, package_versions, project_root
+from ..errors import PolySpaceError
+from ..io import atomic_write_text
+from ..paths import project_root
+from ..stage_params import STAGES, stage_spec
+from ..workspace import load_preset
+from .index import write_index
 
 KERNEL = "python3"
-_META_KEYS = {"stage", "preset", "params", "provenance", "elapsed_s"}
 
 
 @dataclass
@@ -132,13 +131,6 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
                        html=html_name, metrics=metrics, error=error)
 
 
-def key_figures(metrics: dict[str, Any], limit: int = 12) -> dict[str, Any]:
-    """The numbers a stage reports at top level (not its params/provenance), first `limit` of them."""
-    figures = {k: v for k, v in metrics.items()
-               if k not in _META_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return dict(list(figures.items())[:limit])
-
-
 def run_report(preset: str = "default", nb: str | None = None, root: Path | None = None,
                timeout_s: int | None = None) -> list[StageResult]:
     """Run the selected notebooks on `preset` and write the report; returns one result per stage.
@@ -158,79 +150,3 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
         # after every stage, so an interrupted report still lists what finished
         write_index(out_dir, preset, root, results)
     return results
-
-
-def write_index(out_dir: Path, preset: str, root: Path, results: list[StageResult]) -> dict[str, Any]:
-    """Merge `results` into index.json / index.html: stages not in `results` keep the entry the
-    index holds now (re-read at every write, so two reports of one preset, e.g. `NB=01` and
-    `NB=08` in two shells, do not drop each other's rows)."""
-    index_path = out_dir / "index.json"
-    previous = {}
-    if index_path.is_file():
-        previous = {s["stage"]: s for s in json.loads(index_path.read_text(encoding="utf-8")).get("stages", [])}
-    rows = []
-    for stage in STAGES:
-        fresh = next((r for r in results if r.stage == stage), None)
-        if fresh is not None:
-            rows.append(asdict(fresh))
-        elif stage in previous:
-            rows.append(previous[stage])
-    index = {
-        "preset": preset,
-        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "total_duration_s": round(sum(r["duration_s"] for r in rows), 2),
-        "provenance": report_provenance(root, preset),
-        "stages": rows,
-    }
-    atomic_write_json(index_path, index)
-    atomic_write_text(out_dir / "index.html", render_index(index))
-    return index
-
-
-def report_provenance(root: Path, preset: str) -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    return {"git": git_state(root), "versions": {"python": platform.python_version(), **package_versions()},
-            "device": device, "params": load_preset(preset, root)}
-
-
-def render_index(index: dict[str, Any]) -> str:
-    """The report's front page: one row per stage with status, duration, key figures, links."""
-    esc = html.escape
-    rows = []
-    for s in index["stages"]:
-        figures = key_figures(s.get("metrics", {}))
-        figure_text = "<br>".join(f"<code>{esc(k)}</code> {v:.4g}" if isinstance(v, float) else f"<code>{esc(k)}</code> {v}"
-                                  for k, v in figures.items()) or "&mdash;"
-        link = f'<a href="{esc(s["html"])}">{esc(s["stage"])}</a>' if s.get("html") else esc(s["stage"])
-        status = s["status"] + (f'<br><small>{esc(s["error"])}</small>' if s.get("error") else "")
-        seed = s.get("metrics", {}).get("provenance", {}).get("seed", "")
-        rows.append(f'<tr class="{esc(s["status"])}"><td>{link}</td><td>{status}</td>'
-                    f'<td>{s["duration_s"]:.1f} s</td><td>{seed}</td><td>{figure_text}</td></tr>')
-    prov = index["provenance"]
-    git = prov["git"]
-    git_text = (git["commit"] or "not a git checkout") + (" (dirty)" if git["dirty"] else "")
-    versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
-    params = "".join(f"<tr><td><code>{esc(str(k))}</code></td><td>{esc(str(v))}</td></tr>" for k, v in prov["params"].items())
-    failed = sum(s["status"] != "ok" for s in index["stages"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>PolySpace report: {esc(index['preset'])}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; vertical-align: top; text-align: left; }}
-tr.ok td:nth-child(2) {{ color: #1a7f37; }} tr.failed td:nth-child(2) {{ color: #cf222e; font-weight: bold; }}
-</style></head><body>
-<h1>PolySpace Workspace report &mdash; preset <code>{esc(index['preset'])}</code></h1>
-<p>Generated {esc(index['generated'])}; {len(index['stages'])} stages, {failed} failed;
-total notebook time {index['total_duration_s']:.1f} s.</p>
-<table><tr><th>stage</th><th>status</th><th>duration</th><th>seed</th><th>key figures</th></tr>
-{''.join(rows)}</table>
-<h2>Provenance</h2>
-<p>git {esc(git_text)}<br>device {esc(prov['device'])}<br><small>{esc(versions)}</small></p>
-<h3>Preset parameters</h3><table>{params}</table>
-</body></html>
-"""

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import TINY_PRESETS, VideoBackbone, load_backbone
-from .errors import PolySpaceError
-from .io import atomic_write_json
+from ..backbones import TINY_PRESETS, VideoBackbone, load_backbone
+from ..errors import PolySpaceError
+from ..io import atomic_write_json
 
 ZOO_VERSION = 1
 PRETRAIN_SEED = 1001  # the downstream demo set uses other seeds; clips are keyed by seed
@@ -57,8 +57,8 @@ TRAIN = dict(epochs=12, batch=16, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0
 def pretrain_spec(data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The pretraining set's generator parameters with the classes resolved to names and the
     generator version, so a changed SynthMotion generator never passes for a cached one."""
-    from .datasets.synthmotion import select_classes
-    from .datasets.synthmotion_layouts import GENERATOR_VERSION
+    from ..datasets.synthmotion import select_classes
+    from ..datasets.synthmotion_layouts import GENERATOR_VERSION
 
     data = {**PRETRAIN_DATA, **(data or {})}
     return {**data, "classes": select_classes(data["classes"]), "seed": PRETRAIN_SEED,
@@ -92,7 +92,7 @@ def load_pixels(split: Any, backbones: Sequence[VideoBackbone], progress: bool =
     name -> pixels (N, T, 3, h, w), kept as float16 to halve the memory (cast back per batch)."""
     from tqdm.auto import tqdm
 
-    from .video.multi import ClipRequest, decode_clips
+    from ..video.multi import ClipRequest, decode_clips
 
     requests = [ClipRequest(b.name, b.frames, sampling="uniform") for b in backbones]
     pixels: dict[str, list[torch.Tensor]] = {b.name: [] for b in backbones}
@@ -105,7 +105,7 @@ def load_pixels(split: Any, backbones: Sequence[VideoBackbone], progress: bool =
 
 def coarse_labels(class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """(coarse group names, fine label -> coarse label) for SynthMotion class names."""
-    from .datasets import class_coarse_group
+    from ..datasets import class_coarse_group
 
     groups = list(dict.fromkeys(class_coarse_group(c) for c in class_names))
     return groups, np.array([groups.index(class_coarse_group(c)) for c in class_names], dtype=np.int64)
@@ -203,8 +203,8 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     TRAIN["epochs"]). force: retrain even when a member with the same recipe exists.
     pretrain: overrides of PRETRAIN_DATA (classes, clips_per_class, ...) for a smaller set.
     """
-    from .datasets import generate_synthmotion, load_split
-    from .seeding import best_device
+    from ..datasets import generate_synthmotion, load_split
+    from ..seeding import best_device
 
     members = list(members or MEMBERS)
     unknown = [m for m in members if m not in MEMBERS]

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..errors import PolySpaceError
+from .errors import PolySpaceError
 
 aten = torch.ops.aten
 

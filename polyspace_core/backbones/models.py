@@ -15,7 +15,7 @@ V-JEPA 2 runs its encoder only (`skip_predictor=True`). ViViT is loaded without 
 Tiny presets `vjepa2-tiny`, `videomae-tiny`, `timesformer-tiny`, `vivit-tiny` are the same
 classes with small configs (32 px, 8-16 frames, 2-3 layers, width 64-128) and RANDOM weights,
 initialised from a fixed per-preset seed so every process builds the same network. They exist
-for smoke tests and as the architectures the tiny zoo (`polyspace_core.zoo`) trains; the zoo's
+for smoke tests and as the architectures the tiny zoo (`polyspace_core.features.zoo`) trains; the zoo's
 trained copies live in `data/zoo/<name>` and load like any local checkpoint.
 
 Wherever a key is accepted, a hub id or a local directory (saved with `save_pretrained` of
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import PolySpaceError
+from ..errors import PolySpaceError
 
 TOKEN_RULES = ("temporal", "full", "clip")
 

@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import run_report
-    from .workspace import project_root
+    from ..paths import project_root
+    from .run import run_report
 
     results = run_report(args.preset, args.nb, timeout_s=args.timeout)
     failed = [r.stage for r in results if r.status != "ok"]
