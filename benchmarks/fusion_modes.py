@@ -103,7 +103,8 @@ def main() -> None:
     args.student = args.student or default_student()
 
     from polyspace_core.fusion.data import cached_batches, open_split_store
-    from polyspace_core.fusion.engine import TrainSettings, fit, make_accelerator
+    from polyspace_core.distributed import make_accelerator
+    from polyspace_core.fusion.engine import TrainSettings, fit
     from polyspace_core.fusion.pipeline import build_pipeline, load_converters
     from polyspace_core.fusion.train import HeadOptions, train_fusion
 

@@ -11,7 +11,8 @@ import torch
 
 from polyspace_core.cli import main
 from polyspace_core.errors import PolySpaceError
-from polyspace_core.fusion.engine import TrainSettings, make_accelerator
+from polyspace_core.distributed import make_accelerator
+from polyspace_core.fusion.engine import TrainSettings
 from polyspace_core.fusion.train import HeadOptions, train_fusion
 
 STUDENT, TEACHER = "vjepa2-tiny", "timesformer-tiny"

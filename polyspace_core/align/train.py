@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json, save_safetensors_atomic
 from ..seeding import best_device, seed_everything
@@ -268,11 +269,7 @@ def load_converter(directory: str | Path, device: str | torch.device = "cpu") ->
     if not weights.is_file():
         raise PolySpaceError(f"{weights}: file not found; the checkpoint is incomplete, train it again")
     converter = build_converter(ConverterConfig.from_dict(meta["config"]))
-    try:
-        converter.load_state_dict(load_file(str(weights)), strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "state dict mismatch"
-        raise PolySpaceError(f"{weights}: weights do not fit the saved config ({first})") from None
+    load_state_dict_strict(converter, load_file(str(weights)), weights)
     converter.info = meta
     return converter.to(device).eval()
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoints import load_state_dict_strict, read_module, save_module
 from ..errors import PolySpaceError
 from .lab import denormalize_l
 from .unet import SmallUNet
@@ -259,35 +260,18 @@ class ExemplarBranch(nn.Module):
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """config.json + model.safetensors (every weight, the frozen embedding included)."""
-        from ..io import atomic_write_json, save_safetensors_atomic
-
-        folder = Path(folder)
-        atomic_write_json(folder / "config.json", {"kind": "exemplar_branch", **asdict(self.config)})
-        save_safetensors_atomic(self.state_dict(), folder / "model.safetensors")
-        return folder
+        return save_module(folder, "exemplar_branch", asdict(self.config), self)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ExemplarBranch":
         """Load a branch saved by save_pretrained (Strategy 1: the colour net stays frozen)."""
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        cfg_path, weights = folder / "config.json", folder / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise PolySpaceError(f"exemplar checkpoint {folder}: needs config.json and model.safetensors "
-                                 f"(written by ExemplarBranch.save_pretrained)")
-        raw = json.loads(cfg_path.read_text())
-        if raw.pop("kind", None) != "exemplar_branch":
-            raise PolySpaceError(f"{cfg_path}: not an exemplar-branch config")
+        raw, weights = read_module(folder, "exemplar_branch", map_location, what="exemplar checkpoint")
         try:
             config = ExemplarConfig(**raw)
         except TypeError as e:
-            raise PolySpaceError(f"{cfg_path}: unexpected config ({e})") from None
+            raise PolySpaceError(f"{Path(folder) / 'config.json'}: unexpected config ({e})") from None
         branch = cls(config)
-        missing, unexpected = branch.load_state_dict(load_file(str(weights), device=str(map_location)), strict=False)
-        if missing or unexpected:
-            raise PolySpaceError(f"{weights}: weights do not fit the config (missing {missing[:3]}, "
-                                 f"unexpected {unexpected[:3]})")
+        load_state_dict_strict(branch, weights, Path(folder) / "model.safetensors")
         branch.pretrained = True
         branch.apply_strategy()
         return branch

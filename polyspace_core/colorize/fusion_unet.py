@@ -15,7 +15,6 @@ better-confidence branch" variant.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,14 +22,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import PolySpaceError
+from ..checkpoints import load_state_dict_strict, read_module, save_module
 from .unet import SmallUNet
 
 IN_CHANNELS = 7
 
 
 @dataclass
-class FusionConfig:
+class FusionUNetConfig:
     base: int = 16
     depth: int = 2
     stem_stride: int = 2       # run at half resolution (see unet.py)
@@ -40,9 +39,9 @@ class FusionConfig:
 class FusionUNet(nn.Module):
     """(l, ab_t, conf_t, ab_e, sim_e) -> {'ab', 'gate'}; see the module docstring."""
 
-    def __init__(self, config: FusionConfig | None = None):
+    def __init__(self, config: FusionUNetConfig | None = None):
         super().__init__()
-        self.config = config or FusionConfig()
+        self.config = config or FusionUNetConfig()
         self.net = SmallUNet(IN_CHANNELS, 3, base=self.config.base, depth=self.config.depth,
                              stem_stride=self.config.stem_stride)
 
@@ -55,27 +54,12 @@ class FusionUNet(nn.Module):
         return {"ab": ab, "gate": gate}
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        from ..io import atomic_write_json, save_safetensors_atomic
-
-        folder = Path(folder)
-        atomic_write_json(folder / "config.json", {"kind": "fusion_unet", **asdict(self.config)})
-        save_safetensors_atomic(self.state_dict(), folder / "model.safetensors")
-        return folder
+        """config.json + model.safetensors."""
+        return save_module(folder, "fusion_unet", asdict(self.config), self)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "FusionUNet":
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        cfg_path, weights = folder / "config.json", folder / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise PolySpaceError(f"fusion checkpoint {folder}: needs config.json and model.safetensors")
-        raw = json.loads(cfg_path.read_text())
-        if raw.pop("kind", None) != "fusion_unet":
-            raise PolySpaceError(f"{cfg_path}: not a fusion-UNet config")
-        net = cls(FusionConfig(**raw))
-        try:
-            net.load_state_dict(load_file(str(weights), device=str(map_location)))
-        except RuntimeError as e:
-            raise PolySpaceError(f"{weights}: weights do not fit the config ({str(e).splitlines()[0]})") from None
+        config, weights = read_module(folder, "fusion_unet", map_location, what="fusion-UNet checkpoint")
+        net = cls(FusionUNetConfig(**config))
+        load_state_dict_strict(net, weights, Path(folder) / "model.safetensors")
         return net

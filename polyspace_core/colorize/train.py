@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from .data import ColorClip, FrameDataset, SequenceDataset
 from .exemplar import ExemplarBranch
@@ -35,13 +36,6 @@ from .lab import split_lab
 from .loss import FusionLoss, build_feature_net
 from .system import FusionSystem
 from .train_config import TrainConfig, add_train_arguments  # noqa: F401  (re-exported)
-
-
-def make_accelerator(cfg: TrainConfig, device: torch.device | str = "cpu"):
-    """An Accelerator for this config (process-wide accelerate state cleared outside a launch)."""
-    from ..distributed import make_accelerator as _make
-
-    return _make(torch.device(device), cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
 
 
 def _loader(dataset, batch_size: int, seed: int, num_samples: int | None = None) -> DataLoader:
@@ -76,7 +70,7 @@ def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_cli
     from tqdm.auto import tqdm
 
     cfg.check()
-    acc = make_accelerator(cfg, device)
+    acc = make_accelerator(torch.device(device), cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
     branch.apply_strategy()
     opt = torch.optim.Adam(branch.trainable_parameters(), lr=cfg.lr_exemplar)
     loader = _loader(FrameDataset(train_clips), cfg.batch_size, cfg.seed,
@@ -127,13 +121,13 @@ def fusion_val_l1(system: FusionSystem, clips: list[ColorClip], device: torch.de
     return total / max(count, 1)
 
 
-def train_fusion(system: FusionSystem, train_clips: list[ColorClip], val_clips: list[ColorClip],
+def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_clips: list[ColorClip],
                  cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> list[dict]:
     """Phase B in place on `system` (best validation epoch kept). Returns per-epoch history."""
     from tqdm.auto import tqdm
 
     cfg.check()
-    acc = make_accelerator(cfg, device)
+    acc = make_accelerator(torch.device(device), cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
     system.exemplar.apply_strategy()
     groups = system.get_parameter_groups(lr_exemplar=cfg.lr_exemplar_finetune, lr_fusion=cfg.lr_fusion)
     opt = torch.optim.Adam(groups)
@@ -222,7 +216,7 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
     system = FusionSystem(branch, flow=flow).to(device)
     system.trained_size = int(min(train_clips[0].frames.shape[1:3]))
     history = [h for h in history if h["phase"] != "fusion"]
-    history += train_fusion(system, train_clips, val_clips, cfg, device, progress)
+    history += train_fusion_unet(system, train_clips, val_clips, cfg, device, progress)
     if _is_main_process():
         system.save_pretrained(final)
         _save_history(history_path, history, cfg)

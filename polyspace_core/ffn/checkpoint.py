@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoints import optimizer_to_parts
 from ..errors import PolySpaceError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
 
@@ -29,30 +30,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     if path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
-
-
-def optimizer_to_parts(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """torch optimizer state_dict -> (tensors by 'optimizer.<index>.<slot>', JSON-able rest)."""
-    tensors, extra = {}, {}
-    for index, slots in state["state"].items():
-        for slot, value in slots.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{index}.{slot}"] = value
-            else:
-                extra.setdefault(str(index), {})[slot] = value
-    return tensors, {"param_groups": state["param_groups"], "state_extra": extra}
-
-
-def optimizer_from_parts(tensors: dict[str, torch.Tensor], json_part: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of optimizer_to_parts: a dict for optimizer.load_state_dict."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, slot = key.split(".", 2)
-            state.setdefault(int(index), {})[slot] = value
-    for index, slots in json_part.get("state_extra", {}).items():
-        state.setdefault(int(index), {}).update(slots)
-    return {"state": state, "param_groups": json_part["param_groups"]}
 
 
 def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor],
@@ -68,7 +45,7 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor],
     record = {"format": FORMAT, **info}
     if optimizer_state is not None:
         opt_tensors, opt_json = optimizer_to_parts(optimizer_state)
-        tensors.update({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()})
+        tensors.update(opt_tensors)
         record["optimizer"] = opt_json
     data = save(tensors)
     record["tensors_file"] = tensor_path.name

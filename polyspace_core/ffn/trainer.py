@@ -22,10 +22,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..io import atomic_write_json
 from ..seeding import best_device
-from .checkpoint import load_checkpoint, optimizer_from_parts, save_checkpoint
+from ..checkpoints import optimizer_from_parts
+from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import accuracy_by_frames, tfd_summary
 from .loss import LossParts, TemporalDistillationLoss
 from .tsm_resnet import TSMResNet
@@ -86,16 +88,6 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[s
             for name, params in groups.items() if params]
 
 
-def make_accelerator(config: TrainConfig):
-    """An Accelerate Accelerator for this process (single device, or one rank under a launcher)."""
-    from ..distributed import make_accelerator as _make
-
-    device = best_device(config.device)
-    if config.mixed_precision not in ("auto", "no") and device.type != "cuda":
-        raise PolySpaceError(f"mixed_precision={config.mixed_precision} needs a CUDA device; got {device}")
-    return _make(device, config.mixed_precision)
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
 
@@ -113,7 +105,10 @@ class TSMTrainer:
     def __init__(self, model: TSMResNet, train_data: Dataset, val_data: Dataset | None,
                  config: TrainConfig, save_dir: str | Path | None = None):
         self.config = config
-        self.accelerator = make_accelerator(config)
+        device = best_device(config.device)
+        if config.mixed_precision not in ("auto", "no") and device.type != "cuda":
+            raise PolySpaceError(f"mixed_precision={config.mixed_precision} needs a CUDA device; got {device}")
+        self.accelerator = make_accelerator(device, config.mixed_precision)
         self.device = self.accelerator.device
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.train_data, self.val_data = train_data, val_data

@@ -162,7 +162,8 @@ def _student_only(args: argparse.Namespace, probe) -> dict:
     """A student-only linear probe trained on train (selected on validation), scored on args.split."""
     from ..errors import PolySpaceError
     from .data import cached_batches, open_split_store
-    from .engine import make_accelerator, predict
+    from ..distributed import make_accelerator
+    from .engine import predict
     from .metrics import classification_metrics
     from .probes import train_linear_probe
 

@@ -33,11 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checkpoints import optimizer_from_parts, optimizer_to_parts
+from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json, save_safetensors_atomic
 from .metrics import classification_metrics
 
-STATE_FORMAT = "polyspace-fit-state/1"
+STATE_FORMAT = "polyspace-fit-state/2"  # 2: optimizer tensors named like every checkpoint's (checkpoints.py)
 
 
 @dataclass
@@ -76,17 +78,6 @@ class FitResult:
     history: dict[str, Any]
 
 
-# ---------------------------------------------------------------------------------------------
-# accelerate
-
-
-def make_accelerator(device: str | torch.device = "auto"):
-    """An Accelerator for `device`: bf16 on CUDA where supported, else fp16; none on CPU."""
-    from ..distributed import make_accelerator as _make
-
-    return _make(device, "auto")
-
-
 def lr_at(step: int, total: int, settings: TrainSettings) -> float:
     """Learning rate at optimisation step `step` (0-based) of `total`: linear warm-up, cosine decay."""
     warmup = int(settings.warmup_frac * total)
@@ -112,35 +103,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 # resumable state: safetensors for tensors, JSON for the rest
 
 
-def _optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = optimizer.state_dict()
-    tensors = {}
-    scalars: dict[str, Any] = {}
-    for pid, state in sd["state"].items():
-        for key, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{key}"] = value.detach().cpu()
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _optimizer_from_flat(tensors: Mapping[str, torch.Tensor], info: Mapping[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for name, value in info["scalars"].items():
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": info["param_groups"]}
-
-
 def _save_state(directory: Path, model: nn.Module, optimizer, best_state, record: dict[str, Any]) -> None:
     tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_state.items()})
-    opt_tensors, opt_info = _optimizer_to_flat(optimizer)
+    opt_tensors, opt_info = optimizer_to_parts(optimizer.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     save_safetensors_atomic(tensors, directory / "state.safetensors", metadata={"format": STATE_FORMAT})
@@ -269,7 +235,7 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         if loaded is not None:
             tensors, record = loaded
             model.load_state_dict(_strip(tensors, "model."))
-            optimizer.load_state_dict(_optimizer_from_flat(tensors, record["optimizer"]))
+            optimizer.load_state_dict(optimizer_from_parts(tensors, record["optimizer"]))
             best_state = _strip(tensors, "best.")
             torch.set_rng_state(tensors["rng.torch"])
             history, best = record["history"], record["best"]

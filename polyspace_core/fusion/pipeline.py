@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json, save_safetensors_atomic
 from .head import FusionConfig, FusionHead
@@ -215,10 +216,6 @@ def load_fusion(directory: str | Path, device: str | torch.device = "cpu") -> Fu
     config = FusionConfig.from_dict(meta["config"])
     converters = [build_converter(c) for c in meta["converters"]]
     pipeline = FusionPipeline(FusionHead(config), converters, meta.get("finetune_converters", False))
-    try:
-        pipeline.load_state_dict(load_file(str(weights)), strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "state dict mismatch"
-        raise PolySpaceError(f"{weights}: weights do not fit fusion.json ({first})") from None
+    load_state_dict_strict(pipeline, load_file(str(weights)), weights, against="fusion.json")
     pipeline.info = meta
     return pipeline.to(device).eval()

@@ -30,7 +30,8 @@ from ..errors import PolySpaceError
 from ..features.store import sha256_file
 from ..io import atomic_write_json
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
-from .engine import TrainSettings, fit, make_accelerator
+from ..distributed import make_accelerator
+from .engine import TrainSettings, fit
 from .head import count_trainable
 from .pipeline import FusionPipeline, build_pipeline, load_converters, precompute_converted, save_fusion
 
