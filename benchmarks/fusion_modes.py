@@ -46,7 +46,7 @@ def default_student() -> str:
 def preset_data(preset: str) -> dict | None:
     """The inputs a preset's report run produced (01's store, 02's converters), or None."""
     from polyspace_core.errors import PolySpaceError
-    from polyspace_core.fusion.stage import inputs_from_runs
+    from polyspace_core.fusion.study import inputs_from_runs
 
     runs = ROOT / "runs" / preset
     try:
@@ -104,7 +104,7 @@ def main() -> None:
 
     from polyspace_core.fusion.data import cached_batches, open_split_store
     from polyspace_core.distributed import make_accelerator
-    from polyspace_core.fusion.engine import TrainSettings, fit
+    from polyspace_core.fusion.train import TrainSettings, fit
     from polyspace_core.fusion.pipeline import build_pipeline, load_converters
     from polyspace_core.fusion.train import HeadOptions, train_fusion
 

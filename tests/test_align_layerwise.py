@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from polyspace_core.align.layerwise import backbone_layer_features, layer_features, layerwise_similarity, plot_layerwise
+from polyspace_core.align.layerwise import backbone_layer_features, layer_features, layerwise_similarity
+from polyspace_core.align.plots import plot_layerwise
 from polyspace_core.backbones import load_backbone
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.features.store import FeatureStoreWriter

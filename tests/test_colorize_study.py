@@ -1,4 +1,4 @@
-"""Notebook 08's glue (colorize/study.py) and figures (colorize/viz.py) on a tiny SynthColor set."""
+"""Notebook 08's glue (colorize/study.py) and figures (colorize/plots.py) on a tiny SynthColor set."""
 
 from types import SimpleNamespace
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from polyspace_core.colorize import study, viz
+from polyspace_core.colorize import plots, study
 from polyspace_core.colorize.evaluate import METHODS, summary_table
 from polyspace_core.colorize.flow import DISFlow
 from polyspace_core.colorize.train import TrainConfig
@@ -61,11 +61,11 @@ def test_train_evaluate_metrics_and_settings_guard(tiny, tmp_path, capsys):
     assert frames["fusion"].shape == (4, 32, 32, 3)
     with pytest.raises(PolySpaceError, match="kept 1 clips"):
         study.strip_outputs(evaluation, 3)
-    assert len(viz.frame_strips(evaluation["outputs"])) == 1
-    for fig in (viz.plot_training_history(other.history), viz.plot_per_frame_curves(evaluation),
-                viz.frame_browser(evaluation["outputs"], interactive=False)):
+    assert len(plots.frame_strips(evaluation["outputs"])) == 1
+    for fig in (plots.plot_training_history(other.history), plots.plot_per_frame_curves(evaluation),
+                plots.frame_browser(evaluation["outputs"], interactive=False)):
         assert fig.axes
-    assert type(viz.frame_browser(evaluation["outputs"], interactive=True)).__name__ == "VBox"
+    assert type(plots.frame_browser(evaluation["outputs"], interactive=True)).__name__ == "VBox"
 
 
 def test_ws_parameters_map_onto_the_training_config(tmp_path):

@@ -158,7 +158,7 @@ def test_token_figure_shows_frames_and_every_model(synth, tmp_path):
     matplotlib.use("Agg")
     from polyspace_core.datasets import load_split
     from polyspace_core.features.featurize import featurize
-    from polyspace_core.features.stats import plot_norms, plot_token_features
+    from polyspace_core.features.plots import plot_norms, plot_token_features
 
     split = load_split("synthmotion", synth, "validation")
     result = featurize(split, "vjepa2-tiny", ["vivit-tiny"], tmp_path, device="cpu", progress=False)

@@ -39,10 +39,10 @@ def _worker(out_dir: Path) -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_ffn_trainer import moving_bar_clips
+    from test_ffn_train import moving_bar_clips
 
     from polyspace_core.ffn.evaluate import accuracy_by_frames
-    from polyspace_core.ffn.trainer import FFNTrainer, TrainConfig
+    from polyspace_core.ffn.train import FFNTrainer, TrainConfig
     from polyspace_core.ffn.tsm_resnet import build_model
 
     torch.manual_seed(0)

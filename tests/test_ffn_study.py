@@ -8,7 +8,7 @@ import torch
 
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.ffn import study
-from test_ffn_trainer import moving_bar_clips
+from test_ffn_train import moving_bar_clips
 
 SETTINGS = dict(arch="tiny", epochs=2, batch_size=8, lr=0.05, fc_lr_mult=1.0, seed=0, device="cpu", verbose=False)
 

@@ -10,7 +10,7 @@ from torch import nn
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.fusion.data import TensorBatches, epoch_batches
 from polyspace_core.distributed import make_accelerator
-from polyspace_core.fusion.engine import TrainSettings, fit, predict
+from polyspace_core.fusion.train import TrainSettings, fit, predict
 from polyspace_core.fusion.head import FusionConfig, FusionHead, count_trainable, matched_student_head
 from polyspace_core.fusion.metrics import classification_metrics, confusion_matrix, topk_accuracy
 from polyspace_core.fusion.pipeline import FusionPipeline, load_fusion, save_fusion

@@ -12,7 +12,7 @@ import torch
 from polyspace_core.cli import main
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.distributed import make_accelerator
-from polyspace_core.fusion.engine import TrainSettings
+from polyspace_core.fusion.train import TrainSettings
 from polyspace_core.fusion.train import HeadOptions, train_fusion
 
 STUDENT, TEACHER = "vjepa2-tiny", "timesformer-tiny"
@@ -166,7 +166,7 @@ def test_video_batches_skip_or_stop_at_an_undecodable_video(chain, tmp_path):
 
 
 def test_stage_inputs_come_from_the_store_manifest(chain, tmp_path):
-    from polyspace_core.fusion.stage import inputs_from_runs
+    from polyspace_core.fusion.study import inputs_from_runs
 
     inputs = inputs_from_runs(tmp_path, tmp_path, tmp_path, cached=False, features=chain["features"],
                               converters=chain["converters"])

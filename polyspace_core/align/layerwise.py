@@ -15,7 +15,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ..errors import PolySpaceError
@@ -101,28 +100,3 @@ def layerwise_similarity(rows: Sequence[np.ndarray], cols: Sequence[np.ndarray],
         raise PolySpaceError(f"similarity metric {metric!r} is unknown; use one of {', '.join(SIMILARITY_METRICS)}")
     fn = SIMILARITY_METRICS[metric]
     return np.array([[fn(a, b) for b in cols] for a in rows])
-
-
-def plot_layerwise(features: dict[str, list[np.ndarray]], student: str, others: Sequence[str],
-                   metric: str = "debiased_cka") -> Figure:
-    """One heatmap per other model: student layers (rows) x that model's layers (columns).
-
-    Debiased CKA by default: with a few dozen clips and hundreds of feature dims, biased (plain
-    linear) CKA is inflated towards 1 for any pair of layers and hides the structure."""
-    import seaborn as sns
-
-    from ..viz import new_figure
-
-    fig = new_figure((3.6 * len(others) + 0.8, 3.4))
-    axes = fig.subplots(1, len(others), squeeze=False)[0]
-    for ax, other in zip(axes, others):
-        matrix = layerwise_similarity(features[student], features[other], metric)
-        labels_r = [str(i + 1) for i in range(matrix.shape[0])]
-        labels_c = [str(j + 1) for j in range(matrix.shape[1])]
-        sns.heatmap(matrix, vmin=min(0.0, float(matrix.min())), vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax, square=True,
-                    xticklabels=labels_c, yticklabels=labels_r, cbar=ax is axes[-1], annot_kws={"fontsize": 7})
-        ax.invert_yaxis()
-        ax.set_xlabel(f"{other} layer")
-        ax.set_ylabel(f"{student} layer")
-        ax.set_title(f"{metric}: {student} vs {other}")
-    return fig

@@ -10,8 +10,10 @@ from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported:
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from matplotlib.figure import Figure
 
+from .layerwise import layerwise_similarity
 from .study import CLOSED_FORM_LOSS, FIDELITY_METRICS, AlignmentSpaces, ConverterGrid, alignment_table, load_spaces
 
 ARROW = "\u2192"
@@ -172,3 +174,26 @@ def alignment_explorer(features: str | Path, converters: str | Path, splits: Seq
         w.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox([metric_w, split_w, teacher_w]), out])
+
+
+def plot_layerwise(features: dict[str, list[np.ndarray]], student: str, others: Sequence[str],
+                   metric: str = "debiased_cka") -> Figure:
+    """One heatmap per other model: student layers (rows) x that model's layers (columns).
+
+    Debiased CKA by default: with a few dozen clips and hundreds of feature dims, biased (plain
+    linear) CKA is inflated towards 1 for any pair of layers and hides the structure."""
+    import seaborn as sns
+
+    fig = new_figure((3.6 * len(others) + 0.8, 3.4))
+    axes = fig.subplots(1, len(others), squeeze=False)[0]
+    for ax, other in zip(axes, others):
+        matrix = layerwise_similarity(features[student], features[other], metric)
+        labels_r = [str(i + 1) for i in range(matrix.shape[0])]
+        labels_c = [str(j + 1) for j in range(matrix.shape[1])]
+        sns.heatmap(matrix, vmin=min(0.0, float(matrix.min())), vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax, square=True,
+                    xticklabels=labels_c, yticklabels=labels_r, cbar=ax is axes[-1], annot_kws={"fontsize": 7})
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{other} layer")
+        ax.set_ylabel(f"{student} layer")
+        ax.set_title(f"{metric}: {student} vs {other}")
+    return fig

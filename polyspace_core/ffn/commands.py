@@ -58,7 +58,7 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .data import MultiFrameClips, load_ssv2_split
     from .evaluate import evaluate_tfd
-    from .trainer import FFNTrainer, TrainConfig, TSMTrainer
+    from .train import FFNTrainer, TrainConfig, TSMTrainer
     from .tsm_resnet import build_model, load_imagenet_weights
 
     seed_everything(args.seed)

@@ -29,7 +29,7 @@ from .data import MultiFrameClips
 from .evaluate import accuracy_by_frames, flops_per_frame_count
 from ..io import atomic_write_json, read_json
 from .checkpoint import load_checkpoint
-from .trainer import FFNTrainer, TrainConfig, TSMTrainer
+from .train import FFNTrainer, TrainConfig, TSMTrainer
 from .tsm_resnet import TSMResNet, build_model
 
 # FFN (Zhang et al., CVPR 2023), Table 1: TSM-R50 on Something-Something V2, top-1 (%) at 4/8/16 frames

@@ -87,7 +87,7 @@ def _features_root(args: argparse.Namespace) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from ..seeding import seed_everything
-    from .engine import TrainSettings
+    from .train import TrainSettings
     from .train import HeadOptions, train_fusion
 
     seed_everything(args.seed)
@@ -117,7 +117,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ..errors import PolySpaceError
     from ..io import atomic_write_json
     from ..seeding import seed_everything
-    from .engine import TrainSettings
+    from .train import TrainSettings
 
     seed_everything(args.seed)
     if not args.fusion and not args.student_only:
@@ -163,7 +163,7 @@ def _student_only(args: argparse.Namespace, probe) -> dict:
     from ..errors import PolySpaceError
     from .data import cached_batches, open_split_store
     from ..distributed import make_accelerator
-    from .engine import predict
+    from .train import predict
     from .metrics import classification_metrics
     from .probes import train_linear_probe
 

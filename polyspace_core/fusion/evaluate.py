@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import PolySpaceError
 from .data import TensorBatches, cached_batches, open_split_store
 from ..distributed import make_accelerator
-from .engine import TrainSettings, predict
+from .train import TrainSettings, predict
 from .head import count_trainable
 from .metrics import classification_metrics, confusion_matrix
 from .pipeline import load_fusion

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .data import TensorBatches
-from .engine import FitResult, TrainSettings, fit
+from .train import FitResult, TrainSettings, fit
 from .head import LinearProbe, count_trainable, matched_student_head
 
 

@@ -1,4 +1,4 @@
-"""Train the fusion head: one entry point, two modes.
+"""Training: the fusion head in either mode, and the one loop every classifier here goes through.
 
     run = train_fusion(mode="cached", features="runs/default/01_featurize/features",
                        converters="runs/default/02_train_converters/converters", save_dir=...)
@@ -13,27 +13,347 @@ video    videos -> decode -> the student's processor -> the frozen student -> co
          through featurize's own ClipSource and VideoBackbone.features, so a video gives the
          features it has in the store.
 
-Everything after the batch source is the same code (`engine.fit`): the same batches (a function of
+Everything after the batch source is the same code (`fit`, below): the same batches (a function of
 seed and epoch), the same loss, optimiser and schedule, selection on the validation split, and the
 same checkpoints — `<save_dir>/best/` (fusion.safetensors + fusion.json) and `<save_dir>/last/`
 (resume state), plus `<save_dir>/history.json`. The test split is not touched here (05 reports it once).
+
+    result = fit(model, train_batches, val_batches, TrainSettings(epochs=10, lr=1e-3), source=None)
+
+One plain loop: for each epoch, for each batch, `source(batch)` (video mode: the frozen student
+turns pixels into token features; cached mode: nothing to do), forward, cross-entropy (+ the
+model's aux loss, e.g. gate sparsity), backward, AdamW step with linear warm-up then cosine decay.
+After every epoch the validation split is scored and the best epoch (top-1, then loss) is kept —
+the test split is never seen here.
+
+Scale-out goes through HF Accelerate: under `accelerate launch` / `torchrun` the model is wrapped
+in DDP and each process takes its share of every global batch (`--batch` stays the global batch,
+so 1 and N processes take the same optimisation steps); on one process it is a plain loop. On
+CUDA the forward runs under autocast (bf16 where supported, else fp16 with loss scaling).
+
+With `save_dir`, the loop checkpoints `last/` after every epoch (weights, optimizer moments, step,
+RNG, history, best weights; safetensors + JSON) and resumes from it: the epoch's batch order is a
+function of (seed, epoch), so a resumed run takes exactly the steps an uninterrupted one takes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..checkpoints import optimizer_from_parts, optimizer_to_parts
+from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..features.store import sha256_file
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json, save_safetensors_atomic
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
-from ..distributed import make_accelerator
-from .engine import TrainSettings, fit
 from .head import count_trainable
+from .metrics import classification_metrics
 from .pipeline import FusionPipeline, build_pipeline, load_converters, precompute_converted, save_fusion
+
+STATE_FORMAT = "polyspace-fit-state/2"  # 2: optimizer tensors named like every checkpoint's (checkpoints.py)
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings. batch is the global batch (split across processes)."""
+
+    epochs: int = 10
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_frac: float = 0.05      # share of all steps spent warming up linearly
+    min_lr_frac: float = 0.01      # cosine decays to lr * min_lr_frac
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0         # max gradient norm; 0 = off
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = (("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+                  ("batch", isinstance(self.batch, int) and self.batch >= 1, "an integer >= 1"),
+                  ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf, "a number > 0"),
+                  ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                  ("warmup_frac", 0 <= self.warmup_frac < 1, "in [0, 1)"),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                  ("grad_clip", self.grad_clip >= 0, ">= 0"))
+        for name, ok, want in checks:
+            if not ok:
+                raise PolySpaceError(f"training {name}={getattr(self, name)!r}: must be {want}")
+
+
+@dataclass
+class FitResult:
+    """model: the best epoch's weights, unwrapped, in eval mode. history: JSON-ready curves and
+    the summary (best_epoch, best_val_top1, train_samples_per_s, ...)."""
+
+    model: nn.Module
+    history: dict[str, Any]
+
+
+def lr_at(step: int, total: int, settings: TrainSettings) -> float:
+    """Learning rate at optimisation step `step` (0-based) of `total`: linear warm-up, cosine decay."""
+    warmup = int(settings.warmup_frac * total)
+    if step < warmup:
+        return settings.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = settings.lr * settings.min_lr_frac
+    return floor + 0.5 * (settings.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters in two groups: matrices decay, biases/norm weights/1-d params don't."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    if not decay and not no_decay:
+        raise PolySpaceError("training: the model has no trainable parameters")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ---------------------------------------------------------------------------------------------
+# resumable state: safetensors for tensors, JSON for the rest
+
+
+def _save_state(directory: Path, model: nn.Module, optimizer, best_state, record: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    opt_tensors, opt_info = optimizer_to_parts(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_safetensors_atomic(tensors, directory / "state.safetensors", metadata={"format": STATE_FORMAT})
+    atomic_write_json(directory / "state.json", {**record, "format": STATE_FORMAT, "optimizer": opt_info})
+
+
+def _load_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    from safetensors.torch import load_file
+
+    meta_path, weights = directory / "state.json", directory / "state.safetensors"
+    if not meta_path.is_file() or not weights.is_file():
+        return None
+    record = read_json(meta_path)
+    if record.get("format") != STATE_FORMAT:
+        raise PolySpaceError(f"{meta_path}: not a training state ({STATE_FORMAT}); use another --save_dir")
+    return load_file(str(weights)), record
+
+
+def _strip(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches, source: Callable | None = None, accelerator=None,
+            progress: bool = False, desc: str = "predict") -> dict[str, torch.Tensor]:
+    """Run `model` over every batch in order (eval mode). Returns CPU tensors: logits (N, C)
+    float32, label (N,), index (N,), and gates (N, n_teachers, T) when the model returns them.
+    Under several processes each rank scores its share and the results are gathered, in order."""
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[torch.Tensor]] = {"logits": [], "label": [], "index": []}
+    for batch in tqdm(batches, desc=desc, leave=False, disable=not progress, total=len(batches)):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if source is not None:
+            batch = source(batch)
+        with (accelerator.autocast() if accelerator is not None else contextlib.nullcontext()):
+            result = model(batch)
+        out["logits"].append(result["logits"].float())
+        out["label"].append(batch["label"])
+        out["index"].append(batch["index"])
+        if "gates" in result:
+            out.setdefault("gates", []).append(result["gates"].float())
+    model.train(was_training)
+    merged = {k: torch.cat(v) for k, v in out.items()}
+    if accelerator is not None and accelerator.num_processes > 1:
+        merged = _gather(accelerator, merged)
+    return {k: v.cpu() for k, v in merged.items()}
+
+
+def _gather(accelerator, merged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Gather per-rank predictions; pad rows (index -1) are dropped and rows sorted by index."""
+    padded = {k: accelerator.pad_across_processes(v, dim=0, pad_index=-1 if k == "index" else 0)
+              for k, v in merged.items()}
+    gathered = {k: accelerator.gather(v) for k, v in padded.items()}
+    keep = gathered["index"] >= 0
+    order = torch.argsort(gathered["index"][keep])
+    return {k: v[keep][order] for k, v in gathered.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *,
+        source: Callable | None = None, accelerator=None, save_dir: str | Path | None = None,
+        resume: bool = True, fingerprint: Mapping[str, Any] | None = None,
+        on_best: Callable[[nn.Module, dict], None] | None = None, stop_after: int | None = None,
+        on_mismatch: str = "error", progress: bool = True, desc: str = "train") -> FitResult:
+    """Train `model` (batch dict -> {"logits", "aux_loss"}) and keep the best validation epoch.
+
+    train_batches / val_batches: TensorBatches or VideoBatches (their rank/world are set here).
+    source: video mode's StudentFeatures (pixels -> features), or None. save_dir: checkpoint
+    `last/` there after each epoch and resume from it when `resume` (a state saved with another
+    `fingerprint` — model config, data, settings — is an error, not a silent restart; with
+    on_mismatch="restart" it is announced and the run starts over, as notebooks want). on_best:
+    called on the main process with (unwrapped model, summary) whenever validation improves,
+    e.g. to export a fusion checkpoint. stop_after: end this run after that epoch (checkpointed;
+    the same call resumes it), to cut a long run into jobs. Returns FitResult(best model in eval
+    mode, history); history["complete"] says whether all epochs are done.
+    """
+    acc = accelerator or make_accelerator("auto")
+    for b in (train_batches, val_batches):
+        b.rank, b.world = acc.process_index, acc.num_processes
+    train_batches.batch = val_batches.batch = settings.batch
+    train_batches.shuffle, val_batches.shuffle = True, False
+    train_batches.seed = settings.seed
+
+    torch.manual_seed(settings.seed)
+    model = model.to(acc.device)
+    if source is not None:
+        source = source.to(acc.device)
+    # the fused kernel (CPU and CUDA) does the whole update in one op: the head is small, so
+    # per-parameter Python overhead would otherwise dominate a cached-mode step
+    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr,
+                                  fused=acc.device.type in ("cpu", "cuda"))
+    steps_per_epoch = len(train_batches)
+    total_steps = settings.epochs * steps_per_epoch
+    fingerprint = {"settings": asdict(settings), "steps_per_epoch": steps_per_epoch,
+                   "world_size": acc.num_processes, **dict(fingerprint or {})}
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+
+    history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_top1": [], "val_loss": [], "val_top1": [],
+                               "val_mean_class_acc": [], "lr": [], "epoch_seconds": [], "train_seconds": []}
+    best = {"epoch": 0, "top1": -1.0, "loss": math.inf}
+    best_state: dict[str, torch.Tensor] = {}
+    start_epoch, step = 1, 0
+    last_dir = Path(save_dir) / "last" if save_dir is not None else None
+
+    if last_dir is not None and resume:
+        loaded = _load_state(last_dir)
+        if loaded is not None:
+            tensors, record = loaded
+            changed = sorted(k for k in set(record["fingerprint"]) | set(fingerprint)
+                             if record["fingerprint"].get(k) != fingerprint.get(k))
+            if changed and on_mismatch != "restart":
+                raise PolySpaceError(f"{last_dir}: a run with other settings ({', '.join(changed)}) is checkpointed "
+                                     f"here; use another save_dir, or pass resume=False / --no_resume to start over")
+            if changed:
+                print(f"{desc}: {last_dir} holds a run with other settings ({', '.join(changed)}); starting over")
+                loaded = None
+        if loaded is not None:
+            tensors, record = loaded
+            model.load_state_dict(_strip(tensors, "model."))
+            optimizer.load_state_dict(optimizer_from_parts(tensors, record["optimizer"]))
+            best_state = _strip(tensors, "best.")
+            torch.set_rng_state(tensors["rng.torch"])
+            history, best = record["history"], record["best"]
+            start_epoch, step = record["epoch"] + 1, record["step"]
+
+    # Accelerate wraps the model (DDP) and optimizer (loss scaling) only where there is something
+    # to do; a single process without mixed precision runs the plain modules
+    prepared = acc.num_processes > 1 or acc.mixed_precision != "no"
+    wrapped, optimizer = acc.prepare(model, optimizer) if prepared else (model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    # one bar for the whole run (steps), with the latest validation figures as its postfix
+    bar = tqdm(total=total_steps, initial=(start_epoch - 1) * steps_per_epoch, desc=desc, unit="step",
+               disable=not progress or not acc.is_main_process)
+    for epoch in range(start_epoch, settings.epochs + 1):
+        t_epoch = time.perf_counter()
+        wrapped.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        t_train = time.perf_counter()
+        for batch in train_batches.epoch(epoch):
+            batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+            if source is not None:
+                batch = source(batch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, settings)
+            with acc.autocast():
+                out = wrapped(batch)
+                loss = F.cross_entropy(out["logits"].float(), batch["label"],
+                                       label_smoothing=settings.label_smoothing) + out["aux_loss"]
+            if not torch.isfinite(loss):
+                raise PolySpaceError(f"{desc}: training loss became {float(loss)} at epoch {epoch}; "
+                                     f"lower the learning rate (now {settings.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if settings.grad_clip > 0:
+                if acc.scaler is not None:
+                    acc.unscale_gradients()  # clip the true gradients, not the loss-scaled ones
+                torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip, foreach=True)
+            optimizer.step()
+            step += 1
+            n = batch["label"].shape[0]
+            loss_sum += float(loss.detach()) * n
+            correct += int((out["logits"].argmax(1) == batch["label"]).sum())
+            seen += n
+            bar.update(1)
+        train_seconds = time.perf_counter() - t_train
+        if acc.num_processes > 1:  # every process saw its share; report the whole batch
+            totals = acc.reduce(torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=acc.device), "sum")
+            loss_sum, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+
+        val = predict(wrapped, val_batches, source, acc, desc=f"{desc} validation")
+        val_metrics = classification_metrics(val["logits"], val["label"], val["logits"].shape[1])
+        history["epoch"].append(epoch)
+        history["train_loss"].append(loss_sum / max(1, seen))
+        history["train_top1"].append(correct / max(1, seen))
+        history["val_loss"].append(val_metrics["loss"])
+        history["val_top1"].append(val_metrics["top1"])
+        history["val_mean_class_acc"].append(val_metrics["mean_class_acc"])
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        history["train_seconds"].append(train_seconds)
+        history["epoch_seconds"].append(time.perf_counter() - t_epoch)
+
+        bar.set_postfix(epoch=epoch, train_loss=f"{history['train_loss'][-1]:.3f}",
+                        val_top1=f"{val_metrics['top1']:.3f}", refresh=False)
+        improved = (val_metrics["top1"], -val_metrics["loss"]) > (best["top1"], -best["loss"])
+        if improved:
+            best = {"epoch": epoch, "top1": val_metrics["top1"], "loss": val_metrics["loss"]}
+            best_state = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(wrapped).state_dict().items()}
+            if on_best is not None and acc.is_main_process:
+                on_best(acc.unwrap_model(wrapped), {"best_epoch": epoch, "val_top1": best["top1"],
+                                                    "val_loss": best["loss"]})
+        if last_dir is not None:
+            if acc.is_main_process:
+                _save_state(last_dir, acc.unwrap_model(wrapped), optimizer.optimizer if hasattr(optimizer, "optimizer")
+                            else optimizer, best_state,
+                            {"fingerprint": fingerprint, "epoch": epoch, "step": step, "history": history, "best": best})
+            acc.wait_for_everyone()
+        if stop_after is not None and epoch >= stop_after:
+            break
+    bar.close()
+
+    model = acc.unwrap_model(wrapped)
+    if prepared:
+        acc.free_memory()  # drop the accelerator's references to this model and optimizer
+    if best_state:
+        model.load_state_dict(best_state)
+    done = sum(history["train_seconds"])
+    history.update(best_epoch=best["epoch"], best_val_top1=best["top1"], best_val_loss=best["loss"],
+                   train_samples=train_batches.num_samples, world_size=acc.num_processes,
+                   train_samples_per_s=(len(history["epoch"]) * train_batches.num_samples / done) if done > 0 else None,
+                   settings=asdict(settings), complete=len(history["epoch"]) == settings.epochs)
+    return FitResult(model.eval(), history)
+
+# ---------------------------------------------------------------------------------------------
+# the fusion head in cached or video mode
+
 
 MODES = ("cached", "video")
 

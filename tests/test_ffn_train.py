@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.ffn.checkpoint import load_checkpoint, load_model
 from polyspace_core.ffn.evaluate import evaluate_tfd, flops_per_frame_count
-from polyspace_core.ffn.trainer import FFNTrainer, TrainConfig, TSMTrainer, parameter_groups
+from polyspace_core.ffn.train import FFNTrainer, TrainConfig, TSMTrainer, parameter_groups
 from polyspace_core.ffn.tsm_resnet import build_model
 
 

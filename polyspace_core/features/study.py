@@ -158,7 +158,7 @@ def show_clip_features(ws, split: str | None = None, index: int | None = None):
     featurize_browse_index of the first split. Returns the widget or the Figure."""
     import matplotlib.pyplot as plt
 
-    from .stats import plot_token_features
+    from .plots import plot_token_features
     from .store import FeatureStore
 
     split = split or ws.p.featurize_splits[0]

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
-from .engine import TrainSettings
+from .train import TrainSettings
 from .train import FusionRun, HeadOptions, train_fusion
 
 LATEST = "latest.json"
