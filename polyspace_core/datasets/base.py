@@ -237,9 +237,3 @@ def finish_split(dataset: str, split: str, items: list[VideoItem], class_names: 
     return DatasetSplit(dataset, split, items, class_names, Path(root), notes)
 
 
-def relative_to_root(path: Path, root: Path) -> str:
-    """`path` relative to `root` when inside it (for printing)."""
-    try:
-        return os.fspath(Path(path).relative_to(root))
-    except ValueError:
-        return os.fspath(path)

@@ -172,9 +172,6 @@ class PipelineCost:
         return {"cost_fusion_over_student": flops[FUSION] / flops[STUDENT_ONLY],
                 "cost_teachers_over_fusion": flops[TEACHERS] / flops[FUSION]}
 
-    def component_rows(self) -> list[dict[str, Any]]:
-        return [{"component": key, **m.row()} for key, m in self.components.items()]
-
 
 def _same_backbone(spec: BackboneSpec, m: Measurement) -> bool:
     s = m.spec

@@ -341,11 +341,6 @@ class FeatureDataset(torch.utils.data.Dataset):
         return item
 
 
-def open_store(split_dir: str | os.PathLike, verify: bool = False) -> FeatureStore:
-    """Shorthand for FeatureStore.open."""
-    return FeatureStore.open(split_dir, verify=verify)
-
-
 # --------------------------------------------------------------------------------------------
 # writer
 

@@ -81,8 +81,6 @@ class TensorBatches:
     def num_samples(self) -> int:
         return int(self.indices.shape[0])
 
-    def labels_of(self, positions: np.ndarray) -> torch.Tensor:
-        return self.labels[self.indices[torch.as_tensor(positions)]]
 
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of one epoch (this process's share)."""
