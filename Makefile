@@ -1,4 +1,4 @@
-# The two commands a researcher needs: `make report` and `make test`.
+# The two commands a researcher needs: `make report` and `make test` (ruff, then pytest).
 # Both create .venv if it is absent and (re)install the package when pyproject.toml changed.
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +7,7 @@ PRESET ?= default
 NB ?=
 PYTEST_ARGS ?=
 
-.PHONY: report test lab bench install clean-reports
+.PHONY: report test lint lab bench install clean-reports
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ install: $(VENV)/.installed
 report: install
 	$(BIN)/polyspace report --preset $(PRESET) $(if $(NB),--nb $(NB))
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff with the rules in pyproject.toml, on the whole tree (notebooks included); `make test` runs it first
+lint: install
+	$(BIN)/ruff check .
 
 lab: install
 	POLYSPACE_PRESET=$(PRESET) $(BIN)/jupyter lab --notebook-dir=notebooks

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from polyspace_core.align.converters import CONVERTER_KINDS, ConverterConfig, build_converter, count_parameters
+from polyspace_core.align.converters import CONVERTER_KINDS, ConverterConfig, build_converter
 from polyspace_core.align.losses import AlignmentLoss
 from polyspace_core.align.metrics import (
     debiased_cka,
@@ -32,6 +32,7 @@ from polyspace_core.align.metrics import (
 )
 from polyspace_core.align.train import save_converter
 from polyspace_core.io import atomic_write_json
+from polyspace_core.measure import count_parameters
 from polyspace_core.seeding import best_device, seed_everything
 
 STUDENT = (8, 1024)   # V-JEPA 2 ViT-L, 16 frames, temporal tokens
@@ -62,13 +63,13 @@ def bench_converters(device: torch.device, batch: int, repeats: int) -> list[dic
     for kind in CONVERTER_KINDS:
         config = ConverterConfig(kind, STUDENT[1], TEACHER[1], STUDENT[0], TEACHER[0])
         conv = build_converter(config).to(device)
-        row = {"kind": kind, "params": count_parameters(conv)}
+        row = {"kind": kind, "params": count_parameters(conv, include_buffers=True)}
         if conv.closed_form:
-            row["fit_512_clips_s"] = timed(lambda: conv.fit(fit_x, fit_y), device, max(1, repeats // 3))
+            row["fit_512_clips_s"] = timed(lambda conv=conv: conv.fit(fit_x, fit_y), device, max(1, repeats // 3))
         else:
             opt = torch.optim.AdamW(conv.parameters(), lr=1e-4)
 
-            def step():
+            def step(conv=conv, opt=opt):
                 loss, _ = loss_fn(conv(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -76,7 +77,7 @@ def bench_converters(device: torch.device, batch: int, repeats: int) -> list[dic
             row["train_step_s"] = timed(step, device, repeats)
         conv.eval()
         with torch.no_grad():
-            row["forward_ms_per_clip"] = 1000 * timed(lambda: conv(x), device, repeats) / batch
+            row["forward_ms_per_clip"] = 1000 * timed(lambda conv=conv: conv(x), device, repeats) / batch
         with tempfile.TemporaryDirectory() as tmp:
             save_converter(tmp, conv)
             row["checkpoint_bytes"] = (Path(tmp) / "converter.safetensors").stat().st_size

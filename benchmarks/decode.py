@@ -27,8 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from polyspace_core.io import atomic_write_json  # noqa: E402
-from polyspace_core.video import (ClipRequest, SpatialTransform, choose_backend,  # noqa: E402
-                                  decode_clips, probe, read_frames, tsn_indices, write_video)
+from polyspace_core.video import (  # noqa: E402
+    ClipRequest,
+    SpatialTransform,
+    choose_backend,
+    decode_clips,
+    probe,
+    read_frames,
+    tsn_indices,
+    write_video,
+)
 from polyspace_core.video.patterns import frame_number, numbered_frames  # noqa: E402
 
 VIDEOS = {
@@ -85,11 +93,14 @@ def main() -> None:
             entry = {"codec": info.codec, "has_b_frames": info.has_b_frames,
                      "auto_backend": choose_backend(info), "file_bytes": path.stat().st_size,
                      "decord_get_batch_wrong_frames_of_80": decord_raw_wrong_frames(path, n)}
-            entry["probe_ms"] = 1000 * best_time(lambda: probe(path), args.repeats)
+            entry["probe_ms"] = 1000 * best_time(lambda path=path: probe(path), args.repeats)
             for backend in ("auto", "decord", "pyav"):
                 every = list(range(n))
-                t_all = best_time(lambda: read_frames(path, every, backend), args.repeats)
-                t_clip = best_time(lambda: read_frames(path, clip, backend), args.repeats)
+                # default arguments bind this iteration's values (best_time calls the lambda right away)
+                t_all = best_time(lambda path=path, every=every, backend=backend: read_frames(path, every, backend),
+                                  args.repeats)
+                t_clip = best_time(lambda path=path, clip=clip, backend=backend: read_frames(path, clip, backend),
+                                   args.repeats)
                 entry[backend] = {"sequential_fps": n / t_all, "tsn16_fps": 16 / t_clip,
                                   "tsn16_ms": 1000 * t_clip}
             results["videos"][key] = entry

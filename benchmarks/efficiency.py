@@ -27,12 +27,11 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from polyspace_core.backbones.catalog import REAL_BACKBONES, backbone_cost  # noqa: E402
-from polyspace_core.efficiency.components import (converter_cost, fusion_head_config,  # noqa: E402
-                                                  fusion_head_cost, tsm_cost)
+from polyspace_core.efficiency.components import converter_cost, fusion_head_config, fusion_head_cost, tsm_cost  # noqa: E402
 from polyspace_core.efficiency.pipeline import pipeline_spec  # noqa: E402
 from polyspace_core.io import atomic_write_json  # noqa: E402
-from polyspace_core.seeding import best_device  # noqa: E402
 from polyspace_core.provenance import device_description  # noqa: E402
+from polyspace_core.seeding import best_device  # noqa: E402
 
 CPU_DEFAULT = ["videomae_base", "timesformer_base", "vivit_base", "vjepa2_vitl"]
 
@@ -48,7 +47,8 @@ def record(m) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=None, help=f"backbones (default: see above; any of {', '.join(REAL_BACKBONES)})")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help=f"backbones (default: see above; any of {', '.join(REAL_BACKBONES)})")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tsm-frames", type=int, nargs="*", default=[4, 8, 16])
     parser.add_argument("--device", default="auto")

@@ -85,7 +85,8 @@ def build_data(work: Path, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default", help="use this preset's 01/02 outputs when they exist")
-    parser.add_argument("--build", action="store_true", help="build the benchmark's own data even if the preset has some")
+    parser.add_argument("--build", action="store_true",
+                        help="build the benchmark's own data even if the preset has some")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--clips_per_class", type=int, default=30)
     parser.add_argument("--frames", type=int, default=16)
@@ -102,11 +103,10 @@ def main() -> None:
     args = parser.parse_args()
     args.student = args.student or default_student()
 
-    from polyspace_core.fusion.data import cached_batches, open_split_store
     from polyspace_core.distributed import make_accelerator
-    from polyspace_core.fusion.train import TrainSettings, fit
+    from polyspace_core.fusion.data import cached_batches, open_split_store
     from polyspace_core.fusion.pipeline import build_pipeline, load_converters
-    from polyspace_core.fusion.train import HeadOptions, train_fusion
+    from polyspace_core.fusion.train import HeadOptions, TrainSettings, fit, train_fusion
 
     work = Path(args.work)
     t0 = time.perf_counter()
@@ -121,15 +121,16 @@ def main() -> None:
         settings = TrainSettings(epochs=epochs, batch=args.batch, lr=1e-3, seed=0)
         torch.manual_seed(0)
         extra = ({"features": data["features"]} if mode == "cached" else
-                 {"dataset": data["dataset"], "root": data["videos"], "student": data["student"], "workers": args.workers})
+                 {"dataset": data["dataset"], "root": data["videos"], "student": data["student"],
+                  "workers": args.workers})
         run = train_fusion(mode=mode, converters=data["converters"], settings=settings, head=head, accelerator=acc,
                            progress=False, **extra)
-        per_epoch = [run.history["train_samples"] / s for s in run.history["train_seconds"]]
-        results[mode] = {"epochs": epochs, "train_samples": run.history["train_samples"],
-                         "train_samples_per_s": run.history["train_samples_per_s"],
+        per_epoch = [run.train_samples / row["train_seconds"] for row in run.history]
+        results[mode] = {"epochs": epochs, "train_samples": run.train_samples,
+                         "train_samples_per_s": run.train_samples_per_s,
                          "train_samples_per_s_per_epoch": per_epoch,
-                         "best_val_top1": run.history["best_val_top1"]}
-        print(f"{mode:6s} mode: {run.history['train_samples_per_s']:.1f} train samples/s over {epochs} epoch(s)")
+                         "best_val_top1": run.best_val_top1}
+        print(f"{mode:6s} mode: {run.train_samples_per_s:.1f} train samples/s over {epochs} epoch(s)")
 
     # the cached loader against the same features already in memory as float32
     train_store = open_split_store(data["features"], "train")
@@ -145,7 +146,7 @@ def main() -> None:
         model = build_pipeline(student, train_store.shape(student), convs, len(train_store.class_names))
         result = fit(model, train_b, val_b, TrainSettings(epochs=args.cached_epochs, batch=args.batch, seed=0),
                      accelerator=acc, progress=False)
-        seconds[kind] = min(result.history["train_seconds"])
+        seconds[kind] = min(row["train_seconds"] for row in result.history)
     overhead = (seconds["store"] - seconds["memory"]) / seconds["memory"]
 
     speedup = results["cached"]["train_samples_per_s"] / results["video"]["train_samples_per_s"]
@@ -164,7 +165,8 @@ def main() -> None:
                   "teachers": list(load_converters(data["converters"], student)), "head": vars(head)},
         "machine": {"device": str(acc.device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__,
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else None},
+                    "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu"
+                            else None)},
         "data_preparation_seconds": prep_s,
     }
     atomic_write_json(args.out, record)

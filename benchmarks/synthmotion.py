@@ -39,8 +39,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from polyspace_core.datasets import (class_coarse_group, generate_synthmotion,  # noqa: E402
-                                     load_split)
+from polyspace_core.datasets import class_coarse_group, generate_synthmotion, load_split  # noqa: E402
 from polyspace_core.datasets.clip_dataset import ClipLoader, VideoClipDataset  # noqa: E402
 from polyspace_core.io import atomic_write_json  # noqa: E402
 from polyspace_core.seeding import seed_everything  # noqa: E402
@@ -179,7 +178,9 @@ def main() -> None:
         "generation": {"seconds": round(gen_s, 2), "clips_per_s": round(info["videos"] / gen_s, 1),
                        "workers": args.workers, "bytes_on_disk": size_bytes},
         "decode_all_seconds": round(decode_s, 2),
-        "probe": {"model": "2x2 average pool, 3D CNN of 3 conv blocks (3x3x3, spatial stride 2, GroupNorm) + global average pool", "epochs": args.epochs,
+        "probe": {"model": "2x2 average pool, 3D CNN of 3 conv blocks (3x3x3, spatial stride 2, GroupNorm) "
+                           "+ global average pool",
+                  "epochs": args.epochs,
                   "sampling": "TSN: random frame per segment in training, centre in evaluation",
                   "selection": "best validation epoch; test reported for it"},
         "results": results,

@@ -9,8 +9,9 @@ import datetime as _dt
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import __version__
 
@@ -70,5 +71,5 @@ def provenance(root: Path, device: Any, params: Mapping[str, Any] | None = None,
         record["seed"] = params.get("seed")
     record.update(extra)
     record["host"] = platform.node()
-    record["time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record["time"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     return record

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it is used, so importing this module stays cheap
+    import torch
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> int:
@@ -36,9 +40,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> int:
     return seed
 
 
-def best_device(prefer: str = "auto") -> "torch.device":
+def best_device(prefer: str = "auto") -> torch.device:
     """CUDA > MPS > CPU for `auto`; otherwise the named device, checked to exist."""
     import torch
+
     from .errors import PolySpaceError
 
     if prefer == "auto":

@@ -33,7 +33,8 @@ COMMON: dict[str, str] = {
 # params/smoke.yaml, and the same default values to the notebook's parameters cell.
 STAGE_PARAMS: dict[str, dict[str, str]] = {
     "01_featurize": {
-        "featurize_dataset": "str",              # synthmotion (generated if missing) or a parser name: hmdb51, ucf101, ...
+        # synthmotion (generated if missing) or a parser name: hmdb51, ucf101, ...
+        "featurize_dataset": "str",
         "featurize_root": "path",                # the dataset folder
         "featurize_synth_layout": "str",         # SynthMotion only: layout, classes, clips, frames, size, seed
         "featurize_synth_classes": "int",
@@ -134,7 +135,8 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "color_raft_weights": "optional[path]",  # local torchvision RAFT weights (color_flow raft)
         "color_memflow_path": "optional[path]",  # MemFlow checkout + checkpoint (color_flow memflow)
         "color_memflow_ckpt": "optional[path]",
-        "color_swin_checkpoint": "optional[path]",      # local SwinModel folder for the embedding; none = frozen random convs
+        # local SwinModel folder for the embedding; none = frozen random convs
+        "color_swin_checkpoint": "optional[path]",
         "color_exemplar_checkpoint": "optional[path]",  # ExemplarBranch folder: Strategy 1, phase A skipped
         "color_exemplar_epochs": "int",         # phase A: exemplar branch on single frames
         "color_fusion_epochs": "int",           # phase B: whole system on sequences

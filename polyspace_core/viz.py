@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def new_figure(figsize: tuple[float, float]) -> "Figure":
+def new_figure(figsize: tuple[float, float]) -> Figure:
     """A constrained-layout Figure made through pyplot and closed at once.
 
     Going through pyplot is what, in a kernel, sets up the inline PNG display of figures: a bare

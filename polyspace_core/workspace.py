@@ -24,10 +24,11 @@ from __future__ import annotations
 import html
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -286,7 +287,8 @@ class Workspace:
                        for k, v in self.params.items())
         prov = self.provenance
         git = prov["git"]
-        git_text = f"{git['commit'][:10] if git['commit'] else 'not a git checkout'}" + (" (dirty)" if git["dirty"] else "")
+        git_text = (f"{git['commit'][:10] if git['commit'] else 'not a git checkout'}"
+                    + (" (dirty)" if git["dirty"] else ""))
         versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
         return (f"<h4>Stage {html.escape(self.stage)} &middot; preset <code>{html.escape(self.preset)}</code></h4>"
                 f"<p>run dir <code>{html.escape(str(self.run_dir))}</code><br>"
@@ -341,7 +343,7 @@ def open_stage(stage: str, namespace: Mapping[str, Any] | None = None) -> Worksp
     interactive = in_jupyterlab() if params["interactive"] == "auto" else bool(params["interactive"])
     ws = Workspace(stage=stage, params=params, root=root, device=device, interactive=interactive,
                    provenance=provenance(root, device, params))
-    ws.run_dir  # created on open so later cells can write into it
+    ws.stage_run_dir(stage)  # created on open so later cells can write into it
     return ws
 
 

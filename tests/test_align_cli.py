@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from polyspace_core.align.train import load_converter_set, pairs_from_store, predict
 from polyspace_core.align.metrics import r2_score
+from polyspace_core.align.train import load_converter_set, pairs_from_store, predict
 from polyspace_core.cli import main
 from polyspace_core.features.store import FeatureStoreWriter
 
@@ -68,7 +68,8 @@ def test_train_converter_from_the_store(store, tmp_path, capsys):
     assert convs["videomae"].config.kind == "linear" and convs["videomae"].config.t_out == 2
     assert r2_score(y, predict(convs["videomae"], x)) > 0.9
     hist = json.loads((save / "timesformer" / "history.json").read_text())
-    assert hist["loss_weights"] == "l2+0.1*cos" and hist["validation_fidelity"]["r2"] > 0.9
+    assert hist["settings"]["loss_weights"] == "l2+0.1*cos" and hist["validation_fidelity"]["r2"] > 0.9
+    assert [row["epoch"] for row in hist["epochs"]] == list(range(1, 31)) and 1 <= hist["best_epoch"] <= 30
     # a rerun with the same settings resumes: nothing is retrained
     rc, out, _ = run(args, capsys)
     assert rc == 0 and out.count("skipping") == 2

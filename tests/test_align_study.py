@@ -1,10 +1,13 @@
 """The notebook 02/03 experiment functions and figures on a small real feature store."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from matplotlib.figure import Figure
+from test_align_cli import write_split  # the same store writer as the CLI test
 
+from polyspace_core.align.metrics import similarity_matrix
 from polyspace_core.align.plots import (
     FigureList,
     alignment_explorer,
@@ -15,21 +18,23 @@ from polyspace_core.align.plots import (
     plot_similarity_heatmaps,
 )
 from polyspace_core.align.study import (
-    alignment_metrics,
     alignment_table,
-    converter_metrics,
-    find_converter_set,
     feature_store_summary,
     fidelity_table,
+    find_converter_set,
     find_feature_store,
     load_spaces,
     save_selected,
     select_converters,
+    stage_metrics,
     train_converter_grid,
 )
-from polyspace_core.align.metrics import similarity_matrix
 from polyspace_core.errors import PolySpaceError
-from test_align_cli import write_split  # the same store writer as the CLI test
+
+
+def stage_ws(stage, **params):
+    """A stand-in workspace for stage_metrics: the stage and its parameters."""
+    return SimpleNamespace(stage=stage, p=SimpleNamespace(**params))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,7 @@ def test_selection_uses_validation_and_the_table_reports_test(grid, store):
     assert len(table) == len(grid.runs)
     assert table.groupby("teacher")["selected"].sum().to_dict() == {"videomae": 1, "timesformer": 1}
     assert (table[table["kind"] == "ridge"]["r2"] > 0.95).all()
-    metrics = converter_metrics(table, selected, "test")
+    metrics = stage_metrics(stage_ws("02_train_converters", converter_eval_split="test"), table, selected)
     assert metrics["converters_trained"] == len(grid.runs)
     for teacher, run in selected.items():
         assert metrics[f"selected_{teacher}"] == run.label
@@ -88,13 +93,14 @@ def test_alignment_spaces_table_and_metrics(grid, store, tmp_path):
     spaces = load_spaces(store, converters, "test")
     assert list(spaces.clip) == ["student:vjepa2", "teacher:videomae", "teacher:timesformer",
                                  "converted:videomae", "converted:timesformer"]
-    assert spaces.clip["teacher:videomae"].shape == (40, 10) and spaces.tokens["converted:videomae"].shape == (40, 2, 10)
+    assert spaces.clip["teacher:videomae"].shape == (40, 10)
+    assert spaces.tokens["converted:videomae"].shape == (40, 2, 10)
     table = alignment_table(spaces, ["mutual_knn"])  # linear CKA is always included
     for _, row in table.iterrows():
         assert row["linear_cka_converted_teacher"] > 0.95
         assert row["linear_cka_converted_teacher"] > row["linear_cka_student_teacher"]
         assert row["retrieval_top1"] > 0.9
-    metrics = alignment_metrics(table)
+    metrics = stage_metrics(stage_ws("03_alignment"), table)
     assert metrics["cka_converted_teacher_videomae"] == pytest.approx(table.loc[0, "linear_cka_converted_teacher"])
     assert {"cka_student_teacher_timesformer", "cosine_timesformer", "retrieval_top1_timesformer",
             "mutual_knn_converted_teacher_videomae"} <= set(metrics)

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from polyspace_core.backbones import (ARCHS, TINY_PRESETS, VideoBackbone, build_tiny, load_backbone,
-                                     parse_model_spec, token_rule)
+from polyspace_core.backbones import (
+    ARCHS,
+    TINY_PRESETS,
+    VideoBackbone,
+    build_tiny,
+    load_backbone,
+    parse_model_spec,
+    token_rule,
+)
 from polyspace_core.errors import PolySpaceError
 
 
@@ -79,7 +86,8 @@ def test_token_order_groups_tokens_by_time(preset):
     assert grid.shape[1:3] == (b.temporal_tokens, b.spatial_tokens)
     torch.testing.assert_close(grid, grid[:, :, :1].expand_as(grid))  # same within a time index
     per_time = grid[0, :, 0]
-    assert torch.cdist(per_time, per_time).triu(1)[torch.triu_indices(len(per_time), len(per_time), 1).unbind()].min() > 1e-3
+    assert torch.cdist(per_time, per_time).triu(1)[
+        torch.triu_indices(len(per_time), len(per_time), 1).unbind()].min() > 1e-3
 
 
 def test_tiny_presets_are_deterministic_and_round_trip(tmp_path, tiny):

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.browser
 if not CHROMIUM.exists():
     pytest.skip("browser tests need Debian's Chromium at /usr/bin/chromium: `apt-get install chromium` "
                 "(.ci/run does this), then re-run", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="browser tests need Playwright: pip install -e .[dev]")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="browser tests need Playwright: pip install -e .[dev]")
 
 # flags that keep Chromium from reaching out to the network (this machine has none) and run it as root
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -78,7 +79,7 @@ def jupyterlab(tmp_path_factory, smoke_report):
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited: {(home / 'lab.log').read_text()[-2000:]}")
+                raise RuntimeError(f"JupyterLab exited: {(home / 'lab.log').read_text()[-2000:]}") from None
             time.sleep(0.5)
     else:
         proc.terminate()
@@ -129,7 +130,8 @@ def test_alignment_notebook_runs_in_jupyterlab_and_widgets_are_live(browser, jup
     widget_cell = page.locator(".jp-CodeCell", has=page.locator(".widget-dropdown")).first
     widget_cell.scroll_into_view_if_needed()
     before = _output_images(widget_cell)
-    assert before and all(src.startswith("data:image") or src.startswith("blob:") for src in before), "no figure rendered"
+    assert before and all(src.startswith("data:image") or src.startswith("blob:")
+                          for src in before), "no figure rendered"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "jupyterlab_03_alignment_cka.png"))
     options = dropdown.locator("option").all_inner_texts()
@@ -168,7 +170,8 @@ def test_smoke_report_index_works_offline(browser, smoke_report):
             assert target.is_file(), f"index links to missing {href}"
             page.goto(target.as_uri())
         page.wait_for_load_state("load")
-        broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))")
+        broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                               ".map(i => i.src.slice(0, 80))")
         assert broken == [], f"{href or 'index.html'}: images not loaded: {broken}"
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(index.as_uri())

@@ -12,8 +12,7 @@ from skimage import data
 
 from polyspace_core.cli import main
 from polyspace_core.colorize.metrics import colorfulness
-from polyspace_core.datasets.synthcolor import (SPLIT_IMAGES, generate_synthcolor, load_synthcolor_index,
-                                                read_clip)
+from polyspace_core.datasets.synthcolor import SPLIT_IMAGES, generate_synthcolor, load_synthcolor_index, read_clip
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.video.decode import probe, read_frames
 from polyspace_core.video.encode import write_video

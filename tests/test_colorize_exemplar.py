@@ -34,9 +34,10 @@ def test_shapes_and_frozen_embedding():
 
 def test_identical_frame_and_reference_copies_reference_colours():
     """With the frame equal to the reference, the best match of each position is itself."""
-    from skimage import data
-    from polyspace_core.colorize.lab import frames_to_lab
     import cv2
+    from skimage import data
+
+    from polyspace_core.colorize.lab import frames_to_lab
 
     img = cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
     l, ab = split_lab(frames_to_lab(img)[None])
@@ -131,7 +132,7 @@ def test_learns_to_colour_from_the_reference():
             return float((branch(l, rl, rab)["ab"] - ab).abs().mean())
 
     before = error(test_x, test_r)
-    for step in range(40):
+    for _ in range(40):
         idx = torch.randint(0, 48, (12,))
         l, ab = split_lab(train_x[idx])
         rl, rab = split_lab(train_r[idx])

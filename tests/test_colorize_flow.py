@@ -8,8 +8,17 @@ import pytest
 import torch
 from skimage import data
 
-from polyspace_core.colorize.flow import (CachedFlow, DISFlow, FarnebackFlow, MemFlowAdapter, RAFTFlow,
-                                          build_flow_backend, flow_to_tensor, forward_backward_confidence, warp)
+from polyspace_core.colorize.flow import (
+    CachedFlow,
+    DISFlow,
+    FarnebackFlow,
+    MemFlowAdapter,
+    RAFTFlow,
+    build_flow_backend,
+    flow_to_tensor,
+    forward_backward_confidence,
+    warp,
+)
 from polyspace_core.errors import PolySpaceError
 
 

@@ -5,9 +5,20 @@ import pytest
 import torch
 from skimage import color, data
 
-from polyspace_core.colorize.lab import (AB_SCALE, denormalize_ab, denormalize_l, frames_to_gray, frames_to_lab,
-                                         lab_to_frames, lab_to_rgb, merge_lab, normalize_ab, normalize_l,
-                                         rgb_to_lab, split_lab)
+from polyspace_core.colorize.lab import (
+    AB_SCALE,
+    denormalize_ab,
+    denormalize_l,
+    frames_to_gray,
+    frames_to_lab,
+    lab_to_frames,
+    lab_to_rgb,
+    merge_lab,
+    normalize_ab,
+    normalize_l,
+    rgb_to_lab,
+    split_lab,
+)
 from polyspace_core.errors import PolySpaceError
 
 

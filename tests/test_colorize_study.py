@@ -47,9 +47,13 @@ def test_train_evaluate_metrics_and_settings_guard(tiny, tmp_path, capsys):
     other = study.train_run(out, tiny, DISFlow(), _cfg(lr_fusion=1e-3), "cpu", progress=False)
     assert "other settings" in capsys.readouterr().out and not other.reused
 
-    evaluation = study.evaluate_stage(other, tiny.test, keep_outputs=1, progress=False)
+    evaluation = study.evaluate_run(other, tiny.test, keep_outputs=1, progress=False)
     assert list(summary_table(evaluation).index) == list(METHODS)
-    metrics = study.stage_metrics(evaluation, other)
+    assert list(study.summary_table(evaluation).index) == list(METHODS)
+    ws = SimpleNamespace(stage="08_colorization", p=SimpleNamespace(color_strip_clips=1))
+    # the notebook's call: the test split, keeping color_strip_clips clips' outputs
+    assert list(study.evaluate(ws, other, tiny, progress=False)["outputs"]) == list(evaluation["outputs"])
+    metrics = study.stage_metrics(ws, evaluation, other)
     for m in METHODS:
         for key in ("psnr", "ssim", "cdc", "warp_error"):
             assert np.isfinite(metrics[f"{key}_{m}"])

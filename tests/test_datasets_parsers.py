@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polyspace_core.datasets import (UNLABELED, VideoItem, load_split, stratified_holdout,
-                                     stratified_subsample)
+from polyspace_core.datasets import UNLABELED, VideoItem, load_split, stratified_holdout, stratified_subsample
 from polyspace_core.errors import PolySpaceError
 
 

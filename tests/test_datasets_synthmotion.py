@@ -11,9 +11,16 @@ import cv2
 import numpy as np
 import pytest
 
-from polyspace_core.datasets import (COARSE_GROUPS, SYNTHMOTION_CLASSES, class_coarse_group,
-                                     coarse_label_map, generate_synthmotion, load_split, make_clip,
-                                     synthmotion_class)
+from polyspace_core.datasets import (
+    COARSE_GROUPS,
+    SYNTHMOTION_CLASSES,
+    class_coarse_group,
+    coarse_label_map,
+    generate_synthmotion,
+    load_split,
+    make_clip,
+    synthmotion_class,
+)
 from polyspace_core.datasets.synthmotion import sample_look, sample_scene
 from polyspace_core.datasets.synthmotion_layouts import LAYOUTS, MARKER, PARTIAL, plan_clips
 from polyspace_core.errors import PolySpaceError
@@ -186,7 +193,7 @@ def test_appearance_is_drawn_without_the_class():
 
 def test_coarse_groups_pair_the_classes():
     assert [class_coarse_group(n) for n in NAMES[:4]] == ["direction", "direction", "rotation", "rotation"]
-    assert Counter(class_coarse_group(n) for n in NAMES) == {g: 2 for g in COARSE_GROUPS}
+    assert Counter(class_coarse_group(n) for n in NAMES) == dict.fromkeys(COARSE_GROUPS, 2)
     assert class_coarse_group("Moving something to the left") == "direction"  # SSv2-layout name
     with pytest.raises(PolySpaceError, match="SynthMotion class 'jump'"):
         class_coarse_group("jump")
@@ -233,7 +240,7 @@ def test_generation_is_deterministic_cached_and_resumable(tmp_path: Path):
     kwargs = dict(layout="hmdb51-csv", classes=2, clips_per_class=3, frames=8, size=32, seed=1,
                   progress=False)
     a = generate_synthmotion(tmp_path / "a", **kwargs)
-    b = generate_synthmotion(tmp_path / "b", **kwargs)
+    generate_synthmotion(tmp_path / "b", **kwargs)
     assert (tmp_path / "a/train/metadata.csv").read_text() == (tmp_path / "b/train/metadata.csv").read_text()
     for p in plan_clips("hmdb51-csv", a["classes"], 3, 1):
         np.testing.assert_array_equal(read_frames(tmp_path / "a" / p.file, range(8)),

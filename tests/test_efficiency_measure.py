@@ -9,10 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from polyspace_core.backbones.catalog import REAL_BACKBONES, backbone_cost, build_backbone, encoder_prefixes, resolve_backbone
-from polyspace_core.measure import (count_flops, count_parameters, measure_latency, measure_peak_memory,
-                                               vit_layer_flops)
+from polyspace_core.backbones.catalog import (
+    REAL_BACKBONES,
+    backbone_cost,
+    build_backbone,
+    encoder_prefixes,
+    resolve_backbone,
+)
 from polyspace_core.errors import PolySpaceError
+from polyspace_core.measure import count_flops, count_parameters, measure_latency, measure_peak_memory, vit_layer_flops
 
 # one-layer tiny video ViTs: 4 frames of 32x32, patch 8, tubelet 2 -> 2 x 16 = 32 tokens of width 64
 FRAMES, SIZE, PATCH, TUBELET, WIDTH, MLP = 4, 32, 8, 2, 64, 128
@@ -58,7 +63,7 @@ def test_vit_layer_matches_the_analytic_count():
     x = clip()
     for model, kwargs in ((tiny_videomae(), {"pixel_values": x}),
                           (tiny_vjepa2(), {"pixel_values_videos": x, "skip_predictor": True})):
-        counted = count_flops(lambda: model(**kwargs))
+        counted = count_flops(lambda model=model, kwargs=kwargs: model(**kwargs))
         assert counted.total == expected["total"] + patch_embedding_flops(), type(model).__name__
         assert counted.attention == expected["scores"] + expected["weighted_values"]
 
@@ -153,7 +158,8 @@ def test_local_checkpoint_folder_is_costed_from_its_config(tmp_path):
     load_backbone("videomae-tiny").save_pretrained(tmp_path / "zoo-videomae")
     local = resolve_backbone(str(tmp_path / "zoo-videomae"))
     preset = resolve_backbone("videomae-tiny")
-    assert (local.name, local.frames, local.size, local.width) == ("zoo_videomae", preset.frames, preset.size, preset.width)
+    assert (local.name, local.frames, local.size, local.width) == ("zoo_videomae", preset.frames, preset.size,
+                                                                   preset.width)
     assert backbone_cost(local).flops == backbone_cost(preset).flops
 
 

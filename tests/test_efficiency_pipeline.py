@@ -4,19 +4,38 @@ metrics of notebook 06 and `polyspace flops`."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from polyspace_core.backbones.catalog import resolve_backbone
-from polyspace_core.efficiency.components import (colorization_cost, converter_cost, fusion_head_config,
-                                                  fusion_head_cost, tsm_cost)
-from polyspace_core.measure import count_flops
-from polyspace_core.efficiency.pipeline import (CONFIGURATIONS, FUSION, STUDENT_ONLY, TEACHERS, accuracy_from_eval,
-                                                pipeline_cost, pipeline_spec, spec_from_fusion_checkpoint)
-from polyspace_core.efficiency.storage import (feature_bytes, fusion_mode_throughput, storage_table, store_sizes,
-                                               written_store_bytes)
+from polyspace_core.efficiency.components import (
+    colorization_cost,
+    converter_cost,
+    fusion_head_config,
+    fusion_head_cost,
+    tsm_cost,
+)
+from polyspace_core.efficiency.pipeline import (
+    CONFIGURATIONS,
+    FUSION,
+    STUDENT_ONLY,
+    TEACHERS,
+    accuracy_from_eval,
+    pipeline_cost,
+    pipeline_spec,
+    spec_from_fusion_checkpoint,
+)
+from polyspace_core.efficiency.storage import (
+    feature_bytes,
+    fusion_mode_throughput,
+    storage_table,
+    store_sizes,
+    written_store_bytes,
+)
 from polyspace_core.errors import PolySpaceError
+from polyspace_core.measure import count_flops
 
 TEACHERS_TINY = ["videomae-tiny", "timesformer-tiny", "vivit-tiny"]
 
@@ -41,7 +60,8 @@ def test_configurations_sum_their_components(tiny_cost):
         c["student"].params + sum(c[f"teacher:{t}"].params for t in teachers) + c["fusion_head"].params)
     assert all(row["latency_ms"] is None for row in totals.values())  # nothing was timed
     ratios = tiny_cost.ratios()
-    assert ratios["cost_fusion_over_student"] == pytest.approx(totals[FUSION]["gflops"] / totals[STUDENT_ONLY]["gflops"])
+    assert ratios["cost_fusion_over_student"] == pytest.approx(totals[FUSION]["gflops"]
+                                                               / totals[STUDENT_ONLY]["gflops"])
     assert ratios["cost_fusion_over_student"] > 1 and ratios["cost_teachers_over_fusion"] > 1
     # the student-only head is matched in parameters to the fusion head, as 05 trains it
     assert abs(c["student_head"].params - c["fusion_head"].params) < 0.01 * c["fusion_head"].params
@@ -52,7 +72,8 @@ def test_real_size_pipeline_keeps_the_settings():
     real = as_run.with_backbones(resolve_backbone("vjepa2_vitl"),
                                  [resolve_backbone(n) for n in ("videomae_base", "timesformer_base", "vivit_base")])
     assert real.converter == {"kind": "linear"} and real.num_classes == 5
-    assert real.shape(real.student) == (8, 1024) and [real.shape(t) for t in real.teachers] == [(8, 768)] * 2 + [(16, 768)]
+    assert real.shape(real.student) == (8, 1024)
+    assert [real.shape(t) for t in real.teachers] == [(8, 768)] * 2 + [(16, 768)]
     with pytest.raises(PolySpaceError, match="one per teacher"):
         as_run.with_backbones(real.student, real.teachers[:2])
 
@@ -199,14 +220,16 @@ def test_fusion_mode_throughput(tmp_path):
 def test_accuracy_from_eval_rows():
     acc = accuracy_from_eval({"top1_student_matched": 0.5, "top1_fusion": 0.6})
     assert acc == {STUDENT_ONLY: 0.5, FUSION: 0.6, TEACHERS: None}
-    assert accuracy_from_eval(None) == {c: None for c in CONFIGURATIONS}
+    assert accuracy_from_eval(None) == dict.fromkeys(CONFIGURATIONS)
 
 
-def test_efficiency_metrics_keys(tiny_cost):
-    from polyspace_core.efficiency.study import efficiency_metrics
+def test_stage_metrics_keys(tiny_cost):
+    from polyspace_core.efficiency.study import Costs, stage_metrics
 
-    tsm = {m.name: m for m in (tsm_cost("small", 4, 64), tsm_cost("small", 4, 64, ffn=True))}
-    metrics = efficiency_metrics({"vivit_tiny": tiny_cost.components["teacher:vivit_tiny"]}, tiny_cost, tiny_cost, tsm)
+    ws = SimpleNamespace(stage="06_efficiency")
+    tsm = Costs.of({m.name: m for m in (tsm_cost("small", 4, 64), tsm_cost("small", 4, 64, ffn=True))})
+    backbones = Costs.of({"vivit_tiny": tiny_cost.components["teacher:vivit_tiny"]})
+    metrics = stage_metrics(ws, backbones, tiny_cost, tiny_cost, tsm)
     for key in ("gflops_vivit_tiny", "params_vivit_tiny", "latency_ms_vivit_tiny", "gflops_vjepa2_tiny",
                 "gflops_tsm_small_4f", "gflops_ffn_small_4f", "gflops_fusion_head", "gflops_converter_videomae_tiny",
                 "cost_fusion_over_student", "cost_teachers_over_fusion", "cost_fusion_over_student_as_run",
@@ -218,8 +241,8 @@ def test_efficiency_metrics_keys(tiny_cost):
 
 
 def test_cli_flops(capsys):
-    from polyspace_core.cli import main
     from polyspace_core.backbones.catalog import backbone_cost
+    from polyspace_core.cli import main
 
     assert main(["flops", "--model", "vivit-tiny", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)

@@ -19,7 +19,8 @@ def test_environment_yml_matches_pyproject():
     listed = set(pip_sections[0])
     assert "-e .[dev]" in listed, "environment.yml must install the package itself"
     listed.discard("-e .[dev]")
-    assert listed == wanted, f"only in pyproject: {sorted(wanted - listed)}; only in environment.yml: {sorted(listed - wanted)}"
+    assert listed == wanted, (f"only in pyproject: {sorted(wanted - listed)}; "
+                              f"only in environment.yml: {sorted(listed - wanted)}")
     assert "python=3.11" in env["dependencies"]
 
 

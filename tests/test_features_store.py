@@ -12,8 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from polyspace_core.errors import PolySpaceError
-from polyspace_core.features.store import (FeatureDataset, FeatureStore, FeatureStoreWriter, mmap_safetensors,
-                                           shard_name)
+from polyspace_core.features.store import FeatureDataset, FeatureStore, FeatureStoreWriter, mmap_safetensors, shard_name
 
 MODELS = [{"name": "student", "role": "student", "T": 3, "dim": 4},
           {"name": "teacher_a", "role": "teacher", "T": 1, "dim": 6}]
@@ -28,7 +27,8 @@ def make_writer(split_dir, dtype="float32", n=5, shard_size=2, labels=None):
 def fill(writer, feats, status=None):
     for k, (s, e) in enumerate(writer.ranges):
         st = status[s:e] if status else ["ok"] * (e - s)
-        writer.write_shard(k, {m: x[s:e] for m, x in feats.items()}, st, videos_decoded=e - s, frames_decoded=8 * (e - s))
+        writer.write_shard(k, {m: x[s:e] for m, x in feats.items()}, st, videos_decoded=e - s,
+                           frames_decoded=8 * (e - s))
 
 
 def random_feats(n=5, seed=0):

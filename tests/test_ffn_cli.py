@@ -30,7 +30,8 @@ def test_test_run_trains_two_batches_then_eval_only_reads_the_checkpoint(ssv2_ro
     assert info["kind"] == "ffn" and info["global_step"] == 2 and info["model_config"]["frame_counts"] == [4, 8, 16]
     assert info["model_config"]["class_names"][0] == "Moving something to the left"
 
-    assert main(_args(ssv2_root, tmp_path / "ffn", "--eval_only", "--resume", str(tmp_path / "ffn" / "final.json"))) == 0
+    assert main(_args(ssv2_root, tmp_path / "ffn", "--eval_only", "--resume",
+                      str(tmp_path / "ffn" / "final.json"))) == 0
     result = json.loads((tmp_path / "ffn" / "tfd_validation.json").read_text())
     assert {"acc_4f", "acc_8f", "acc_16f", "tfd_gap"} <= set(result)
     assert result["tfd_gap"] == pytest.approx(result["acc_16f"] - result["acc_4f"])

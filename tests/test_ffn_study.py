@@ -2,13 +2,14 @@
 to the same weights), per-frame-count baselines, the table and the metrics."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from test_ffn_train import moving_bar_clips
 
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.ffn import study
-from test_ffn_train import moving_bar_clips
 
 SETTINGS = dict(arch="tiny", epochs=2, batch_size=8, lr=0.05, fc_lr_mult=1.0, seed=0, device="cpu", verbose=False)
 
@@ -73,12 +74,15 @@ def test_table_and_metrics_from_results(data):
     tsm = study.train_tfd_model("tsm", data, **{**SETTINGS, "epochs": 1})
     ffn = study.train_tfd_model("ffn", data, **{**SETTINGS, "epochs": 1})
     results = {"TSM": {4: 30.0, 6: 40.0, 8: 50.0, 16: 90.0}, "FFN": {4: 85.0, 6: 86.0, 8: 88.0, 16: 89.0},
-               "TSM 4F only": {4: 60.0, 6: 55.0, 8: 50.0, 16: 40.0}, "TSM 8F only": {4: 50.0, 6: 70.0, 8: 80.0, 16: 70.0}}
+               "TSM 4F only": {4: 60.0, 6: 55.0, 8: 50.0, 16: 40.0},
+               "TSM 8F only": {4: 50.0, 6: 70.0, 8: 80.0, 16: 70.0}}
     row = study.per_frame_count_accuracy(results, {4: "TSM 4F only", 8: "TSM 8F only"})
     assert row == {4: 60.0, 8: 80.0, 16: 90.0}
     table = study.accuracy_table({**results, "TSM per frame count": row}, data.train_frames)
     assert table.loc["TSM", "TFD gap"] == 60.0 and table.loc["TSM per frame count", "TFD gap"] == 30.0
-    metrics = study.summary_metrics(results, tsm, ffn, data.train_frames, per_frame_count=row)
+    accuracy = study.Accuracy(results, row, data.train_frames)
+    assert accuracy.gaps == {"TSM": 60.0, "TSM per frame count": 30.0, "FFN": 4.0}
+    metrics = study.stage_metrics(SimpleNamespace(stage="07_ffn_tfd"), accuracy, tsm, ffn)
     assert metrics["acc_tsm_4f"] == 30.0 and metrics["acc_ffn_16f"] == 89.0 and metrics["acc_ffn_6f"] == 86.0
     assert metrics["tfd_gap_tsm"] == 60.0 and metrics["tfd_gap_ffn"] == 4.0
     assert metrics["ffn_gap_at_most_third_of_tsm"] and metrics["ffn_high_within_2_points_of_tsm"]

@@ -1,7 +1,6 @@
 """FFN/TSM trainers on in-memory clips with real signal: learning, CE/KL tracking, checkpoints,
 exact resume, optimiser groups, TFD evaluation and FLOPs."""
 
-import json
 
 import pytest
 import torch
@@ -140,7 +139,8 @@ def test_optimizer_groups_and_cosine_schedule():
     model = _model()
     config = _config(lr=0.01, weight_decay=5e-4)
     groups = {g["name"]: g for g in parameter_groups(model, config)}
-    assert groups["classifier_weight"]["lr"] == pytest.approx(0.05) and groups["classifier_bias"]["lr"] == pytest.approx(0.1)
+    assert (groups["classifier_weight"]["lr"] == pytest.approx(0.05)
+            and groups["classifier_bias"]["lr"] == pytest.approx(0.1))
     assert groups["norm_and_bias"]["weight_decay"] == 0 and groups["classifier_bias"]["weight_decay"] == 0
     assert groups["weights"]["weight_decay"] == 5e-4
     names = {id(p): n for n, p in model.named_parameters()}

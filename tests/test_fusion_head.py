@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from polyspace_core.distributed import make_accelerator
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.fusion.data import TensorBatches, epoch_batches
-from polyspace_core.distributed import make_accelerator
-from polyspace_core.fusion.train import TrainSettings, fit, predict
 from polyspace_core.fusion.head import FusionConfig, FusionHead, count_trainable, matched_student_head
 from polyspace_core.fusion.metrics import classification_metrics, confusion_matrix, topk_accuracy
 from polyspace_core.fusion.pipeline import FusionPipeline, load_fusion, save_fusion
 from polyspace_core.fusion.probes import train_linear_probe, train_matched_student_head
+from polyspace_core.fusion.train import TrainSettings, fit, predict
 
 T_S, D_S = 4, 16
 
@@ -94,9 +94,9 @@ def test_fusion_learns_what_a_student_probe_cannot(splits, accelerator):
     probe = train_linear_probe(["student"], train, val, 4, settings, accelerator=accelerator, progress=False)
     torch.manual_seed(0)
     fusion = fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False)
-    assert probe.history["best_val_top1"] < 0.45  # the linear read-out of the student sees ~chance
-    assert fusion.history["best_val_top1"] > 0.85
-    assert fusion.history["train_loss"][-1] < fusion.history["train_loss"][0]
+    assert probe.best_val_top1 < 0.45  # the linear read-out of the student sees ~chance
+    assert fusion.best_val_top1 > 0.85
+    assert fusion.history[-1]["train_loss"] < fusion.history[0]["train_loss"]
     # the gates learned to let the informative teacher in
     out = predict(fusion.model, val, accelerator=accelerator)
     assert out["gates"].shape == (val.num_samples, 1, T_S)
@@ -111,8 +111,8 @@ def test_matched_student_head_has_the_fusion_capacity(splits, accelerator):
     train, val = splits
     result = train_matched_student_head(pipeline, train, val, TrainSettings(epochs=2, batch=64, lr=1e-3),
                                         accelerator=accelerator, progress=False)
-    assert result.history["params_fusion"] == target
-    assert abs(result.history["params"] - target) / target < 0.02
+    assert result.params_fusion == target
+    assert abs(result.params - target) / target < 0.02
 
 
 def test_gate_sparsity_penalty_closes_gates(splits, accelerator):
@@ -135,12 +135,12 @@ def test_resume_takes_the_same_steps_as_an_uninterrupted_run(splits, accelerator
     torch.manual_seed(0)
     first = fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False,
                 save_dir=tmp_path / "b", stop_after=2)
-    assert first.history["complete"] is False and first.history["epoch"] == [1, 2]
+    assert first.complete is False and [row["epoch"] for row in first.history] == [1, 2]
     torch.manual_seed(123)  # a fresh process: other init, restored from the checkpoint
     resumed = fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False,
                   save_dir=tmp_path / "b")
-    assert resumed.history["complete"] is True
-    assert resumed.history["train_loss"] == straight.history["train_loss"]
+    assert resumed.complete is True
+    assert [row["train_loss"] for row in resumed.history] == [row["train_loss"] for row in straight.history]
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     # other settings on the same save_dir is an error, not a silent restart

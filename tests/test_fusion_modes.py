@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from polyspace_core.cli import main
-from polyspace_core.errors import PolySpaceError
 from polyspace_core.distributed import make_accelerator
-from polyspace_core.fusion.train import TrainSettings
-from polyspace_core.fusion.train import HeadOptions, train_fusion
+from polyspace_core.errors import PolySpaceError
+from polyspace_core.fusion.train import HeadOptions, TrainSettings, train_fusion
 
 STUDENT, TEACHER = "vjepa2-tiny", "timesformer-tiny"
 
@@ -53,8 +52,11 @@ def test_cached_and_video_mode_take_the_same_steps(chain, accelerator):
     cached, video = runs["cached"], runs["video"]
     assert cached.mode == "cached" and video.mode == "video"
     # same batches, same features (the video path runs featurize's code), same optimisation
-    assert cached.history["train_loss"] == pytest.approx(video.history["train_loss"], rel=1e-5)
-    assert cached.history["val_top1"] == video.history["val_top1"]
+    def column(run, key):
+        return [row[key] for row in run.history]
+
+    assert column(cached, "train_loss") == pytest.approx(column(video, "train_loss"), rel=1e-5)
+    assert column(cached, "val_top1") == column(video, "val_top1")
     for (k, a), (_, b) in zip(cached.pipeline.state_dict().items(), video.pipeline.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
     assert (chain["root"] / "fusion_video" / "best" / "fusion.json").is_file()
@@ -90,7 +92,7 @@ def test_fp16_store_is_read_by_its_manifest_and_the_flag_is_checked(chain, accel
     # training on fp16 features needs no flag at all
     run = train_fusion(mode="cached", features=tmp_path / "fp16", converters=chain["converters"],
                        settings=TrainSettings(epochs=1, batch=4), accelerator=accelerator, progress=False)
-    assert run.history["epoch"] == [1]
+    assert [row["epoch"] for row in run.history] == [1]
     # the legacy flag on fp32 features is a clear error, not a dtype crash
     with pytest.raises(PolySpaceError, match="--features_fp16 was given but these features are stored as float32"):
         open_split_store(chain["features"], "train", features_fp16=True)
@@ -104,7 +106,7 @@ def test_cli_train_fusion_and_eval(chain, tmp_path, capsys):
     assert main(args) == 0
     assert "cached mode" in capsys.readouterr().out
     history = json.loads((save / "history.json").read_text())
-    assert history["mode"] == "cached" and history["epoch"] == [1, 2]
+    assert history["mode"] == "cached" and [row["epoch"] for row in history["epochs"]] == [1, 2]
     assert main(["eval", "--fusion", str(save), "--student_only", "--split", "test", "--use_cached_features",
                  "--root", str(chain["features"]), "--device", "cpu", "--probe_epochs", "3",
                  "--out", str(tmp_path / "eval.json")]) == 0
@@ -129,9 +131,9 @@ def test_downstream_table_has_every_baseline_and_costs(chain):
     for key in keys:
         assert 0.0 <= m[f"top1_{key}"] <= 1.0 and m[f"top5_{key}"] == 1.0  # 3 classes: top-5 is everything
     # every baseline was trained (selected on validation), never left random
-    for name, h in report.histories.items():
-        assert h["best_epoch"] >= 1 and len(h["train_loss"]) >= 1, name
-    assert report.histories["student_matched"]["params"] == pytest.approx(m["params_fusion"], rel=0.05)
+    for name, fit in report.baselines.items():
+        assert fit.best_epoch >= 1 and len(fit.history) >= 1 and "train_loss" in fit.history[0], name
+    assert report.baselines["student_matched"].params == pytest.approx(m["params_fusion"], rel=0.05)
     # cost: backbones included; fusion = student + converter + head; oracle runs every backbone
     c = report.costs
     assert c["backbone_gflops"][STUDENT] > 0 and c["backbone_gflops"][TEACHER] > 0

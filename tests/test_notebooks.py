@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from polyspace_core.report import run_report
 from polyspace_core.stage_params import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +53,9 @@ def test_papermill_cached_flag_from_notebooks_dir(tmp_path):
     papermill = str(Path(sys.executable).parent / "papermill")
     env = {**os.environ, "POLYSPACE_PRESET": "smoke"}
     for value, mode in (("true", "cached"), ("false", "video")):
-        out = subprocess.run([papermill, "04_train_fusion.ipynb", str(tmp_path / f"{value}.ipynb"), "-p", "cached", value,
-                              "-p", "preset", "smoke"], cwd=ROOT / "notebooks", env=env, capture_output=True, text=True)
+        out = subprocess.run([papermill, "04_train_fusion.ipynb", str(tmp_path / f"{value}.ipynb"),
+                              "-p", "cached", value, "-p", "preset", "smoke"],
+                             cwd=ROOT / "notebooks", env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
         metrics = json.loads((ROOT / "reports" / "smoke" / "04_train_fusion" / "metrics.json").read_text())
         assert metrics["mode"] == mode

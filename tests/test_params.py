@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
@@ -76,7 +75,8 @@ def _write_presets(tmp_path, default, other):
 def test_precedence_defaults_preset_override(tmp_path):
     base = load_preset("default", ROOT)
     _write_presets(tmp_path, base, {**base, "preset": "other", "seed": 7, "cached": not base["cached"]})
-    notebook = {"preset": "default", "seed": base["seed"], "device": "auto", "interactive": "auto", "cached": base["cached"]}
+    notebook = {"preset": "default", "seed": base["seed"], "device": "auto", "interactive": "auto",
+                "cached": base["cached"]}
     # no preset named: the defaults
     assert resolve_params("04_train_fusion", notebook, root=tmp_path)["seed"] == base["seed"]
     # preset from the environment (make lab PRESET=other, nbval) applies where nothing was overridden
@@ -112,7 +112,8 @@ def test_notebook_parameters_cell_equals_default_preset(stage):
     default = load_preset("default", ROOT)
     assert set(cell) == set(stage_spec(stage)), f"{stage}: parameters cell keys differ from stage_params.py"
     for name, value in cell.items():
-        assert value == default[name], f"{stage}: {name} = {value!r} in the notebook but {default[name]!r} in default.yaml"
+        assert value == default[name], (f"{stage}: {name} = {value!r} in the notebook "
+                                        f"but {default[name]!r} in default.yaml")
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -129,7 +130,8 @@ def test_notebooks_are_stored_without_outputs_and_open_the_workspace(stage):
 def test_open_stage_from_another_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("POLYSPACE_PRESET", raising=False)
-    ws = open_stage("04_train_fusion", {"preset": "smoke", "seed": 0, "device": "cpu", "interactive": "auto", "cached": "false"})
+    ws = open_stage("04_train_fusion", {"preset": "smoke", "seed": 0, "device": "cpu", "interactive": "auto",
+                                        "cached": "false"})
     assert ws.root == ROOT and ws.run_dir == ROOT / "runs" / "smoke" / "04_train_fusion"
     assert ws.p.cached is False and ws.interactive is False
     assert ws.provenance["seed"] == 0 and "torch" in ws.provenance["versions"]

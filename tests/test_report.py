@@ -30,10 +30,12 @@ def test_key_figures_skip_meta_and_non_numbers():
 
 
 def _notebook(stage, body):
-    cells = [new_code_cell('preset = "default"\nseed = 0\ndevice = "auto"\ninteractive = "auto"', metadata={"tags": ["parameters"]}),
+    cells = [new_code_cell('preset = "default"\nseed = 0\ndevice = "auto"\ninteractive = "auto"',
+                           metadata={"tags": ["parameters"]}),
              new_code_cell(f'from polyspace_core.workspace import open_stage\nws = open_stage("{stage}", globals())'),
              new_code_cell(body)]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
 
 
 @pytest.fixture
@@ -41,10 +43,12 @@ def tiny_project(tmp_path, monkeypatch):
     """A project root with the real presets and two notebooks: one fine, one that fails."""
     shutil.copytree(ROOT / "params", tmp_path / "params")
     (tmp_path / "notebooks").mkdir()
-    nbformat.write(_notebook("05_eval_downstream", 'import matplotlib.pyplot as plt\nfrom tqdm.auto import tqdm\nlist(tqdm(range(3)))\nplt.plot([1, 2, 3])\nplt.show()\n'
+    nbformat.write(_notebook("05_eval_downstream", 'import matplotlib.pyplot as plt\nfrom tqdm.auto import tqdm\n'
+                                                   'list(tqdm(range(3)))\nplt.plot([1, 2, 3])\nplt.show()\n'
                                                    'ws.write_metrics({"top1_fusion": 0.75})'),
                    tmp_path / "notebooks" / "05_eval_downstream.ipynb")
-    nbformat.write(_notebook("06_efficiency", 'raise RuntimeError("boom")'), tmp_path / "notebooks" / "06_efficiency.ipynb")
+    nbformat.write(_notebook("06_efficiency", 'raise RuntimeError("boom")'),
+                   tmp_path / "notebooks" / "06_efficiency.ipynb")
     monkeypatch.setenv("POLYSPACE_ROOT", str(tmp_path))
     return tmp_path
 
@@ -77,7 +81,8 @@ def test_failing_stage_is_reported_and_others_still_run(tiny_project):
 
 def test_render_index_marks_failures():
     index = {"preset": "smoke", "generated": "now", "total_duration_s": 3.0,
-             "provenance": {"git": {"commit": "abc", "dirty": True}, "versions": {"torch": "2"}, "device": "cpu", "params": {"seed": 0}},
+             "provenance": {"git": {"commit": "abc", "dirty": True}, "versions": {"torch": "2"}, "device": "cpu",
+                            "params": {"seed": 0}},
              "stages": [{"stage": "01_featurize", "status": "failed", "duration_s": 1.0, "html": "01_featurize.html",
                          "error": "ValueError: x", "metrics": {}}]}
     page = render_index(index)

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from polyspace_core.errors import PolySpaceError
-from polyspace_core.video import (LONG_VIDEO_FRAMES, VideoDecodeError, VideoInfo,
-                                  choose_backend, probe, read_frames, write_video)
+from polyspace_core.video import (
+    LONG_VIDEO_FRAMES,
+    VideoDecodeError,
+    VideoInfo,
+    choose_backend,
+    probe,
+    read_frames,
+    write_video,
+)
 from polyspace_core.video.patterns import frame_number, numbered_frames
 
 N = 90  # frames per test video; several keyframes (gop 24) so random access has to seek

@@ -11,8 +11,7 @@ import pytest
 import polyspace_core.video.decode as decode_module
 import polyspace_core.video.multi as multi_module
 from polyspace_core.errors import PolySpaceError
-from polyspace_core.video import (ClipRequest, SpatialTransform, VideoDecodeError, decode_clips,
-                                  read_frames, write_video)
+from polyspace_core.video import ClipRequest, SpatialTransform, VideoDecodeError, decode_clips, read_frames, write_video
 from polyspace_core.video.patterns import frame_number, numbered_frames
 
 N = 80

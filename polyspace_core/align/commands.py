@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-converter", help="train student->teacher converters from the feature store",
                        description=__doc__.splitlines()[0])
     p.add_argument("--features", required=True, help="feature store root holding <split>/manifest.json")
-    p.add_argument("--teachers", nargs="+", default=None, help="teacher model names (default: every teacher in the store)")
+    p.add_argument("--teachers", nargs="+", default=None,
+                   help="teacher model names (default: every teacher in the store)")
     p.add_argument("--student", default=None, help="student model name (default: the store's student)")
     p.add_argument("--d_in", type=int, default=None, help="student feature dim; checked against the store")
     p.add_argument("--d_out", type=int, nargs="+", default=None,
@@ -73,12 +74,14 @@ def _train_converter(args: argparse.Namespace) -> int:
     train_store, val_store = FeatureStore.open(train_dir), FeatureStore.open(val_dir)
     student = args.student or train_store.student
     if student is None:
-        raise PolySpaceError(f"{train_dir}: the manifest marks no student model; pass --student (one of {train_store.models})")
+        raise PolySpaceError(f"{train_dir}: the manifest marks no student model; "
+                             f"pass --student (one of {train_store.models})")
     teachers = args.teachers or train_store.teachers
     if not teachers:
         raise PolySpaceError(f"{train_dir}: the manifest marks no teacher models; pass --teachers")
     if student in teachers:
-        raise PolySpaceError(f"--teachers includes the student {student!r}; a converter maps the student to other models")
+        raise PolySpaceError(f"--teachers includes the student {student!r}; "
+                             f"a converter maps the student to other models")
     for store in (train_store, val_store):
         for name in (student, *teachers):
             store.model_info(name)  # unknown model -> error naming the store and its models
@@ -98,7 +101,8 @@ def _train_converter(args: argparse.Namespace) -> int:
             if want != d_out:
                 raise PolySpaceError(f"--d_out {want} does not match the store: {teacher!r} features are {d_out}-dim")
         if val_store.shape(teacher) != (t_out, d_out) or val_store.shape(student) != (t_in, d_in):
-            raise PolySpaceError(f"{val_dir}: feature shapes differ from {train_dir}; extract both splits with the same models")
+            raise PolySpaceError(f"{val_dir}: feature shapes differ from {train_dir}; "
+                                 f"extract both splits with the same models")
         config = ConverterConfig(args.kind, d_in, d_out, t_in, t_out, hidden=args.hidden, depth=args.depth,
                                  heads=args.heads, latents=args.latents, dropout=args.dropout,
                                  ridge_alpha=args.ridge_alpha)
@@ -117,16 +121,15 @@ def _train_converter(args: argparse.Namespace) -> int:
         val = pairs_from_store(val_dir, student, teacher)
         print(f"{teacher}: {config.kind} converter {student}{(t_in, d_in)} -> {teacher}{(t_out, d_out)}, "
               f"loss {loss_label}, {len(train[0])} train / {len(val[0])} validation clips")
-        converter, history = train_converter(train, val, config, weights, epochs=args.epochs, batch=args.batch,
-                                             lr=args.lr, seed=args.seed, device=args.device,
-                                             weight_decay=args.weight_decay, temperature=args.temperature)
-        fidelity = evaluate_converter(converter, *val)
-        history["validation_fidelity"] = fidelity
+        fit = train_converter(train, val, config, weights, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                              seed=args.seed, device=args.device, weight_decay=args.weight_decay,
+                              temperature=args.temperature)
+        fit.validation_fidelity = fidelity = evaluate_converter(fit.converter, *val)
         # written per teacher as soon as it is done, so an interrupted run keeps finished teachers
-        save_converter(folder, converter, history=history,
+        save_converter(folder, fit.converter, record=fit.record(),
                        info={"student": student, "teacher": teacher, "train_args": train_args})
         write_converter_index(save_dir, student, [teacher], merge=True)
-        print(f"{teacher}: best epoch {history['best_epoch']}/{len(history['epoch'])}, "
+        print(f"{teacher}: best epoch {fit.best_epoch}/{len(fit.history)}, "
               + ", ".join(f"{k} {v:.3f}" for k, v in fidelity.items()) + f" (validation) -> {folder}")
     print(f"converters: {save_dir / 'converters.json'}")
     return 0

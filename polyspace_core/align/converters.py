@@ -72,7 +72,7 @@ class ConverterConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ConverterConfig":
+    def from_dict(cls, data: dict) -> ConverterConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -154,7 +154,7 @@ class ProcrustesConverter(Converter):
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "ProcrustesConverter":
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> ProcrustesConverter:
         """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
         self.check_input(x)
         xs, ys = _flatten_pairs(x, y, self.config.t_out)
@@ -191,7 +191,7 @@ class RidgeConverter(Converter):
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, y: torch.Tensor) -> "RidgeConverter":
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> RidgeConverter:
         """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
         self.check_input(x)
         xs, ys = _flatten_pairs(x, y, self.config.t_out)
@@ -240,7 +240,7 @@ class LearnedConverter(Converter):
         self.register_buffer("out_std", torch.ones(config.d_out))
 
     @torch.no_grad()
-    def set_statistics(self, x: torch.Tensor, y: torch.Tensor) -> "LearnedConverter":
+    def set_statistics(self, x: torch.Tensor, y: torch.Tensor) -> LearnedConverter:
         """Per-dimension mean/std over every token of student (N, T_s, D_s) and teacher (N, T_t, D_t)."""
         self.check_input(x)
         for (mean, std), a in (((self.in_mean, self.in_std), x), ((self.out_mean, self.out_std), y)):
@@ -423,16 +423,9 @@ def build_converter(config: ConverterConfig | dict) -> Converter:
     return _CLASSES[config.kind](config)
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Trainable parameters plus fitted buffers (a Procrustes map's size is its buffers)."""
-    params = sum(p.numel() for p in module.parameters())
-    buffers = sum(b.numel() for b in module.buffers() if b.dtype.is_floating_point)
-    return params + buffers
-
-
 __all__ = [
     "CONVERTER_KINDS", "CLOSED_FORM_KINDS", "ConverterConfig", "Converter", "LearnedConverter", "build_converter",
-    "resample_tokens", "interpolation_matrix", "count_parameters",
+    "resample_tokens", "interpolation_matrix",
     "ProcrustesConverter", "RidgeConverter", "ResidualMLPConverter", "AttentionResamplerConverter",
     "LinearResamplerConverter", "LinearConverter",
 ]

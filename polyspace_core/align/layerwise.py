@@ -10,8 +10,8 @@ self-consistent even where the store used an annotated window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 
 from ..errors import PolySpaceError
 from .metrics import SIMILARITY_METRICS
-
 
 # where the encoder's transformer blocks live (transformers versions moved ViViT's to `layers`)
 _LAYER_PATHS = ("encoder.layer", "encoder.layers", "layers")

@@ -17,7 +17,7 @@ return a scalar. `AlignmentLoss` sums them with weights given as the original co
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,8 @@ def barlow_twins_loss(pred: torch.Tensor, target: torch.Tensor, lambda_offdiag: 
     p, t = _rows(pred), _rows(target)
     n = p.shape[0]
     if n < 2:
-        raise PolySpaceError("bar loss needs at least 2 tokens in a batch to standardise features; raise the batch size")
+        raise PolySpaceError("bar loss needs at least 2 tokens in a batch to standardise features; "
+                             "raise the batch size")
     p = (p - p.mean(0)) / (p.std(0) + eps)
     t = (t - t.mean(0)) / (t.std(0) + eps)
     c = p.T @ t / n
@@ -107,7 +108,9 @@ def barlow_twins_loss(pred: torch.Tensor, target: torch.Tensor, lambda_offdiag: 
 LOSS_FUNCTIONS = {"l2": l2_loss, "cos": cosine_loss, "nce": infonce_loss, "vic": vicreg_loss,
                   "bar": barlow_twins_loss, "l1": l1_loss}
 
-_TERM = re.compile(r"^\s*(?:(?P<w1>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?:[=:]\s*(?P<w2>[0-9.eE+-]+))?\s*$")
+# one term of a weight spec: "name", "w*name" or "name=w" (also "name:w")
+_TERM = re.compile(r"^\s*(?:(?P<w1>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+                   r"\s*(?:[=:]\s*(?P<w2>[0-9.eE+-]+))?\s*$")
 
 
 def _loss_name(name: str) -> str:
@@ -147,7 +150,8 @@ def parse_loss_weights(spec: str | Sequence[float] | Mapping[str, float]) -> dic
             for part in parts:
                 m = _TERM.match(part)
                 if m is None:
-                    raise PolySpaceError(f"loss_weights term {part.strip()!r} is not 'name', 'w*name' or 'name=w'")
+                    raise PolySpaceError(f"loss_weights term {part.strip()!r} is not 'name', 'w*name' "
+                                         f"or 'name=w'") from None
                 name = _loss_name(m["name"])
                 w = m["w1"] or m["w2"] or "1"
                 weights[name] += _weight(name, w)

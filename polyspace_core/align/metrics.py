@@ -17,7 +17,7 @@ Everything is computed in float64 and returned as a python float.
 
 from __future__ import annotations
 
-from typing import Mapping, Union
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import PolySpaceError
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 
 def _tensor(x: ArrayLike, name: str) -> torch.Tensor:

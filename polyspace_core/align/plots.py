@@ -5,14 +5,13 @@ is interactive and renders the same figures statically otherwise."""
 
 from __future__ import annotations
 
-from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
-
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..viz import FigureList, new_figure
 from .layerwise import layerwise_similarity
 from .study import CLOSED_FORM_LOSS, FIDELITY_METRICS, AlignmentSpaces, ConverterGrid, alignment_table, load_spaces
 
@@ -29,17 +28,21 @@ def plot_learning_curves(grid: ConverterGrid) -> Figure:
     for j, teacher in enumerate(grid.teachers):
         top, bottom = axes[0, j], axes[1, j]
         for i, run in enumerate(r for r in grid.runs if r.teacher == teacher):
-            h, color = run.history, f"C{i % 10}"
+            color = f"C{i % 10}"
+            val_r2 = [row["val_r2"] for row in run.history]
             if run.loss == CLOSED_FORM_LOSS:
-                top.axhline(h["val_r2"][0], color=color, ls="--", lw=1.2, label=run.label)
+                top.axhline(val_r2[0], color=color, ls="--", lw=1.2, label=run.label)
                 continue
-            top.plot(h["epoch"], h["val_r2"], color=color, lw=1.5, label=run.label)
-            top.plot(h["best_epoch"], h["val_r2"][h["best_epoch"] - 1], "o", color=color, ms=5)
-            rel = [v / h["initial_val_loss"] for v in h["val_loss"]] if h["initial_val_loss"] > 0 else h["val_loss"]
-            bottom.plot(h["epoch"], rel, color=color, lw=1.5)
-            bottom.plot(h["best_epoch"], rel[h["best_epoch"] - 1], "o", color=color, ms=5)
+            epochs = [row["epoch"] for row in run.history]
+            val_loss = [row["val_loss"] for row in run.history]
+            best, initial = run.fit.best_epoch, run.fit.initial_val["loss"]
+            top.plot(epochs, val_r2, color=color, lw=1.5, label=run.label)
+            top.plot(best, val_r2[best - 1], "o", color=color, ms=5)
+            rel = [v / initial for v in val_loss] if initial > 0 else val_loss
+            bottom.plot(epochs, rel, color=color, lw=1.5)
+            bottom.plot(best, rel[best - 1], "o", color=color, ms=5)
         top.set_title(f"{grid.student} {ARROW} {teacher}")
-        top.set_ylabel(f"validation R\u00b2")
+        top.set_ylabel("validation R\u00b2")
         top.grid(alpha=0.3)
         bottom.set_yscale("log")
         bottom.set_ylabel("val loss / untrained")
@@ -125,7 +128,6 @@ def plot_alignment_bars(table, metric: str = "linear_cka", teachers: Sequence[st
     return fig
 
 
-
 def alignment_explorer(features: str | Path, converters: str | Path, splits: Sequence[str], metrics: Sequence[str],
                        interactive: bool):
     """Similarity heatmap for a (metric, split) and the student-vs-converted bars for a teacher.
@@ -190,8 +192,9 @@ def plot_layerwise(features: dict[str, list[np.ndarray]], student: str, others: 
         matrix = layerwise_similarity(features[student], features[other], metric)
         labels_r = [str(i + 1) for i in range(matrix.shape[0])]
         labels_c = [str(j + 1) for j in range(matrix.shape[1])]
-        sns.heatmap(matrix, vmin=min(0.0, float(matrix.min())), vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax, square=True,
-                    xticklabels=labels_c, yticklabels=labels_r, cbar=ax is axes[-1], annot_kws={"fontsize": 7})
+        sns.heatmap(matrix, vmin=min(0.0, float(matrix.min())), vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax,
+                    square=True, xticklabels=labels_c, yticklabels=labels_r, cbar=ax is axes[-1],
+                    annot_kws={"fontsize": 7})
         ax.invert_yaxis()
         ax.set_xlabel(f"{other} layer")
         ax.set_ylabel(f"{student} layer")

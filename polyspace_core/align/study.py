@@ -1,29 +1,43 @@
-"""The experiments behind notebooks 02 (train converters) and 03 (alignment), one function per cell.
+"""What notebooks 02 (train converters) and 03 (alignment) call, one function per cell.
 
-02: `train_converter_grid` trains every (teacher, kind, loss) on the store's train split and
-measures validation fidelity; `select_converters` picks one per teacher ON VALIDATION;
-`fidelity_table` reports held-out (test) fidelity of every run; `save_selected` writes the
-chosen set for the fusion stages.
+    features = feature_store(ws)                         # 01's store (or the stage's features parameter)
+    grid = converter_grid(ws, features)                  # 02: every (teacher, kind, loss) on the train split
+    selected = selection(ws, grid)                       # one converter per teacher, chosen ON VALIDATION
+    fidelity = held_out_fidelity(ws, grid, selected)     # every run on ws.p.converter_eval_split
+    save_selection(ws, grid, selected)                   # the converter set 03-05 read
+    ws.write_metrics(stage_metrics(ws, fidelity, selected))
 
-03: `load_spaces` reads clip-level features of the student, each teacher and each converted
-space on one split; `alignment_table` compares student->teacher with converted->teacher.
+    converters = converter_set(ws)                       # 03: 02's converter set
+    spaces = alignment_spaces(ws, features, converters)  # student, teacher, converted clip features
+    table = alignment(ws, spaces)                        # student->teacher vs converted->teacher
+    layers = layers(ws, features, spaces)                # hidden states for layer-wise CKA, or None
+    ws.write_metrics(stage_metrics(ws, table))
+
+The entry points read their settings from the workspace (`ws.p`, `ws.stage_run_dir`, `ws.device`,
+`ws.seed`); below them, the experiment logic takes explicit arguments (what the tests call):
+`train_converter_grid`, `select_converters`, `fidelity_table`, `save_selected`, `load_spaces`,
+`alignment_table`, ...
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import PolySpaceError
-from .converters import CLOSED_FORM_KINDS, ConverterConfig, Converter
+from ..measure import count_parameters
+from .converters import CLOSED_FORM_KINDS, Converter, ConverterConfig
+from .layerwise import layer_features
 from .losses import format_loss_weights, parse_loss_weights
 from .metrics import SIMILARITY_METRICS, mean_cosine, retrieval_top1
 from .train import (
+    ConverterFit,
     evaluate_converter,
     load_converter_set,
     pairs_from_store,
@@ -34,6 +48,100 @@ from .train import (
 
 FIDELITY_METRICS = ("cosine", "r2", "cka", "mutual_knn", "retrieval_top1")
 CLOSED_FORM_LOSS = "closed form"
+CONVERTERS_DIR = "converters"  # the converter set 02 writes under its run dir
+
+# the stages this folder serves, and the prefix of their parameters
+STAGE_PREFIX = {"02_train_converters": "converter_", "03_alignment": "alignment_"}
+
+
+def _param(ws, name: str) -> Any:
+    """The stage's own parameter `name` (converter_<name> in 02, alignment_<name> in 03)."""
+    if ws.stage not in STAGE_PREFIX:
+        raise PolySpaceError(f"align study: stage {ws.stage} is not {' or '.join(STAGE_PREFIX)}")
+    return getattr(ws.p, STAGE_PREFIX[ws.stage] + name)
+
+
+# ---------------------------------------------------------------------------------------------
+# the notebook's calls (02 and 03)
+
+
+def feature_store(ws) -> Path:
+    """The feature-store root this stage reads: its features parameter (converter_features in 02,
+    alignment_features in 03) when set, else the one store 01_featurize wrote for this preset."""
+    return find_feature_store(_param(ws, "features"), ws.stage_run_dir("01_featurize"))
+
+
+def converter_grid(ws, features: Path) -> ConverterGrid:
+    """02: train every (teacher, kind, loss) of ws.p.converter_* on the store's train split,
+    selecting each run's epoch and measuring its fidelity on the validation split."""
+    p = ws.p
+    return train_converter_grid(features, kinds=p.converter_kinds, losses=p.converter_losses,
+                                teachers=p.converter_teachers or None, epochs=p.converter_epochs,
+                                batch=p.converter_batch, lr=p.converter_lr, hidden=p.converter_hidden,
+                                depth=p.converter_depth, seed=ws.seed, device=ws.device)
+
+
+def selection(ws, grid: ConverterGrid) -> dict[str, ConverterRun]:
+    """02: per teacher, the run with the best validation ws.p.converter_select_on."""
+    return select_converters(grid, ws.p.converter_select_on)
+
+
+def held_out_fidelity(ws, grid: ConverterGrid, selected: dict[str, ConverterRun]):
+    """02: fidelity of every run on ws.p.converter_eval_split, marking the selected ones (a DataFrame)."""
+    return fidelity_table(grid, ws.p.converter_eval_split, selected)
+
+
+def save_selection(ws, grid: ConverterGrid, selected: dict[str, ConverterRun]) -> Path:
+    """02: write the selected converters as the converter set `<run dir>/converters` (what 03-05 read)."""
+    return save_selected(ws.run_dir / CONVERTERS_DIR, grid, selected)
+
+
+def converter_set(ws) -> Path:
+    """03: the converter set to read: ws.p.alignment_converters when set, else the one 02 saved."""
+    return find_converter_set(ws.p.alignment_converters, ws.stage_run_dir("02_train_converters"))
+
+
+def alignment_spaces(ws, features: Path, converters: Path) -> AlignmentSpaces:
+    """03: student, teacher and converted features on the first of ws.p.alignment_splits."""
+    return load_spaces(features, converters, ws.p.alignment_splits[0])
+
+
+def alignment(ws, spaces: AlignmentSpaces):
+    """03: the alignment table (linear CKA and ws.p.alignment_metrics, student->teacher and
+    converted->teacher, per-token cosine, retrieval top-1) of `spaces` (a DataFrame)."""
+    return alignment_table(spaces, ws.p.alignment_metrics)
+
+
+def layers(ws, features: Path, spaces: AlignmentSpaces) -> dict[str, list[np.ndarray]] | None:
+    """03: per model (the student, then each teacher), the hidden states of every layer on the
+    first ws.p.alignment_layer_clips videos of the spaces' split; None when ws.p.alignment_layerwise is off."""
+    if not ws.p.alignment_layerwise:
+        return None
+    return layer_features(features / spaces.split, [spaces.student, *spaces.teachers], ws.p.alignment_layer_clips,
+                          device=ws.device)
+
+
+def stage_metrics(ws, result, selected: dict[str, ConverterRun] | None = None) -> dict[str, Any]:
+    """metrics.json of the stage `ws.stage` is.
+
+    02_train_converters: `result` is the held-out fidelity table and `selected` the selection:
+    per teacher the selected converter (`selected_<t>`) and its fidelity
+    (`<converter_eval_split>_<metric>_<t>`), plus how many converters were trained.
+    03_alignment: `result` is the alignment table: `cka_student_teacher_<t>`,
+    `cka_converted_teacher_<t>` (linear CKA), `cosine_<t>`, `retrieval_top1_<t>` and every other
+    metric column as `<column>_<t>`."""
+    if ws.stage == "02_train_converters":
+        if selected is None:
+            raise PolySpaceError("stage_metrics of 02_train_converters: pass the selection, "
+                                 "stage_metrics(ws, fidelity, selected)")
+        return _converter_metrics(result, selected, ws.p.converter_eval_split)
+    if ws.stage == "03_alignment":
+        return _alignment_metrics(result)
+    raise PolySpaceError(f"align stage_metrics: stage {ws.stage} is not 02_train_converters or 03_alignment")
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
 
 
 def find_feature_store(path: str | Path | None, featurize_run_dir: Path, split: str = "train") -> Path:
@@ -92,13 +200,25 @@ def _store_roles(root: Path, split: str, teachers: Sequence[str] | None) -> tupl
 
 @dataclass
 class ConverterRun:
-    """One trained converter: which teacher, kind and loss; its history and validation fidelity."""
+    """One trained converter: which teacher, kind and loss, and its fit (the converter, its
+    per-epoch history, best epoch, seconds and validation fidelity)."""
     teacher: str
     kind: str
     loss: str
-    converter: Converter
-    history: dict
-    validation: dict[str, float]
+    fit: ConverterFit
+
+    @property
+    def converter(self) -> Converter:
+        return self.fit.converter
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.fit.history
+
+    @property
+    def validation(self) -> dict[str, float]:
+        """Fidelity on the grid's validation split (`evaluate_converter`)."""
+        return self.fit.validation_fidelity
 
     @property
     def label(self) -> str:
@@ -119,14 +239,12 @@ class ConverterGrid:
         """One row per run: teacher, kind, loss, best epoch, seconds, parameters, validation fidelity."""
         import pandas as pd
 
-        from .converters import count_parameters
-
         rows = []
         for r in self.runs:
             rows.append({"teacher": r.teacher, "kind": r.kind, "loss": r.loss,
-                         "best_epoch": r.history["best_epoch"], "epochs": len(r.history["epoch"]),
-                         "params": count_parameters(r.converter), "seconds": round(r.history["seconds"], 2),
-                         **{f"val_{k}": v for k, v in r.validation.items()}})
+                         "best_epoch": r.fit.best_epoch, "epochs": len(r.history),
+                         "params": count_parameters(r.converter, include_buffers=True),
+                         "seconds": round(r.fit.seconds, 2), **{f"val_{k}": v for k, v in r.validation.items()}})
         return pd.DataFrame(rows)
 
 
@@ -156,13 +274,13 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
             pairs = {teacher: (pairs_from_store(root / train_split, student, teacher),
                                pairs_from_store(root / val_split, student, teacher))}
         train, val = pairs[teacher]
-        (n, t_in, d_in), (_, t_out, d_out) = train[0].shape, train[1].shape
+        (_, t_in, d_in), (_, t_out, d_out) = train[0].shape, train[1].shape
         config = ConverterConfig(kind, d_in, d_out, t_in, t_out, hidden=hidden, depth=depth)
-        converter, history = train_converter(train, val, config, "l2" if loss == CLOSED_FORM_LOSS else loss,
-                                             epochs=epochs, batch=batch, lr=lr, seed=seed, device=device,
-                                             progress=False)
-        converter = converter.cpu()
-        grid.runs.append(ConverterRun(teacher, kind, loss, converter, history, evaluate_converter(converter, *val)))
+        fit = train_converter(train, val, config, "l2" if loss == CLOSED_FORM_LOSS else loss, epochs=epochs,
+                              batch=batch, lr=lr, seed=seed, device=device, progress=False)
+        fit.converter.cpu()
+        fit.validation_fidelity = evaluate_converter(fit.converter, *val)
+        grid.runs.append(ConverterRun(teacher, kind, loss, fit))
     return grid
 
 
@@ -193,12 +311,13 @@ def fidelity_table(grid: ConverterGrid, split: str = "test", selected: dict[str,
     return pd.DataFrame(rows)
 
 
-def converter_metrics(fidelity, selected: dict[str, ConverterRun], split: str = "test") -> dict:
-    """metrics.json keys of notebook 02: per teacher the selected converter (`selected_<t>`) and
-    its held-out fidelity (`<split>_<metric>_<t>`), plus how many converters were trained."""
+def _converter_metrics(fidelity, selected: dict[str, ConverterRun], split: str) -> dict[str, Any]:
+    """02's metrics: per teacher the selected converter (`selected_<t>`) and its held-out fidelity
+    (`<split>_<metric>_<t>`), plus how many converters were trained."""
     out: dict = {"converters_trained": int(len(fidelity))}
     for teacher, run in selected.items():
-        row = fidelity[(fidelity["teacher"] == teacher) & (fidelity["kind"] == run.kind) & (fidelity["loss"] == run.loss)]
+        row = fidelity[(fidelity["teacher"] == teacher) & (fidelity["kind"] == run.kind)
+                       & (fidelity["loss"] == run.loss)]
         out[f"selected_{teacher}"] = run.label
         for metric in FIDELITY_METRICS:
             out[f"{split}_{metric}_{teacher}"] = float(row[metric].iloc[0])
@@ -207,7 +326,7 @@ def converter_metrics(fidelity, selected: dict[str, ConverterRun], split: str = 
 
 def find_converter_set(path: str | Path | None, converters_run_dir: Path) -> Path:
     """The converter set to read: `path` when given, else `<02 run dir>/converters`."""
-    folder = Path(path) if path is not None else Path(converters_run_dir) / "converters"
+    folder = Path(path) if path is not None else Path(converters_run_dir) / CONVERTERS_DIR
     if not (folder / "converters.json").is_file():
         hint = "run 02_train_converters for this preset" if path is None else "point it at a converter set folder"
         raise PolySpaceError(f"{folder}: no converters.json (a converter set); {hint}")
@@ -217,7 +336,7 @@ def find_converter_set(path: str | Path | None, converters_run_dir: Path) -> Pat
 def save_selected(directory: str | Path, grid: ConverterGrid, selected: dict[str, ConverterRun]) -> Path:
     """Write the selected converter of each teacher as a converter set (converters.json + folders)."""
     return save_converter_set(directory, grid.student, {t: r.converter for t, r in selected.items()},
-                              {t: r.history for t, r in selected.items()},
+                              {t: r.fit.record() for t, r in selected.items()},
                               info={"selected_on": grid.val_split})
 
 
@@ -303,8 +422,8 @@ def alignment_table(spaces: AlignmentSpaces, metrics: Sequence[str] = ("linear_c
     return pd.DataFrame(rows)
 
 
-def alignment_metrics(table) -> dict[str, float]:
-    """The alignment table as flat metrics.json keys: `cka_student_teacher_<teacher>`,
+def _alignment_metrics(table) -> dict[str, float]:
+    """03's metrics: the alignment table as flat keys: `cka_student_teacher_<teacher>`,
     `cka_converted_teacher_<teacher>` (linear CKA), `cosine_<teacher>`, `retrieval_top1_<teacher>`,
     and every other metric column as `<column>_<teacher>`."""
     out: dict[str, float] = {}

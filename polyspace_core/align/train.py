@@ -1,14 +1,17 @@
 """Train a converter on paired (student, teacher) features, select on validation, save and load.
 
-    converter, history = train_converter((xs, ys), (xs_val, ys_val), config, "l2+cos", epochs=10)
-    save_converter("runs/.../converters/videomae", converter, config, history)
+    fit = train_converter((xs, ys), (xs_val, ys_val), config, "l2+cos", epochs=10)
+    fit.history      # [{"epoch": 1, "train_loss": ..., "val_loss": ..., "val_r2": ...}, ...], one dict per epoch
+    fit.best_epoch, fit.seconds
+    save_converter("runs/.../converters/videomae", fit.converter, config, fit.record())
     converter = load_converter("runs/.../converters/videomae")
 
 Learned kinds train with AdamW in a plain loop; after every epoch the validation loss is measured
 and the weights of the best epoch are kept (the test split is never looked at here). Closed-form
 kinds (procrustes, ridge) are fitted once on the training split. A checkpoint is a folder:
 `converter.safetensors` (weights and fitted buffers), `config.json` (ConverterConfig + names),
-`history.json` (learning curves), all written atomically.
+`history.json` (the run's record, `ConverterFit.record()`: best epoch, seconds, settings, and the
+per-epoch history under "epochs"), all written atomically.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import copy
 import math
 import re
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -103,17 +108,45 @@ def _validate(converter: Converter, pairs: Pairs, loss_fn: AlignmentLoss, batch:
     return {"loss": total / n, "cosine": mean_cosine(pred, y), "r2": r2_score(y, pred)}
 
 
+@dataclass
+class ConverterFit:
+    """What `train_converter` returns.
+
+    converter: the best validation epoch's weights (the fitted map for closed-form kinds), eval
+        mode, on the training device.
+    history: one JSON-ready dict per epoch, in order: `epoch`, `train_loss`, `train_<term>` for each
+        weighted loss term (learned kinds), `val_loss`, `val_cosine`, `val_r2`. A closed-form fit
+        has one row (its training-split loss and the validation figures).
+    The rest describes the run as a whole: the selected epoch and its validation loss, wall time,
+    the validation loss / cosine / R² of the untrained converter (learned kinds; None for closed
+    forms), the settings, and the validation fidelity (`evaluate_converter`) where a caller
+    measured it."""
+
+    converter: Converter
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+    initial_val: dict[str, float] | None
+    settings: dict[str, Any]
+    validation_fidelity: dict[str, float] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready: the run-level fields and, under "epochs", the history (what history.json holds)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("converter", "history")}
+        return {**out, "epochs": self.history}
+
+
 def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfig,
                     loss_weights: str | Sequence[float] | Mapping[str, float] = "l2",
                     epochs: int = 10, batch: int = 128, lr: float = 1e-3, seed: int = 0,
                     device: str | torch.device = "cpu", weight_decay: float = 1e-4,
-                    temperature: float = 0.07, progress: bool = True) -> tuple[Converter, dict]:
+                    temperature: float = 0.07, progress: bool = True) -> ConverterFit:
     """Train (or fit, for closed-form kinds) one converter student -> teacher.
 
     train_pairs / val_pairs: (student (N, T_s, D_s), teacher (N, T_t, D_t)) tensors, any float dtype.
-    Returns the converter holding the best validation epoch's weights (eval mode, on `device`) and
-    a JSON-ready history: per-epoch `train_loss`, `val_loss`, `val_cosine`, `val_r2`, per-term
-    `train_parts`, `initial_val_*` (before training), `best_epoch`, `best_val_loss`, `seconds`.
+    Returns a ConverterFit: the converter holding the best validation epoch's weights (eval mode,
+    on `device`), its per-epoch history and the run's best epoch, best validation loss, seconds.
     """
     if isinstance(config, dict):
         config = ConverterConfig.from_dict(config)
@@ -128,12 +161,9 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
     device = best_device(device) if isinstance(device, str) else torch.device(device)
     converter = build_converter(config).to(device)
     loss_fn = AlignmentLoss(loss_weights, temperature)
-    history: dict = {
-        "kind": config.kind, "loss_weights": format_loss_weights(loss_fn.weights), "seed": seed,
-        "epochs": epochs, "batch": batch, "lr": lr, "n_train": int(train_pairs[0].shape[0]),
-        "n_val": int(val_pairs[0].shape[0]), "epoch": [], "train_loss": [], "val_loss": [],
-        "val_cosine": [], "val_r2": [], "train_parts": {k: [] for k, w in loss_fn.weights.items() if w > 0},
-    }
+    settings = {"kind": config.kind, "loss_weights": format_loss_weights(loss_fn.weights), "seed": seed,
+                "epochs": epochs, "batch": batch, "lr": lr, "n_train": int(train_pairs[0].shape[0]),
+                "n_val": int(val_pairs[0].shape[0])}
     started = time.perf_counter()
 
     if converter.closed_form:
@@ -141,18 +171,18 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
         converter.fit(train_pairs[0].to(device), train_pairs[1].to(device))
         fit_train = _validate(converter, train_pairs, loss_fn, batch, device)
         val = _validate(converter, val_pairs, loss_fn, batch, device)
-        history.update(epoch=[1], train_loss=[fit_train["loss"]], val_loss=[val["loss"]],
-                       val_cosine=[val["cosine"]], val_r2=[val["r2"]], train_parts={}, best_epoch=1,
-                       best_val_loss=val["loss"], seconds=time.perf_counter() - started)
-        return converter.eval(), history
+        history = [{"epoch": 1, "train_loss": fit_train["loss"], "val_loss": val["loss"],
+                    "val_cosine": val["cosine"], "val_r2": val["r2"]}]
+        return ConverterFit(converter.eval(), history, best_epoch=1, best_val_loss=val["loss"],
+                            seconds=time.perf_counter() - started, initial_val=None, settings=settings)
 
     converter.set_statistics(train_pairs[0].to(device), train_pairs[1].to(device))
     initial = _validate(converter, val_pairs, loss_fn, batch, device)
-    history.update(initial_val_loss=initial["loss"], initial_val_cosine=initial["cosine"],
-                   initial_val_r2=initial["r2"])
+    terms = [k for k, w in loss_fn.weights.items() if w > 0]
     optimizer = torch.optim.AdamW(converter.parameters(), lr=lr, weight_decay=weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
     x_train, y_train = train_pairs
+    history: list[dict[str, Any]] = []
     best_loss, best_state, best_epoch = math.inf, None, 0
     for epoch in range(1, epochs + 1):
         converter.train()
@@ -174,21 +204,18 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
             seen += len(idx)
         val = _validate(converter, val_pairs, loss_fn, batch, device)
-        history["epoch"].append(epoch)
-        history["train_loss"].append(sums["loss"] / seen)
-        for k in history["train_parts"]:
-            history["train_parts"][k].append(sums[k] / seen)
-        history["val_loss"].append(val["loss"])
-        history["val_cosine"].append(val["cosine"])
-        history["val_r2"].append(val["r2"])
+        history.append({"epoch": epoch, "train_loss": sums["loss"] / seen,
+                        **{f"train_{k}": sums[k] / seen for k in terms},
+                        "val_loss": val["loss"], "val_cosine": val["cosine"], "val_r2": val["r2"]})
         if val["loss"] < best_loss:
             best_loss, best_epoch = val["loss"], epoch
             best_state = copy.deepcopy(converter.state_dict())
     if best_state is None:  # every validation loss was NaN
-        raise PolySpaceError(f"{config.kind} converter: validation loss was never finite; check the validation features")
+        raise PolySpaceError(f"{config.kind} converter: validation loss was never finite; "
+                             f"check the validation features")
     converter.load_state_dict(best_state)
-    history.update(best_epoch=best_epoch, best_val_loss=best_loss, seconds=time.perf_counter() - started)
-    return converter.eval(), history
+    return ConverterFit(converter.eval(), history, best_epoch=best_epoch, best_val_loss=best_loss,
+                        seconds=time.perf_counter() - started, initial_val=initial, settings=settings)
 
 
 def evaluate_converter(converter: Converter, student: torch.Tensor, teacher: torch.Tensor,
@@ -237,9 +264,10 @@ def pairs_from_store(split_dir: str | Path, student: str, teacher: str) -> Pairs
 
 
 def save_converter(directory: str | Path, converter: Converter, config: ConverterConfig | None = None,
-                   history: dict | None = None, info: Mapping | None = None) -> Path:
+                   record: Mapping | None = None, info: Mapping | None = None) -> Path:
     """Write converter.safetensors + config.json (+ history.json) into `directory`, atomically.
-    `info` adds names to config.json (e.g. {"student": "vjepa2", "teacher": "videomae"})."""
+    `record` is the run's record (`ConverterFit.record()`), written as history.json; `info` adds
+    names to config.json (e.g. {"student": "vjepa2", "teacher": "videomae"})."""
     directory = Path(directory)
     config = converter.config if config is None else config
     if config.to_dict() != converter.config.to_dict():
@@ -247,8 +275,8 @@ def save_converter(directory: str | Path, converter: Converter, config: Converte
     state = {k: v.detach().cpu() for k, v in converter.state_dict().items()}
     save_safetensors_atomic(state, directory / "converter.safetensors",
                             metadata={"format": CHECKPOINT_FORMAT, "kind": config.kind})
-    if history is not None:
-        atomic_write_json(directory / "history.json", history)
+    if record is not None:
+        atomic_write_json(directory / "history.json", record)
     # config.json last: its presence marks a complete checkpoint
     atomic_write_json(directory / "config.json", {"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
                                                   **dict(info or {})})
@@ -295,13 +323,14 @@ def write_converter_index(directory: str | Path, student: str, teachers: Sequenc
 
 
 def save_converter_set(directory: str | Path, student: str, converters: Mapping[str, Converter],
-                       histories: Mapping[str, dict | None] | None = None, info: Mapping | None = None) -> Path:
+                       records: Mapping[str, Mapping | None] | None = None, info: Mapping | None = None) -> Path:
     """One converter per teacher under `directory/<teacher>/`, plus `converters.json` naming the
-    student and each teacher's folder (what train-fusion and eval read)."""
+    student and each teacher's folder (what train-fusion and eval read). `records`: per teacher
+    the run's record (`ConverterFit.record()`) written as its history.json."""
     directory = Path(directory)
     write_converter_index(directory, student, list(converters))  # checks the folder names first
     for teacher, converter in converters.items():
-        save_converter(directory / converter_folder(teacher), converter, history=(histories or {}).get(teacher),
+        save_converter(directory / converter_folder(teacher), converter, record=(records or {}).get(teacher),
                        info={"student": student, "teacher": teacher, **dict(info or {})})
     return directory
 

@@ -8,8 +8,21 @@
     student = load_backbone("MCG-NJU/videomae-base", device="cuda")
 """
 
-from .models import (ARCHS, TINY_PRESETS, TINY_SIZE, TOKEN_RULES, ClipSpec, VideoBackbone, build_tiny,
-                     load_backbone, load_backbones, model_choices, parse_model_spec, preprocess_clips, token_rule)
+from .models import (
+                     ARCHS,
+                     TINY_PRESETS,
+                     TINY_SIZE,
+                     TOKEN_RULES,
+                     ClipSpec,
+                     VideoBackbone,
+                     build_tiny,
+                     load_backbone,
+                     load_backbones,
+                     model_choices,
+                     parse_model_spec,
+                     preprocess_clips,
+                     token_rule,
+)
 
 __all__ = ["ARCHS", "TINY_PRESETS", "TINY_SIZE", "TOKEN_RULES", "ClipSpec", "VideoBackbone", "build_tiny",
            "load_backbone", "load_backbones", "model_choices", "parse_model_spec", "preprocess_clips", "token_rule"]

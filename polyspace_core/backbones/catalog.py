@@ -22,7 +22,8 @@ Models are built with PyTorch SDPA attention where the class supports it (TimeSf
 matmul attention): that is what a deployment runs and the fast path on CPU, so latencies are not
 inflated by materialised attention maps. Its fused CPU kernel, which FlopCounterMode alone counts
 as zero, is counted by measure.py's formula (tests check the count equals the eager one; on meta
-SDPA decomposes into plain matmuls). V-JEPA 2 runs its encoder only (`skip_predictor=True`); its predictor's parameters are excluded.
+SDPA decomposes into plain matmuls). V-JEPA 2 runs its encoder only (`skip_predictor=True`); its
+predictor's parameters are excluded.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ REAL_BACKBONES: dict[str, BackboneSpec] = {
         mlp_ratio=48 / 11), 16, 256),
     "videomae_base": BackboneSpec("videomae_base", "videomae", "MCG-NJU/videomae-base", dict(
         _BASE_VIT, image_size=224, patch_size=16, num_frames=16, tubelet_size=2), 16, 224),
-    "timesformer_base": BackboneSpec("timesformer_base", "timesformer", "facebook/timesformer-base-finetuned-k400", dict(
-        _BASE_VIT, image_size=224, patch_size=16, num_frames=8, attention_type="divided_space_time"), 8, 224),
+    "timesformer_base": BackboneSpec("timesformer_base", "timesformer", "facebook/timesformer-base-finetuned-k400",
+                                     dict(_BASE_VIT, image_size=224, patch_size=16, num_frames=8,
+                                          attention_type="divided_space_time"), 8, 224),
     "vivit_base": BackboneSpec("vivit_base", "vivit", "google/vivit-b-16x2-kinetics400", dict(
         _BASE_VIT, image_size=224, num_frames=32, tubelet_size=[2, 16, 16], hidden_act="gelu_fast"), 32, 224),
 }

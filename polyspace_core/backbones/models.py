@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -286,7 +287,7 @@ def _as_hw(value: Any) -> tuple[int, int] | None:
         return None
     if isinstance(value, int):
         return value, value
-    if hasattr(value, "height") and getattr(value, "height") is not None:
+    if hasattr(value, "height") and value.height is not None:
         return int(value.height), int(value.width)
     if isinstance(value, dict) and "height" in value:
         return int(value["height"]), int(value["width"])

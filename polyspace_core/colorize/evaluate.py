@@ -147,9 +147,10 @@ def per_frame_curves(evaluation: dict, metric: str = "psnr"):
     return pd.DataFrame(rows)
 
 
-def stage_metrics(evaluation: dict) -> dict[str, float]:
-    """The metrics.json entries of notebook 08: psnr_/ssim_/cdc_/warp_error_<method>, fps_fusion,
-    and whether fusion beats every other method on PSNR and is no worse than exemplar on CDC."""
+def method_metrics(evaluation: dict) -> dict[str, float]:
+    """Flat figures per method of an evaluate_methods result: psnr_/ssim_/cdc_/warp_error_/
+    colorfulness_<method>, fps_fusion, whether fusion beats every other method on PSNR and is no
+    worse than exemplar on CDC, and the ground truth's colourfulness and CDC."""
     summary = evaluation["summary"]
     out: dict[str, float] = {}
     for m, s in summary.items():

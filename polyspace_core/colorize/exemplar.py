@@ -84,9 +84,12 @@ class RandomConvEmbedding(nn.Module):
         c1, c2, c3 = channels
         self.levels = nn.ModuleList([
             nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.Conv2d(c1, c1, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(c3, c3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c3, c3, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
         ])
         self.out_channels = c1 + c2 + 2 * c3
         gen = torch.Generator().manual_seed(seed)
@@ -216,7 +219,7 @@ class ExemplarBranch(nn.Module):
                                   stem_stride=config.color_stem_stride)
         self.pretrained = False  # True after from_pretrained: Strategy 1
 
-    def train(self, mode: bool = True) -> "ExemplarBranch":
+    def train(self, mode: bool = True) -> ExemplarBranch:
         super().train(mode)
         self.embed.eval()  # frozen: no dropout/stat updates, ever
         return self
@@ -263,7 +266,7 @@ class ExemplarBranch(nn.Module):
         return save_module(folder, "exemplar_branch", asdict(self.config), self)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ExemplarBranch":
+    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> ExemplarBranch:
         """Load a branch saved by save_pretrained (Strategy 1: the colour net stays frozen)."""
         raw, weights = read_module(folder, "exemplar_branch", map_location, what="exemplar checkpoint")
         try:

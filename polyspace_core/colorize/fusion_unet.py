@@ -58,7 +58,7 @@ class FusionUNet(nn.Module):
         return save_module(folder, "fusion_unet", asdict(self.config), self)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "FusionUNet":
+    def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> FusionUNet:
         config, weights = read_module(folder, "fusion_unet", map_location, what="fusion-UNet checkpoint")
         net = cls(FusionUNetConfig(**config))
         load_state_dict_strict(net, weights, Path(folder) / "model.safetensors")

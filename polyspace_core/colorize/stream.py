@@ -41,7 +41,8 @@ class VideoStreamWriter:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in CONTAINERS:
-            raise PolySpaceError(f"{self.path}: unsupported video suffix {suffix!r}; use one of {', '.join(CONTAINERS)}")
+            raise PolySpaceError(f"{self.path}: unsupported video suffix {suffix!r}; "
+                                 f"use one of {', '.join(CONTAINERS)}")
         fmt, default_codec = CONTAINERS[suffix]
         codec = default_codec if codec == "auto" else codec
         if codec not in CODECS or codec not in ALLOWED[fmt]:

@@ -1,13 +1,17 @@
 """What notebook 08 calls, one function per cell: SynthColor -> training -> the method comparison.
 
-    data = prepare_data(ws.path(p.color_root), clips=40, frames=16, size=64)   # generated once
-    flow = flow_backend(ws)                                                      # color_flow + weights
-    run = train_stage(ws, data, flow)              # phases A and B into ws.run_dir (resumed / reused)
-    evaluation = evaluate_stage(run, data.test)    # global / temporal / exemplar / fusion on test
-    ws.write_metrics(stage_metrics(evaluation, run))
+    color = data(ws)                        # SynthColor at color_root (generated once), in memory
+    flow = flow_backend(ws)                 # color_flow + its weights
+    run = train(ws, color, flow)            # phases A and B into ws.run_dir (resumed / reused)
+    evaluation = evaluate(ws, run, color)   # global / temporal / exemplar / fusion on the test split
+    summary_table(evaluation)
+    ws.write_metrics(stage_metrics(ws, evaluation, run))
+
+The entry points take the workspace first and read the color_* parameters from it; what they call
+takes explicit arguments (prepare_data, train_run, evaluate_run), which the tests use directly.
 
 Selection and reporting: both training phases keep the epoch with the lowest validation L1
-(train.py); the test split is used once, by `evaluate_stage`. The checkpoint lands in
+(train.py); the test split is used once, by `evaluate`. The checkpoint lands in
 `<run dir>/checkpoint` (what `polyspace colorize --checkpoint` takes); `<run dir>/settings.json`
 records the data and training settings it was made with, and a run dir holding a checkpoint made
 with other settings is announced and cleared before training again, so a reused checkpoint
@@ -95,8 +99,8 @@ def prepare_data(root: str | Path, clips: int = 40, frames: int = 16, size: int 
                      index, seconds)
 
 
-def data_from_ws(ws, progress: bool = True) -> ColorData:
-    """prepare_data with the notebook's color_* parameters."""
+def data(ws, progress: bool = True) -> ColorData:
+    """The stage's SynthColor set: prepare_data with the notebook's color_* parameters."""
     p = ws.p
     return prepare_data(ws.path(p.color_root), clips=p.color_clips, frames=p.color_frames, size=p.color_size,
                         seed=p.color_synth_seed, progress=progress)
@@ -175,8 +179,9 @@ def _settings(data: ColorData, cfg: TrainConfig, flow: FlowBackend, swin_checkpo
             "swin_checkpoint": _opt(swin_checkpoint), "exemplar_checkpoint": _opt(exemplar_checkpoint)}
 
 
-def train_stage(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> ColorRun:
-    """Phases A and B (train.py) on data.train, selected on data.val, into ws.run_dir."""
+def train(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> ColorRun:
+    """Phases A and B (train.py) on data.train, selected on data.val, into ws.run_dir, with the
+    notebook's training parameters (train_config), on ws.device."""
     p = ws.p
     return train_run(ws.run_dir, data, flow, train_config(ws), ws.device, swin_checkpoint=p.color_swin_checkpoint,
                      exemplar_checkpoint=p.color_exemplar_checkpoint, progress=progress)
@@ -212,14 +217,27 @@ def train_run(out_dir: str | Path, data: ColorData, flow: FlowBackend, cfg: Trai
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_stage(run: ColorRun, clips: list[ColorClip], keep_outputs: int = 2, progress: bool = True) -> dict:
-    """Every method (global, temporal, exemplar, fusion) on `clips` (the test split in 08);
-    see evaluate.evaluate_methods for what comes back."""
+def evaluate(ws, run: ColorRun, data: ColorData, progress: bool = True) -> dict:
+    """Every method on the test split (used here once), keeping the outputs of the first
+    color_strip_clips clips for the frame strips; see evaluate.evaluate_methods for what comes back."""
+    return evaluate_run(run, data.test, keep_outputs=ws.p.color_strip_clips, progress=progress)
+
+
+def evaluate_run(run: ColorRun, clips: list[ColorClip], keep_outputs: int = 2, progress: bool = True) -> dict:
+    """Every method (global, temporal, exemplar, fusion) on `clips` with the run's system, on its
+    device; see evaluate.evaluate_methods for what comes back."""
     from .evaluate import evaluate_methods
 
     if not clips:
-        raise PolySpaceError("evaluate_stage: no clips to evaluate; the split is empty")
+        raise PolySpaceError("evaluate: no clips to evaluate; the split is empty")
     return evaluate_methods(clips, run.system, device=run.device, keep_outputs=keep_outputs, progress=progress)
+
+
+def summary_table(evaluation: dict):
+    """One row per method: PSNR, SSIM, CDC, warp error, colourfulness, fps (4 decimals)."""
+    from .evaluate import summary_table as table
+
+    return table(evaluation).round(4)
 
 
 def result_checks(evaluation: dict):
@@ -247,10 +265,11 @@ def strip_outputs(evaluation: dict, clip: int = 0) -> tuple[str, dict]:
     return ids[clip], outputs[ids[clip]]
 
 
-def stage_metrics(evaluation: dict, run: ColorRun | None = None) -> dict[str, Any]:
-    """metrics.json of 08: evaluate.stage_metrics (psnr_/ssim_/cdc_/warp_error_<method>,
-    fps_fusion, the two criteria) plus the training record (best validation L1 per phase)."""
-    from .evaluate import stage_metrics as method_metrics
+def stage_metrics(ws, evaluation: dict, run: ColorRun | None = None) -> dict[str, Any]:
+    """metrics.json of 08: evaluate.method_metrics (psnr_/ssim_/cdc_/warp_error_<method>,
+    fps_fusion, the two criteria), the test clip count, and the training record (best validation
+    L1 and epoch per phase, training seconds, the checkpoint)."""
+    from .evaluate import method_metrics
 
     metrics = method_metrics(evaluation)
     # the report index shows the first numbers: the two criteria's metrics, fusion first

@@ -60,7 +60,8 @@ def reference_to_lab(references, size: tuple[int, int], device: torch.device | s
         if tuple(ref.shape[-2:]) != tuple(size):
             ref = F.interpolate(ref, size=size, mode="bilinear", align_corners=False, antialias=True)
         return ref
-    raise PolySpaceError(f"references: expected uint8 RGB images or a float Lab tensor, got {type(references).__name__}")
+    raise PolySpaceError(f"references: expected uint8 RGB images or a float Lab tensor, "
+                         f"got {type(references).__name__}")
 
 
 def _grey_frames(frames, frames_lab: torch.Tensor) -> np.ndarray:
@@ -177,13 +178,14 @@ class FusionSystem(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, flow: FlowBackend | None = None,
-                        map_location: str | torch.device = "cpu") -> "FusionSystem":
+                        map_location: str | torch.device = "cpu") -> FusionSystem:
         """Load a saved system; `flow` picks the temporal branch's backend (DIS when None)."""
         folder = Path(folder)
         meta_path = folder / "system.json"
         if not meta_path.is_file():
             raise PolySpaceError(f"colorization checkpoint {folder}: no system.json; pass a folder "
-                                 f"written by FusionSystem.save_pretrained (e.g. runs/<preset>/08_colorization/checkpoint)")
+                                 f"written by FusionSystem.save_pretrained "
+                                 f"(e.g. runs/<preset>/08_colorization/checkpoint)")
         meta = json.loads(meta_path.read_text())
         if meta.get("kind") != "fusion_system":
             raise PolySpaceError(f"{meta_path}: not a fusion-system checkpoint")

@@ -88,7 +88,8 @@ def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_cli
             ref_l, ref_ab = split_lab(batch["ref_lab"])
             with acc.accumulate(model):
                 out = model(l, ref_l, ref_ab)
-                loss = (out["ab"].float() - ab).abs().mean() + cfg.warp_weight * (out["warped_ab"].float() - ab).abs().mean()
+                loss = ((out["ab"].float() - ab).abs().mean()
+                        + cfg.warp_weight * (out["warped_ab"].float() - ab).abs().mean())
                 acc.backward(loss)
                 opt.step()
                 opt.zero_grad()
@@ -187,7 +188,7 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
     exemplar_checkpoint: an ExemplarBranch folder -> Strategy 1 (phase A skipped, the colour net
     frozen, the correspondence fine-tuned). Else Strategy 2 from scratch, with a Swin embedding
     from `swin_checkpoint` or the frozen random embedding."""
-    from ..io import atomic_write_json, read_json
+    from ..io import read_json
     from ..seeding import seed_everything
     from .exemplar import build_exemplar_branch
 

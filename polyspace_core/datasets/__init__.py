@@ -10,8 +10,15 @@ Heavy imports (torch, cv2, PyAV) happen inside the functions that need them.
 
 from .base import UNLABELED, DatasetSplit, VideoItem, stratified_holdout, stratified_subsample
 from .registry import DATASETS, HAS_VALIDATION, PARSERS, load_split
-from .synthmotion import (COARSE_GROUPS, SYNTHMOTION_CLASSES, MotionClass, class_coarse_group,
-                          coarse_label_map, make_clip, synthmotion_class)
+from .synthmotion import (
+    COARSE_GROUPS,
+    SYNTHMOTION_CLASSES,
+    MotionClass,
+    class_coarse_group,
+    coarse_label_map,
+    make_clip,
+    synthmotion_class,
+)
 from .synthmotion_layouts import LAYOUTS, generate_synthmotion, read_synthmotion_marker
 
 __all__ = [

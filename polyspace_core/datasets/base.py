@@ -13,11 +13,10 @@ Neither ever takes "the first N% of a sorted list": that keeps only the first cl
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

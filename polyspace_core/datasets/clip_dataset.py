@@ -14,7 +14,7 @@ ClipLoader reports the list at the end of each pass; it never becomes a black cl
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

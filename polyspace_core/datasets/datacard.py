@@ -94,7 +94,7 @@ def plot_class_strips(split: DatasetSplit, frames_per_class: int = 8, *, seed: i
     height = rows[0][2].shape[1] / rows[0][2].shape[2]
     fig = new_figure((1.1 * frames_per_class + 1.8, 1.1 * height * len(rows) + 0.4))
     axes = fig.subplots(len(rows), frames_per_class, squeeze=False)
-    for r, (name, item, frames) in enumerate(rows):
+    for r, (name, _item, frames) in enumerate(rows):
         described = _describe(name)["description"]
         for c in range(frames_per_class):
             ax = axes[r, c]

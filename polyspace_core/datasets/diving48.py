@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PolySpaceError
-from .base import (DatasetSplit, VideoItem, check_split, check_split_id, finish_split,
-                   read_json_file, stratified_holdout)
+from .base import DatasetSplit, VideoItem, check_split, check_split_id, finish_split, read_json_file, stratified_holdout
 
 VOCAB = "Diving48_vocab.json"
 ANNOTATION = "Diving48_V2_{}.json"

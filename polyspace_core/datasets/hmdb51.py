@@ -25,8 +25,16 @@ import re
 from pathlib import Path
 
 from ..errors import PolySpaceError
-from .base import (SPLITS, DatasetSplit, VideoItem, check_split, check_split_id, finish_split,
-                   read_lines, stratified_holdout)
+from .base import (
+    SPLITS,
+    DatasetSplit,
+    VideoItem,
+    check_split,
+    check_split_id,
+    finish_split,
+    read_lines,
+    stratified_holdout,
+)
 
 SPLIT_DIR = "testTrainMulti_7030_splits"
 SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<sid>[123])\.txt$")

@@ -18,8 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PolySpaceError
-from .base import (UNLABELED, DatasetSplit, VideoItem, check_split, check_split_id, finish_split,
-                   read_json_file, read_lines)
+from .base import (
+    UNLABELED,
+    DatasetSplit,
+    VideoItem,
+    check_split,
+    check_split_id,
+    finish_split,
+    read_json_file,
+    read_lines,
+)
 
 VIDEO_DIR = "20bn-something-something-v2"
 

@@ -328,7 +328,7 @@ def generate_synthcolor(out: str | os.PathLike, clips: int = 40, frames: int = 1
     counts = split_counts(clips)
     splits: dict[str, list[dict]] = {}
     jobs = [(s, i) for s in SPLITS for i in range(counts[s])]
-    for split_no, split in enumerate(SPLITS):
+    for split in SPLITS:
         splits[split] = []
     for split, i in tqdm(jobs, desc="synth-color", disable=not progress):
         split_no = SPLITS.index(split)

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -277,7 +277,7 @@ class Scene:
     angles: np.ndarray
     visible: np.ndarray
 
-    def reversed(self) -> "Scene":
+    def reversed(self) -> Scene:
         return Scene(self.centers[:, ::-1].copy(), self.angles[:, ::-1].copy(),
                      self.visible[:, ::-1].copy())
 

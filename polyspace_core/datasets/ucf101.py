@@ -17,8 +17,7 @@ import re
 from pathlib import Path
 
 from ..errors import PolySpaceError
-from .base import (DatasetSplit, VideoItem, check_split, check_split_id, finish_split, read_lines,
-                   stratified_holdout)
+from .base import DatasetSplit, VideoItem, check_split, check_split_id, finish_split, read_lines, stratified_holdout
 
 LIST_DIR = "ucfTrainTestlist"
 GROUP = re.compile(r"_g(\d+)_c\d+$")

@@ -1,11 +1,14 @@
 """Efficiency: what a prediction costs — FLOPs, parameters, latency, peak memory, storage.
 
-    measure.py     count_flops (FlopCounterMode, attention included), count_parameters,
-                   measure_latency, measure_peak_memory, vit_layer_flops (analytic check)
-    catalog.py     backbones at their real checkpoint configurations and the tiny presets
-    components.py  cost of a backbone, converter, fusion/student head, TSM/FFN, colorization system
+    components.py  cost of a converter, a fusion/student head, a TSM/FFN model, the colorization system
     pipeline.py    student only / student + converters + fusion head / student + all teachers
     storage.py     feature store bytes per model and dtype; cached-vs-video throughput
-    study.py       one function per cell of notebook 06; plots.py its figures
-    (the `polyspace flops` command lives in polyspace_core/efficiency_commands.py)
+    study.py       what notebook 06 calls (ws first: backbones, as_run, real_size, tsm, colorization,
+                   storage, ...) and its stage_metrics
+    plots.py       figures for notebook 06
+    commands.py    `polyspace flops`
+
+The measuring itself (count_flops, count_parameters, measure_latency, measure_peak_memory) is
+polyspace_core/measure.py; the backbones at their real checkpoint configurations and the tiny
+presets are polyspace_core/backbones/catalog.py.
 """

@@ -1,14 +1,15 @@
-"""Cost of each piece a prediction runs through: backbones, converters, heads, TSM/FFN, colorization.
+"""Cost of each piece a prediction runs through besides the backbones: converters, heads, TSM/FFN,
+colorization (the backbones' cost is backbones/catalog.py's backbone_cost).
 
 Every function returns a `measure.Measurement` (FLOPs per clip or frame, parameters, and — when
-asked — median latency and peak extra memory on the given device). FLOPs of backbones are counted
-on the meta device (no weights allocated); latency needs real tensors, so a backbone is built on
-the device only when its latency is wanted. Small components are counted on the device directly.
+asked — median latency and peak extra memory on the given device). Small components are counted
+on the device directly.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn

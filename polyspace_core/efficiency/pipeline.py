@@ -16,16 +16,17 @@ real-size backbones, so the as-run pipeline and its real-size counterpart are co
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ..errors import PolySpaceError
 from ..backbones.catalog import BackboneSpec, backbone_cost, resolve_backbone
-from .components import converter_cost, fusion_head_config, fusion_head_cost, student_head_cost
+from ..errors import PolySpaceError
 from ..measure import Measurement
+from .components import converter_cost, fusion_head_config, fusion_head_cost, student_head_cost
 
 STUDENT_ONLY = "student only"
 FUSION = "student + converters + fusion head"
@@ -54,7 +55,7 @@ class PipelineSpec:
         if len(set(names)) != len(names):
             raise PolySpaceError(f"pipeline: model names {names} must be unique; name them as NAME=SOURCE")
 
-    def with_backbones(self, student: BackboneSpec, teachers: Sequence[BackboneSpec]) -> "PipelineSpec":
+    def with_backbones(self, student: BackboneSpec, teachers: Sequence[BackboneSpec]) -> PipelineSpec:
         """The same converter/head settings over other backbones (e.g. the real-size checkpoints)."""
         if len(teachers) != len(self.teachers):
             raise PolySpaceError(f"pipeline: {len(teachers)} real-size teachers for {len(self.teachers)} as-run "
@@ -111,7 +112,8 @@ def spec_from_fusion_checkpoint(fusion_dir: str | Path, stores_root: str | Path 
     data = meta.get("data", {})
     converters = meta.get("converters") or []
     if not converters:
-        raise PolySpaceError(f"{fusion_dir / 'fusion.json'}: lists no converters; it is not a fusion pipeline checkpoint")
+        raise PolySpaceError(f"{fusion_dir / 'fusion.json'}: lists no converters; "
+                             "it is not a fusion pipeline checkpoint")
     converter = {k: v for k, v in converters[0].items() if k not in ("d_in", "d_out", "t_in", "t_out")}
     head = {k: config[k] for k in ("rank", "gate_hidden", "pooling", "dropout", "gate_l1") if k in config}
     names = [config["student"], *config["teachers"]]

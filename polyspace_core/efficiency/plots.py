@@ -5,13 +5,13 @@ renders both statically otherwise."""
 
 from __future__ import annotations
 
-from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
-
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from ..measure import Measurement
+from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
 from .pipeline import CONFIGURATIONS, EVAL_KEYS, PipelineCost
 
 SHORT = {CONFIGURATIONS[0]: "student only", CONFIGURATIONS[1]: "student + conv. + head",
@@ -117,7 +117,8 @@ def plot_frames_scaling(tsm: dict[str, Measurement]) -> Figure:
     left.legend()
     frames = sorted(set(curves["tsm"]) & set(curves["ffn"]))
     if frames:
-        right.bar([str(f) for f in frames], [100 * (curves["ffn"][f] / curves["tsm"][f] - 1) for f in frames], color="C1")
+        extra = [100 * (curves["ffn"][f] / curves["tsm"][f] - 1) for f in frames]
+        right.bar([str(f) for f in frames], extra, color="C1")
     right.set_xlabel("frames per clip")
     right.set_ylabel("FFN extra FLOPs (% of TSM)")
     for ax in (left, right):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ..errors import PolySpaceError
 from ..backbones.catalog import BackboneSpec
+from ..errors import PolySpaceError
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 TOKEN_RULES = ("temporal", "clip", "full")
@@ -82,7 +83,7 @@ def store_sizes(root: str | Path, clips: int = 1000) -> list[dict[str, Any]]:
             store = FeatureStore.open(manifest.parent)
         except PolySpaceError:
             continue  # a manifest.json of something else (e.g. a dataset); not a feature store
-        per_model = {m: 0 for m in store.models}
+        per_model = dict.fromkeys(store.models, 0)
         total = 0
         for entry in store.shards:
             shard = store.split_dir / entry.file

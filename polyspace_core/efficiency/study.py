@@ -1,12 +1,18 @@
-"""The measurements behind notebook 06, one function per cell, each returning a table.
+"""What notebook 06 calls, one function per cell, each taking the workspace first and returning
+what the cell shows (a table, a `Costs`, a pipeline's cost):
 
-    backbone_costs      every backbone at its real configuration and the tiny presets
-    find_fusion_checkpoint / as_run_pipeline   the pipeline the earlier stages trained
-    pipeline_table      the three configurations with 05's top-1 beside them
-    tsm_costs           TSM and FFN ResNets at 4/8/16 frames
-    colorization_costs  the colorization system per frame
-    storage_tables      feature store size per model, token rule and dtype
-    efficiency_metrics  the flat figures of metrics.json
+    backbones = backbones(ws)                    # every backbone at its real configuration + tiny presets
+    as_run = as_run(ws, backbones.runs)          # the pipeline stages 01-05 trained (04's checkpoint)
+    real = real_size(ws, as_run, backbones.runs) # its settings over the real-size backbones (+ make bench)
+    eval_metrics(ws)                             # 05's metrics.json (top-1 beside each configuration)
+    tsm(ws), colorization(ws)                    # TSM/FFN at 4/8/16 frames; the colorization system per frame
+    storage(ws, as_run, real)                    # feature store size per model, token rule and dtype
+    throughput(ws), bench_latencies(ws)          # the fusion and efficiency benchmarks' results
+    stage_metrics(ws, backbones, as_run, real, tsm, colorization)   # the flat figures of metrics.json
+
+Below them, the measurements they run, with explicit arguments (what tests call): backbone_costs,
+as_run_pipeline, real_size_pipeline, pipeline_table, full_cost_table, component_table, tsm_costs,
+colorization_costs, storage_tables, throughput_table, bench_table.
 
 Latency is measured only for what costs at most `latency_max_gflops` per call on the device (the
 big models on a CPU would take minutes per clip; FLOPs and parameters are counted for everything).
@@ -15,18 +21,142 @@ big models on a CPU would take minutes per clip; FLOPs and parameters are counte
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from ..backbones.catalog import BackboneSpec, backbone_cost, resolve_backbone, tiny_specs
-from .components import colorization_cost, tsm_cost
 from ..measure import ATTENTION_OPS, Measurement
-from .pipeline import (CONFIGURATIONS, EVAL_KEYS, PipelineCost, PipelineSpec, accuracy_from_eval, pipeline_spec,
-                       spec_from_fusion_checkpoint)
+from .components import colorization_cost, tsm_cost
+from .pipeline import (
+    CONFIGURATIONS,
+    EVAL_KEYS,
+    PipelineCost,
+    PipelineSpec,
+    accuracy_from_eval,
+    pipeline_cost,
+    pipeline_spec,
+    spec_from_fusion_checkpoint,
+)
 
+TSM_SIZE = 224  # TSM/FFN are costed at the paper's crop, whatever the preset
+
+
+@dataclass
+class Costs:
+    """A cost table (a DataFrame, one row per model) and the measurements behind its rows
+    (`runs`: {name: Measurement}). A notebook cell shows it as the table rounded to `digits`."""
+
+    table: Any
+    runs: dict[str, Measurement]
+    digits: int = 3
+
+    @classmethod
+    def of(cls, runs: Mapping[str, Measurement], digits: int = 3) -> Costs:
+        """Costs of measurements taken elsewhere, with the table measurement_rows makes of them."""
+        return cls(_frame(measurement_rows(list(runs.values())), "model"), dict(runs), digits)
+
+    def _repr_html_(self) -> str:
+        return self.table.round(self.digits)._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.table.round(self.digits))
+
+
+# ----------------------------------------------------------------------------- notebook 06's cells
+
+def _timing(ws) -> dict[str, Any]:
+    """The latency settings every measurement of the stage shares."""
+    return {"latency_max_gflops": ws.p.latency_max_gflops, "repeats": ws.p.latency_repeats}
+
+
+def backbones(ws) -> Costs:
+    """Every backbone of ws.p.cost_backbones at its real configuration, plus the tiny presets."""
+    table, runs = backbone_costs(ws.p.cost_backbones, ws.device, **_timing(ws))
+    return Costs(table, runs)
+
+
+def as_run(ws, measured: Mapping[str, Measurement] | None = None) -> PipelineCost:
+    """The pipeline stages 01-05 trained, measured on ws.device: 04's fusion checkpoint when it
+    exists (its store under 01's run dir), else ws.p.cost_student / cost_teachers with
+    ws.p.cost_converter converters. `measured`: backbone measurements to reuse (backbones(ws).runs).
+    Prints where the converter/head settings came from."""
+    spec = as_run_pipeline(ws.stage_run_dir("04_train_fusion"), ws.p.cost_student, ws.p.cost_teachers,
+                           converter_kind=ws.p.cost_converter, num_classes=ws.p.cost_num_classes,
+                           stores_root=ws.stage_run_dir("01_featurize"))
+    cost = pipeline_cost(spec, ws.device, label="as run", measured=dict(measured or {}), **_timing(ws))
+    print("settings from:", spec.settings_from)
+    return cost
+
+
+def bench(ws) -> dict[str, Any] | None:
+    """benchmarks/results/efficiency.json (`make bench`), or None when it has not been run."""
+    return read_bench(ws.root / "benchmarks" / "results" / "efficiency.json")
+
+
+def real_size(ws, as_run: PipelineCost, measured: Mapping[str, Measurement] | None = None) -> PipelineCost:
+    """`as_run`'s converter/head settings over ws.p.cost_real_student / cost_real_teachers, measured
+    on ws.device; backbones too big to time here take `make bench`'s latency when it matches."""
+    spec = real_size_pipeline(as_run.spec, ws.p.cost_real_student, ws.p.cost_real_teachers)
+    real = pipeline_cost(spec, ws.device, label="real size", measured=dict(measured or {}), **_timing(ws))
+    return attach_bench_latency(real, bench(ws))
+
+
+def eval_metrics(ws) -> dict[str, Any] | None:
+    """05's metrics.json for this preset, or None when 05 has not run."""
+    return read_eval_metrics(ws.root / "reports" / ws.preset / "05_eval_downstream" / "metrics.json")
+
+
+def tsm(ws) -> Costs:
+    """TSM and FFN (ws.p.cost_tsm_arch) at each of ws.p.cost_tsm_frames, per clip at 224 px."""
+    table, runs = tsm_costs(ws.p.cost_tsm_arch, ws.p.cost_tsm_frames, TSM_SIZE, ws.device, **_timing(ws))
+    return Costs(table, runs)
+
+
+def colorization(ws) -> Costs:
+    """The colorization system per frame at ws.p.cost_colorize_size."""
+    table, run = colorization_costs(ws.p.cost_colorize_size, device=ws.device, **_timing(ws))
+    return Costs(table, {run.name: run})
+
+
+def storage(ws, as_run: PipelineCost, real: PipelineCost) -> dict[str, Any]:
+    """storage_tables for the backbones of both pipelines and the stores under 01's run dir."""
+    specs = [as_run.spec.student, *as_run.spec.teachers, real.spec.student, *real.spec.teachers]
+    return storage_tables(specs, ws.stage_run_dir("01_featurize"))
+
+
+def run_store_table(storage: dict[str, Any]):
+    """The stores 01 wrote (storage(ws, ...)["runs"], rounded), or a line saying there are none."""
+    runs = storage["runs"]
+    return runs.round(3) if len(runs) else "01_featurize has written no feature store for this preset yet"
+
+
+def throughput(ws):
+    """Cached vs video fusion training throughput from benchmarks/results/fusion_modes.json."""
+    return throughput_table(ws.root / "benchmarks" / "results" / "fusion_modes.json")
+
+
+def bench_latencies(ws):
+    """The per-model latencies `make bench` measured, or a line saying it has not been run."""
+    return bench_table(bench(ws))
+
+
+def stage_metrics(ws, backbones: Costs, as_run: PipelineCost, real: PipelineCost, tsm: Costs,
+                  colorization: Costs | None = None) -> dict[str, Any]:
+    """The flat figures of 06's metrics.json from the cells' results: gflops_/params_/latency_ms_<model>
+    for every backbone, TSM/FFN model and pipeline part, `flops_config` (the clip each was counted
+    at, and that FLOPs are true FLOPs), the configuration totals, and the cost ratios of the
+    real-size pipeline (`cost_fusion_over_student`, `cost_teachers_over_fusion`; `_as_run` for the
+    as-run one). `ws` is the stage's workspace (the figures need nothing else from it)."""
+    system = next(iter(colorization.runs.values())) if colorization is not None and colorization.runs else None
+    return _cost_metrics(backbones.runs, as_run, real, tsm.runs, system)
+
+
+# ----------------------------------------------------------------------------- the measurements
 
 def _frame(rows: list[dict[str, Any]], index: str | None = None):
     import pandas as pd
@@ -254,12 +384,9 @@ def _key(name: str) -> str:
     return name.replace("-", "_").replace(" ", "_").replace(">", "").replace(".", "_")
 
 
-def efficiency_metrics(backbones: dict[str, Measurement], as_run: PipelineCost, real: PipelineCost,
-                       tsm: dict[str, Measurement], colorization: Measurement | None = None) -> dict[str, Any]:
-    """The flat figures of metrics.json: gflops_/params_/latency_ms_<model> for every backbone,
-    TSM/FFN model and pipeline part, `flops_config` (the clip each was counted at, and that FLOPs
-    are true FLOPs), the configuration totals, and the cost ratios of the real-size pipeline
-    (`cost_fusion_over_student`, `cost_teachers_over_fusion`; `_as_run` for the as-run one)."""
+def _cost_metrics(backbones: Mapping[str, Measurement], as_run: PipelineCost, real: PipelineCost,
+                  tsm: Mapping[str, Measurement], colorization: Measurement | None = None) -> dict[str, Any]:
+    """stage_metrics from the measurements themselves (see there)."""
     out: dict[str, Any] = {}
     config: dict[str, Any] = {"flop_convention": "true FLOPs: 2 per multiply-add (matmul, conv, attention)",
                               "batch": 1, "models": {}}

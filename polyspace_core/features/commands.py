@@ -74,8 +74,9 @@ def run_featurize(args: argparse.Namespace) -> int:
     from ..errors import PolySpaceError
 
     if args.import_pickle:
-        from .pickle_import import import_pickle
         from pathlib import Path
+
+        from .pickle_import import import_pickle
 
         store = import_pickle(args.import_pickle, Path(args.out) / args.split, allow_pickle=args.allow_pickle,
                               dtype="float16" if args.fp16 else None, shard_size=args.shard_size,

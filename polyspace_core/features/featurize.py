@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -302,7 +303,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     dist.barrier()
 
     if dist.rank == 0:
-        store = writer.finalize(provenance(Path(__file__).resolve().parents[2], dist.device, world_size=dist.world_size),
+        store = writer.finalize(provenance(Path(__file__).resolve().parents[2], dist.device,
+                                           world_size=dist.world_size),
                                 extra={"frames_arg": frames, "sampling": "uniform over the annotated window"})
     dist.barrier()
     if dist.rank != 0:

@@ -11,7 +11,7 @@ from .store import FeatureStore, read_safetensors_header
 
 def model_disk_bytes(store: FeatureStore) -> dict[str, int]:
     """Bytes each model's tensors take in the shards (from the shard headers, no data read)."""
-    out = {m: 0 for m in store.models}
+    out = dict.fromkeys(store.models, 0)
     for s in store.shards:
         header, _ = read_safetensors_header(store.split_dir / s.file)
         for m in store.models:

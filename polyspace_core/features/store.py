@@ -23,9 +23,10 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,7 +182,7 @@ class FeatureStore:
     # ---- opening
 
     @classmethod
-    def open(cls, split_dir: str | os.PathLike, verify: bool = False) -> "FeatureStore":
+    def open(cls, split_dir: str | os.PathLike, verify: bool = False) -> FeatureStore:
         """Open `<out>/<split>`; `verify=True` also checks every shard's sha256 (reads all data)."""
         split_dir = Path(split_dir)
         manifest_path = split_dir / MANIFEST

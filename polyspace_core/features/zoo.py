@@ -26,8 +26,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -248,7 +249,8 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         num_classes = len(train_split.class_names) if objective == "fine" else len(groups)
         n_fine = len(train_split.class_names)
 
-        def probe(tokens: str) -> float:
+        # this iteration's model bound as defaults (probe is only called within the iteration)
+        def probe(tokens: str, backbone=backbone, name=name, n_fine=n_fine) -> float:
             return linear_probe_accuracy(clip_features(backbone, train_px[name].to(dev), tokens=tokens), fine_tr,
                                          clip_features(backbone, test_px[name].to(dev), tokens=tokens), fine_te, n_fine)
 

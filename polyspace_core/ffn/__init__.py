@@ -11,9 +11,11 @@ same network with a single stream. Modules:
     loss.py         CE on the teacher stream + KL(teacher || student) for the other streams
     data.py         multi-frame-count clips from one decode with one shared crop
     checkpoint.py   safetensors + JSON checkpoints
-    trainer.py      TSMTrainer (one frame count) and FFNTrainer (several), Accelerate-ready
+    train.py        TSMTrainer (one frame count) and FFNTrainer (several), Accelerate-ready; the
+                    history is a list of per-epoch dicts
     evaluate.py     accuracy per frame count, the TFD gap, FLOPs per frame count
-    study.py        the miniature reproduction of notebook 07 (data, resumable runs, tables, metrics)
-    plots.py        its figures
+    study.py        what notebook 07 calls (ws first: data, train, per_frame_baselines, evaluate,
+                    flops) and its stage_metrics; the resumable runs and tables behind them
+    plots.py        figures for notebook 07
     commands.py     `polyspace train-ffn`
 """

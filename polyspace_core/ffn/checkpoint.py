@@ -64,23 +64,26 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
 
     json_path, tensor_path = checkpoint_paths(path)
     if not json_path.is_file():
-        raise PolySpaceError(f"{json_path}: checkpoint not found; pass the .json written by train-ffn (e.g. <save_dir>/best.json)")
+        raise PolySpaceError(f"{json_path}: checkpoint not found; "
+                             f"pass the .json written by train-ffn (e.g. <save_dir>/best.json)")
     info = read_json(json_path)
     if info.get("format") != FORMAT:
-        raise PolySpaceError(f"{json_path}: not an FFN/TSM checkpoint (format {info.get('format')!r}, expected {FORMAT})")
+        raise PolySpaceError(f"{json_path}: not an FFN/TSM checkpoint "
+                             f"(format {info.get('format')!r}, expected {FORMAT})")
     if not tensor_path.is_file():
         raise PolySpaceError(f"{tensor_path}: tensors of checkpoint {json_path.name} are missing")
     data = tensor_path.read_bytes()
     if hashlib.sha256(data).hexdigest() != info.get("tensors_sha256"):
         raise PolySpaceError(
-            f"{tensor_path}: does not match {json_path.name} (checksum differs; interrupted save?); use another checkpoint")
+            f"{tensor_path}: does not match {json_path.name} (checksum differs; interrupted save?); "
+            f"use another checkpoint")
     tensors = load(data)
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
     return info, model_state, optimizer_tensors
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> "torch.nn.Module":
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild the TSM/FFN model stored in a checkpoint, with its weights, in eval mode."""
     from .tsm_resnet import TSMConfig, TSMResNet
 

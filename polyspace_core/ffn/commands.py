@@ -90,7 +90,8 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     train_split = load_ssv2_split(args.video_dir, args.labels_dir, "train")
     train_data = MultiFrameClips(train_split, frames, train=True, **data_kw)
     ffn = args.model == "ffn"
-    model = build_model(args.arch, num_classes=len(train_split.class_names), frame_counts=frames if ffn else frames[-1:],
+    model = build_model(args.arch, num_classes=len(train_split.class_names),
+                        frame_counts=frames if ffn else frames[-1:],
                         ffn=ffn, class_names=list(train_split.class_names))
     if args.imagenet_weights:
         load_imagenet_weights(model, args.imagenet_weights)

@@ -19,8 +19,8 @@ repeats exactly, resumed or not, with or without DataLoader workers.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

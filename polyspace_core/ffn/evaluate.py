@@ -8,7 +8,8 @@ the accuracy at the highest frame count minus the accuracy at the lowest.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -4,12 +4,12 @@ ipywidgets controls when the notebook is interactive and renders the same figure
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from ..viz import new_figure
-
 from .study import PAPER_SSV2_TSM_R50, tfd_gap
 
 COLORS = {"TSM": "#d62728", "FFN": "#1f77b4", "TSM per frame count": "#ff9896"}
@@ -122,7 +122,7 @@ def plot_training_curves(runs: dict[str, Any]) -> Figure:
     return fig
 
 
-def plot_flops(flops: "Any") -> Figure:
+def plot_flops(flops: Any) -> Figure:
     """GFLOPs per clip (rows: models, columns: frame counts) of a flops_table, as grouped bars."""
     fig = new_figure((6.0, 3.4))
     ax = fig.subplots()

@@ -2,6 +2,17 @@
 trained at the highest frame count vs FFN trained at all three, same data and epochs, both
 tested at every frame count (trained ones and ones never trained, e.g. 6 and 12).
 
+What the notebook calls, the workspace first, settings from ws.p:
+
+    data = data(ws)                                    # generated once, decoded into memory
+    tsm = train(ws, data, "tsm"); ffn = train(ws, data, "ffn")   # resumable runs under ws.run_dir
+    separate = per_frame_baselines(ws, data)           # a TSM per lower frame count (or none)
+    accuracy = evaluate(ws, data, tsm, ffn, separate)  # test top-1 per model and frame count
+    flops = flops(data, tsm, ffn)
+    stage_metrics(ws, accuracy, tsm, ffn, flops)      # metrics.json
+
+Below them, the same with explicit arguments (what tests call):
+
     data = prepare_data("data/synthmotion/ffn", classes=8, clips_per_class=100, size=32, crop=28)
     tsm = train_tfd_model("tsm", data, arch="tiny", epochs=6, save_dir="runs/default/07_ffn_tfd/tsm")
     ffn = train_tfd_model("ffn", data, arch="tiny", epochs=6, save_dir="runs/default/07_ffn_tfd/ffn")
@@ -17,18 +28,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..errors import PolySpaceError
-from .data import MultiFrameClips
-from .evaluate import accuracy_by_frames, flops_per_frame_count
 from ..io import atomic_write_json, read_json
 from .checkpoint import load_checkpoint
+from .data import MultiFrameClips
+from .evaluate import accuracy_by_frames, flops_per_frame_count
 from .train import FFNTrainer, TrainConfig, TSMTrainer
 from .tsm_resnet import TSMResNet, build_model
 
@@ -74,8 +86,162 @@ class TFDData:
         rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
                        for k, v in s.items())
         names = ", ".join(self.class_names)
-        return f"<table>{rows}<tr><th style='text-align:left'>class names</th><td style='text-align:left'>{names}</td></tr></table>"
+        return (f"<table>{rows}<tr><th style='text-align:left'>class names</th>"
+                f"<td style='text-align:left'>{names}</td></tr></table>")
 
+
+@dataclass
+class TrainedModel:
+    """A trained TSM or FFN model with its training record."""
+
+    kind: str
+    model: TSMResNet
+    history: list[dict[str, Any]]
+    curve: list[dict[str, float]]
+    save_dir: Path | None
+    seconds: float
+    best_val_acc: float
+
+    def history_table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.history).set_index("epoch").round(3)
+
+
+COMPARED = ("TSM", "FFN", "TSM per frame count")  # the rows the figures compare, in this order
+
+
+@dataclass
+class Accuracy:
+    """Test top-1 (%) per model and frame count. results: {name: {frames: accuracy}} for every
+    model evaluated ("TSM", "FFN", "TSM <T>F only"); per_frame_count: the one-model-per-frame-count
+    row (None without per-frame baselines); train_frames: the trained frame counts. Shows as
+    accuracy_table."""
+
+    results: dict[str, dict[int, float]]
+    per_frame_count: dict[int, float] | None
+    train_frames: tuple[int, ...]
+
+    @property
+    def rows(self) -> dict[str, dict[int, float]]:
+        """results plus the "TSM per frame count" row when there is one."""
+        extra = {"TSM per frame count": self.per_frame_count} if self.per_frame_count else {}
+        return {**self.results, **extra}
+
+    @property
+    def compared(self) -> dict[str, dict[int, float]]:
+        """The rows of TSM, FFN and TSM per frame count (what the figures compare)."""
+        return {k: v for k, v in self.rows.items() if k in COMPARED}
+
+    @property
+    def gaps(self) -> dict[str, float]:
+        """TFD gap (highest minus lowest trained frame count) of TSM, TSM per frame count and FFN."""
+        return tfd_gaps(self.rows, self.train_frames, ("TSM", "TSM per frame count", "FFN"))
+
+    def table(self):
+        return accuracy_table(self.rows, self.train_frames)
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.table())
+
+
+# ----------------------------------------------------------------------------- notebook 07's cells
+
+def data(ws) -> TFDData:
+    """SynthMotion in the SSv2 layout under ws.p.ffn_root (generated once, reused), decoded into
+    memory with ws.p's classes, sizes and frame counts."""
+    p = ws.p
+    return prepare_data(ws.path(p.ffn_root), classes=p.ffn_classes, clips_per_class=p.ffn_clips_per_class,
+                        frames=p.ffn_video_frames, size=p.ffn_video_size, crop=p.ffn_crop, seed=ws.seed,
+                        train_frames=p.ffn_train_frames, extra_frames=p.ffn_extra_frames)
+
+
+def _settings(ws) -> dict[str, Any]:
+    """The training settings every model of the stage shares (train_tfd_model's keywords)."""
+    p = ws.p
+    return dict(arch=p.ffn_arch, epochs=p.ffn_epochs, batch_size=p.ffn_batch, lr=p.ffn_lr,
+                fc_lr_mult=p.ffn_fc_lr_mult, lambda_kl=p.ffn_lambda_kl, seed=ws.seed, device=str(ws.device))
+
+
+def runs(ws, data: TFDData) -> Path:
+    """The folder under ws.run_dir that holds this data's and these settings' runs (run_folder)."""
+    return run_folder(ws.run_dir, data, **_settings(ws))
+
+
+def train(ws, data: TFDData, kind: str) -> TrainedModel:
+    """The vanilla TSM ("tsm") or FFN ("ffn") trained with ws.p's settings, saved under
+    runs(ws, data)/<kind> and resumed or reused from there."""
+    return train_tfd_model(kind, data, save_dir=runs(ws, data) / kind, **_settings(ws))
+
+
+def per_frame_baselines(ws, data: TFDData) -> dict[int, TrainedModel]:
+    """With ws.p.ffn_per_frame_baselines, a vanilla TSM trained at each lower trained frame count
+    (saved under runs(ws, data)/tsm_<T>f); else {}."""
+    if not ws.p.ffn_per_frame_baselines:
+        return {}
+    return train_per_frame_baselines(data, runs(ws, data), **_settings(ws))
+
+
+def baselines_summary(separate: dict[int, TrainedModel]) -> dict[str, str]:
+    """{"TSM <T>F only": "<seconds> s, best val <acc> %"} for each per-frame-count baseline."""
+    return {f"TSM {t}F only": f"{run.seconds:.0f} s, best val {run.best_val_acc:.1f} %" for t, run in separate.items()}
+
+
+def evaluate(ws, data: TFDData, tsm: TrainedModel, ffn: TrainedModel,
+             separate: dict[int, TrainedModel] | None = None) -> Accuracy:
+    """Every model on data.test at every frame count, on ws.device; with `separate`, also the
+    "TSM per frame count" row (the model trained at T, tested at T)."""
+    separate = separate or {}
+    models = {"TSM": tsm.model, "FFN": ffn.model, **{f"TSM {t}F only": run.model for t, run in separate.items()}}
+    results = evaluate_models(models, data.test, device=ws.device)
+    per_frame_count = (per_frame_count_accuracy(results, {t: f"TSM {t}F only" for t in separate})
+                       if separate else None)
+    return Accuracy(results, per_frame_count, data.train_frames)
+
+
+def flops(data: TFDData, tsm: TrainedModel, ffn: TrainedModel):
+    """GFLOPs of one clip of TSM and FFN at every evaluated frame count and the working crop."""
+    return flops_table({"TSM": tsm.model, "FFN": ffn.model}, data.eval_frames, data.crop)
+
+
+def stage_metrics(ws, accuracy: Accuracy, tsm: TrainedModel, ffn: TrainedModel, flops: Any = None) -> dict[str, Any]:
+    """Everything notebook 07 records in metrics.json: acc_tsm_<T>f, acc_ffn_<T>f for every tested
+    frame count, tfd_gap_tsm / tfd_gap_ffn, the paper's gaps, training time, GFLOPs per frame
+    count (with `flops`, a flops_table), the two checks of the study (FFN gap <= 1/3 of TSM's; FFN
+    16F within 2 points) and, when `accuracy` has a per-frame-count row (one model per frame
+    count), acc_separate_<T>f and whether the separately trained lowest count stays below the
+    highest (the data is hard at few frames). `ws` is the stage's workspace (nothing else of it
+    is needed)."""
+    results, train_frames, per_frame_count = accuracy.results, accuracy.train_frames, accuracy.per_frame_count
+    metrics: dict[str, Any] = _tfd_metrics(results, {"TSM": "tsm", "FFN": "ffn"}, train_frames)
+    high = max(train_frames)
+    paper = PAPER_SSV2_TSM_R50
+    metrics["paper_tfd_gap_tsm"] = round(tfd_gap(paper["TSM, trained at 16F"], (4, 16)), 2)
+    metrics["paper_tfd_gap_ffn"] = round(tfd_gap(paper["FFN"], (4, 16)), 2)
+    metrics["train_seconds_tsm"] = round(tsm.seconds, 1)
+    metrics["train_seconds_ffn"] = round(ffn.seconds, 1)
+    metrics["best_val_acc_tsm"] = round(tsm.best_val_acc, 2)
+    metrics["best_val_acc_ffn"] = round(ffn.best_val_acc, 2)
+    if flops is not None:
+        for name, key in (("TSM", "tsm"), ("FFN", "ffn")):
+            for column, value in flops.loc[name].items():
+                metrics[f"gflops_{key}_{column.lower()}"] = round(float(value), 4)
+    gap_tsm, gap_ffn = metrics["tfd_gap_tsm"], metrics["tfd_gap_ffn"]
+    metrics["ffn_gap_at_most_third_of_tsm"] = bool(gap_tsm > 0 and gap_ffn <= gap_tsm / 3)
+    metrics["ffn_high_within_2_points_of_tsm"] = bool(results["FFN"][high] >= results["TSM"][high] - 2)
+    if per_frame_count:
+        for t, acc in per_frame_count.items():
+            metrics[f"acc_separate_{t}f"] = round(acc, 2)
+        low = min(train_frames)
+        metrics["tfd_gap_separate"] = round(tfd_gap(per_frame_count, train_frames), 2)
+        metrics["separate_low_below_high"] = bool(per_frame_count[low] < per_frame_count[high])
+    return metrics
+
+
+# ----------------------------------------------------------------------------- the experiment
 
 def prepare_data(root: str | Path, classes: int | Sequence[str] = 8, clips_per_class: int = 100,
                  frames: int = 16, size: int = 32, crop: int = 28, seed: int = 0,
@@ -106,24 +272,6 @@ def prepare_data(root: str | Path, classes: int | Sequence[str] = 8, clips_per_c
     timings["decode"] = time.perf_counter() - start
     return TFDData(Path(info["root"]), list(train.class_names), train, val, test, train_frames, eval_frames,
                    crop, timings)
-
-
-@dataclass
-class TrainedModel:
-    """A trained TSM or FFN model with its training record."""
-
-    kind: str
-    model: TSMResNet
-    history: list[dict[str, Any]]
-    curve: list[dict[str, float]]
-    save_dir: Path | None
-    seconds: float
-    best_val_acc: float
-
-    def history_table(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.history).set_index("epoch").round(3)
 
 
 def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 6, batch_size: int = 16,
@@ -305,44 +453,12 @@ def flops_table(models: dict[str, torch.nn.Module], frame_counts: Sequence[int],
     return pd.DataFrame(rows).T
 
 
-def tfd_metrics(results: dict[str, dict[int, float]], names: dict[str, str], frame_counts: Sequence[int]) -> dict[str, float]:
+def _tfd_metrics(results: dict[str, dict[int, float]], names: dict[str, str],
+                 frame_counts: Sequence[int]) -> dict[str, float]:
     """metrics.json entries: acc_<key>_<T>f for every model and frame count, tfd_gap_<key>."""
     metrics: dict[str, float] = {}
     for name, key in names.items():
         for t, acc in results[name].items():
             metrics[f"acc_{key}_{t}f"] = round(acc, 2)
         metrics[f"tfd_gap_{key}"] = round(tfd_gap(results[name], frame_counts), 2)
-    return metrics
-
-
-def summary_metrics(results: dict[str, dict[int, float]], tsm: TrainedModel, ffn: TrainedModel,
-                    train_frames: Sequence[int], flops=None,
-                    per_frame_count: dict[int, float] | None = None) -> dict[str, Any]:
-    """Everything notebook 07 records in metrics.json: acc_tsm_<T>f, acc_ffn_<T>f for every tested
-    frame count, tfd_gap_tsm / tfd_gap_ffn, the paper's gaps, training time, GFLOPs per frame
-    count, the two checks of the study (FFN gap <= 1/3 of TSM's; FFN 16F within 2 points) and,
-    with per_frame_count (one model per frame count), acc_separate_<T>f and whether the
-    separately trained lowest count stays below the highest (the data is hard at few frames)."""
-    metrics: dict[str, Any] = tfd_metrics(results, {"TSM": "tsm", "FFN": "ffn"}, train_frames)
-    high = max(train_frames)
-    paper = PAPER_SSV2_TSM_R50
-    metrics["paper_tfd_gap_tsm"] = round(tfd_gap(paper["TSM, trained at 16F"], (4, 16)), 2)
-    metrics["paper_tfd_gap_ffn"] = round(tfd_gap(paper["FFN"], (4, 16)), 2)
-    metrics["train_seconds_tsm"] = round(tsm.seconds, 1)
-    metrics["train_seconds_ffn"] = round(ffn.seconds, 1)
-    metrics["best_val_acc_tsm"] = round(tsm.best_val_acc, 2)
-    metrics["best_val_acc_ffn"] = round(ffn.best_val_acc, 2)
-    if flops is not None:
-        for name, key in (("TSM", "tsm"), ("FFN", "ffn")):
-            for column, value in flops.loc[name].items():
-                metrics[f"gflops_{key}_{column.lower()}"] = round(float(value), 4)
-    gap_tsm, gap_ffn = metrics["tfd_gap_tsm"], metrics["tfd_gap_ffn"]
-    metrics["ffn_gap_at_most_third_of_tsm"] = bool(gap_tsm > 0 and gap_ffn <= gap_tsm / 3)
-    metrics["ffn_high_within_2_points_of_tsm"] = bool(results["FFN"][high] >= results["TSM"][high] - 2)
-    if per_frame_count:
-        for t, acc in per_frame_count.items():
-            metrics[f"acc_separate_{t}f"] = round(acc, 2)
-        low = min(train_frames)
-        metrics["tfd_gap_separate"] = round(tfd_gap(per_frame_count, train_frames), 2)
-        metrics["separate_low_below_high"] = bool(per_frame_count[low] < per_frame_count[high])
     return metrics

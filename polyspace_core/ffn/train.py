@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..checkpoints import optimizer_from_parts
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..io import atomic_write_json
 from ..seeding import best_device
-from ..checkpoints import optimizer_from_parts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import accuracy_by_frames, tfd_summary
 from .loss import LossParts, TemporalDistillationLoss
@@ -121,7 +121,8 @@ class TSMTrainer:
                                   num_workers=config.num_workers, generator=self.loader_generator)
         if len(train_loader) == 0:
             raise PolySpaceError(
-                f"training set has {len(train_data)} clips, fewer than one batch of {config.batch_size}; lower --batch_size")
+                f"training set has {len(train_data)} clips, fewer than one batch of {config.batch_size}; "
+                f"lower --batch_size")
         val_loader = None
         if val_data is not None:
             val_loader = DataLoader(val_data, batch_size=config.batch_size, shuffle=False,
@@ -147,9 +148,11 @@ class TSMTrainer:
     # --- what differs between TSM and FFN ---------------------------------------------------
     def _check_model(self, model: TSMResNet) -> None:
         if len(model.frame_counts) != 1:
-            raise PolySpaceError(f"TSMTrainer trains one frame count, the model has {list(model.frame_counts)}; use FFNTrainer")
+            raise PolySpaceError(f"TSMTrainer trains one frame count, the model has {list(model.frame_counts)}; "
+                                 f"use FFNTrainer")
 
-    def compute_loss(self, clips: dict[int, torch.Tensor], labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], LossParts]:
+    def compute_loss(self, clips: dict[int, torch.Tensor],
+                     labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], LossParts]:
         (frames,) = self.train_frames
         logits = self.model(clips[frames])
         ce = torch.nn.functional.cross_entropy(logits.float(), labels)
@@ -165,7 +168,8 @@ class TSMTrainer:
         missing = [t for t in self.train_frames if t not in by_frames]
         if missing:
             raise PolySpaceError(
-                f"training batches hold {sorted(by_frames)}-frame clips but the model trains {list(self.train_frames)}; "
+                f"training batches hold {sorted(by_frames)}-frame clips "
+                f"but the model trains {list(self.train_frames)}; "
                 "build the dataset with those frame counts")
         return by_frames
 
@@ -179,7 +183,7 @@ class TSMTrainer:
         torch.manual_seed(seed + self.accelerator.process_index)        # dropout, crops in the main process
         self.model.train()
         sums = torch.zeros(3, dtype=torch.float64)                       # loss, ce, kl (x batch size)
-        correct = {t: 0 for t in self.train_frames}
+        correct = dict.fromkeys(self.train_frames, 0)
         seen = 0
         window: list[torch.Tensor] = []
         lr = self.optimizer.param_groups[0]["lr"]
@@ -320,7 +324,8 @@ class TSMTrainer:
         ours = self.unwrapped_model.config.to_dict()
         if info["model_config"] != ours:
             diff = sorted(k for k in ours if info["model_config"].get(k) != ours[k])
-            raise PolySpaceError(f"{path}: model config differs from this run's in {diff}; build the model the checkpoint was trained with")
+            raise PolySpaceError(f"{path}: model config differs from this run's in {diff}; "
+                                 f"build the model the checkpoint was trained with")
         planned = info.get("train_config", {}).get("epochs", self.config.epochs)
         if planned != self.config.epochs:
             raise PolySpaceError(f"{path}: was trained on a {planned}-epoch cosine schedule; resume it with "
@@ -359,7 +364,8 @@ class FFNTrainer(TSMTrainer):
             raise PolySpaceError(f"FFNTrainer needs a model with several frame counts, got {list(model.frame_counts)}; "
                                  "use TSMTrainer for one")
 
-    def compute_loss(self, clips: dict[int, torch.Tensor], labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], LossParts]:
+    def compute_loss(self, clips: dict[int, torch.Tensor],
+                     labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], LossParts]:
         ordered = [clips[t] for t in self.train_frames]           # lowest first, teacher last
         logits = self.model(*ordered)
         return dict(zip(self.train_frames, logits)), self.loss_fn(logits, labels)

@@ -77,11 +77,12 @@ class TSMConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TSMConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TSMConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise PolySpaceError(f"TSMConfig: unknown keys {sorted(unknown)}; the checkpoint comes from another version")
+            raise PolySpaceError(f"TSMConfig: unknown keys {sorted(unknown)}; "
+                                 f"the checkpoint comes from another version")
         return cls(**d)
 
 

@@ -31,7 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
     p.add_argument("--use_cached_features", action="store_true", help="train/evaluate from the feature store")
     p.add_argument("--features_fp16", action="store_true",
-                   help="compatibility flag: the dtype is read from the manifest; given with non-fp16 features it is an error")
+                   help="compatibility flag: the dtype is read from the manifest; "
+                        "given with non-fp16 features it is an error")
     p.add_argument("--workers", type=int, default=0, help="video mode: decoding worker processes")
     p.add_argument("--on_error", choices=("error", "skip"), default="error",
                    help="video mode: stop at an undecodable video, or skip it and list it at the end")
@@ -87,8 +88,7 @@ def _features_root(args: argparse.Namespace) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from ..seeding import seed_everything
-    from .train import TrainSettings
-    from .train import HeadOptions, train_fusion
+    from .train import HeadOptions, TrainSettings, train_fusion
 
     seed_everything(args.seed)
     settings = TrainSettings(epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
@@ -160,12 +160,12 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _student_only(args: argparse.Namespace, probe) -> dict:
     """A student-only linear probe trained on train (selected on validation), scored on args.split."""
+    from ..distributed import make_accelerator
     from ..errors import PolySpaceError
     from .data import cached_batches, open_split_store
-    from ..distributed import make_accelerator
-    from .train import predict
     from .metrics import classification_metrics
     from .probes import train_linear_probe
+    from .train import predict
 
     acc = make_accelerator(args.device)
     splits = ("train", "validation", args.split)
@@ -192,6 +192,5 @@ def _student_only(args: argparse.Namespace, probe) -> dict:
     result = train_linear_probe([student], data[0], data[1], classes, probe, accelerator=acc)
     pred = predict(result.model, data[2], accelerator=acc)
     m = classification_metrics(pred["logits"], pred["label"], classes)
-    m.update(mode=mode, split=args.split, best_epoch=result.history["best_epoch"],
-             val_top1=result.history["best_val_top1"])
+    m.update(mode=mode, split=args.split, best_epoch=result.best_epoch, val_top1=result.best_val_top1)
     return m

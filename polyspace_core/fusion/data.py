@@ -16,8 +16,9 @@ takes its share of every global batch, see `rank_share`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +86,8 @@ class TensorBatches:
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of one epoch (this process's share)."""
         for positions in epoch_batches(self.num_samples, self.batch, epoch, self.seed, self.shuffle, self.world):
-            yield self._gather(self.indices[torch.as_tensor(rank_share(positions, self.rank, self.world))], self.features)
+            share = torch.as_tensor(rank_share(positions, self.rank, self.world))
+            yield self._gather(self.indices[share], self.features)
 
     def full_pass(self, models: Sequence[str] | None = None, batch: int = 1024) -> Iterator[dict[str, torch.Tensor]]:
         """Every sample once, in order, whatever this process's share and the shuffling: what
@@ -225,7 +227,7 @@ class StudentFeatures(torch.nn.Module):
         self.tokens = tokens
         self.name = backbone.name
 
-    def train(self, mode: bool = True) -> "StudentFeatures":
+    def train(self, mode: bool = True) -> StudentFeatures:
         return super().train(False)  # the backbone always runs in inference mode
 
     @torch.no_grad()

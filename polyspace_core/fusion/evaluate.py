@@ -22,34 +22,36 @@ oracle, plus the converters and heads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from .data import TensorBatches, cached_batches, open_split_store
-from ..distributed import make_accelerator
-from .train import TrainSettings, predict
 from .head import count_trainable
 from .metrics import classification_metrics, confusion_matrix
 from .pipeline import load_fusion
 from .probes import train_linear_probe, train_matched_student_head
+from .train import FitResult, TrainSettings, predict
 
 
 @dataclass
 class DownstreamReport:
     """rows: one dict per method (name, key, kind, top1, top5, mean_class_acc, params, gflops).
     confusion: method key -> (C, C) counts on the evaluation split. gates: per-teacher gate
-    statistics of fusion. histories: training curves of the baselines. class_names, split."""
+    statistics of fusion. baselines: method key -> the baseline's training (FitResult: the trained
+    model, its per-epoch history, best epoch, ...). class_names, split."""
 
     rows: list[dict[str, Any]]
     confusion: dict[str, np.ndarray]
     gates: dict[str, Any]
-    histories: dict[str, dict[str, Any]]
+    baselines: dict[str, FitResult]
     class_names: list[str]
     split: str
     costs: dict[str, Any] = field(default_factory=dict)
@@ -91,8 +93,8 @@ def gate_statistics(gates: torch.Tensor, labels: torch.Tensor, teachers: Sequenc
     per_teacher = {}
     for i, name in enumerate(teachers):
         g = gates[:, i]
-        per_teacher[name] = {"mean": float(g.mean()), "std": float(g.std()), "open_share": float((g > 0.5).float().mean()),
-                             "per_token": g.mean(0).tolist()}
+        per_teacher[name] = {"mean": float(g.mean()), "std": float(g.std()),
+                             "open_share": float((g > 0.5).float().mean()), "per_token": g.mean(0).tolist()}
     per_class = torch.zeros(num_classes, len(teachers))
     for c in range(num_classes):
         members = labels == c
@@ -154,13 +156,14 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
         raise PolySpaceError(f"{features}: the store's student is {stores[train_split].student!r}, the fusion "
                              f"head's is {c.student!r}; use the store it was trained on")
     models = [c.student, *c.teachers]
-    for s, store in stores.items():
+    for store in stores.values():
         missing = [m for m in models if m not in store.models]
         if missing:
             raise PolySpaceError(f"{store.split_dir}: no features of {missing}; featurize the teachers too "
                                  f"(the baselines need each teacher's own features)")
     if not (stores[split].labels >= 0).all():
-        raise PolySpaceError(f"{stores[split].split_dir}: split {split!r} has unlabeled videos; evaluate on a labeled split")
+        raise PolySpaceError(f"{stores[split].split_dir}: split {split!r} has unlabeled videos; "
+                             f"evaluate on a labeled split")
     n_classes = len(class_names)
 
     probe_settings = probe_settings or TrainSettings(epochs=30, batch=64, lr=1e-2, weight_decay=1e-4)
@@ -169,7 +172,7 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                for s in stores}
     train_b, val_b, test_b = batches[train_split], batches[val_split], batches[split]
 
-    rows, confusion, histories = [], {}, {}
+    rows, confusion = [], {}
     pipeline = pipeline.to(acc.device)
 
     def run(model, key):
@@ -190,8 +193,8 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                                             progress=progress, desc=f"teacher {t} probe") for t in c.teachers}
     concat = train_linear_probe(list(c.teachers), train_b, val_b, n_classes, probe_settings, accelerator=acc,
                                 progress=progress, desc="teachers concat probe")
-    histories.update(student=student_probe.history, student_matched=matched.history, teachers_concat=concat.history,
-                     **{f"teacher_{t}": r.history for t, r in teacher_probes.items()})
+    baselines = {"student": student_probe, "student_matched": matched,
+                 **{f"teacher_{t}": r for t, r in teacher_probes.items()}, "teachers_concat": concat}
 
     # cost per clip, backbones included: what each row runs to predict one clip
     cost: dict[str, Any] = {}
@@ -234,7 +237,7 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                      gflops.get("fusion_oracle")))
 
     gates = gate_statistics(fusion_pred["gates"], fusion_pred["label"], c.teachers, n_classes)
-    return DownstreamReport(rows=rows, confusion=confusion, gates=gates, histories=histories,
+    return DownstreamReport(rows=rows, confusion=confusion, gates=gates, baselines=baselines,
                             class_names=class_names, split=split, costs=cost)
 
 
@@ -307,7 +310,8 @@ def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features
         from ..datasets.registry import load_split
 
         if dataset is None or root is None:
-            raise PolySpaceError("evaluating on videos needs --dataset and --root (or --use_cached_features with a store)")
+            raise PolySpaceError("evaluating on videos needs --dataset and --root "
+                                 "(or --use_cached_features with a store)")
         spec = student or f"{c.student}={pipeline.info['data']['student_source']}"
         backbone = load_backbone(spec, frames=int(pipeline.info["data"].get("frames", 16)), device=acc.device)
         if backbone.name != c.student:

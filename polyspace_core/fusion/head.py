@@ -7,12 +7,14 @@ Fusion (DESIGN.md, Models):
 z0 (B, T_s, D_s) are the student's token features, ẑ_i (B, T_i, D_i) the student features converted
 into teacher i's space. Each ẑ_i is first brought to the student's token count T_s by linear
 interpolation over time (`resample_tokens`, the converters' own rule; length adaptation: teachers
-see 8, 16 or 32 frames, the student another number), then P_i — a low-rank projection D_i -> rank -> D_s — maps it into the student space,
-and a per-token scalar gate decides how much of it to add. The up-projection starts at zero, so an
+see 8, 16 or 32 frames, the student another number), then P_i — a low-rank projection
+D_i -> rank -> D_s — maps it into the student space, and a per-token scalar gate decides how much
+of it to add. The up-projection starts at zero, so an
 untrained head *is* the student-only classifier and every teacher contribution has to earn its way
 in. z0 and every ẑ_i are first standardised per dimension with training-set statistics
-(`Standardize`, fitted by `fit_input_statistics`). The fused tokens are normalised, pooled (mean, or attention pooling with a learned query) and
-classified. The gates are returned for inspection; `gate_l1` adds their mean as a sparsity penalty.
+(`Standardize`, fitted by `fit_input_statistics`). The fused tokens are normalised, pooled (mean,
+or attention pooling with a learned query) and classified. The gates are returned for inspection;
+`gate_l1` adds their mean as a sparsity penalty.
 
 The baselines in this file:
 - `StudentHead`: the same token -> pool -> classify structure on the student features alone, with a
@@ -27,8 +29,8 @@ Every model here takes a batch dict {model name: (B, T, D) tensor, ...} and retu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +95,7 @@ class FusionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "FusionConfig":
+    def from_dict(cls, data: Mapping) -> FusionConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -135,7 +137,7 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
     @torch.no_grad()
-    def set_statistics(self, moments: "Moments") -> None:
+    def set_statistics(self, moments: Moments) -> None:
         mean, std = moments.mean_std()
         if mean.shape != self.mean.shape:
             raise PolySpaceError(f"standardisation: statistics of {mean.shape[0]}-dim features for a "
@@ -239,7 +241,7 @@ class FusionHead(nn.Module):
         return {"logits": logits, "gates": gates_t, "aux_loss": aux}
 
     @torch.no_grad()
-    def fit_input_statistics(self, pairs) -> "FusionHead":
+    def fit_input_statistics(self, pairs) -> FusionHead:
         """Set the standardisation of z0 and of every ẑ_i from an iterable of (z0, [ẑ_1, ...])
         over the whole training split; returns self."""
         student, teachers = Moments(), [Moments() for _ in self.branches]
@@ -273,7 +275,7 @@ class StudentHeadConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "StudentHeadConfig":
+    def from_dict(cls, data: Mapping) -> StudentHeadConfig:
         return cls(**data)
 
 
@@ -308,7 +310,7 @@ class StudentHead(nn.Module):
         return {"logits": logits, "aux_loss": logits.new_zeros(())}
 
     @torch.no_grad()
-    def fit_input_statistics(self, batches) -> "StudentHead":
+    def fit_input_statistics(self, batches) -> StudentHead:
         """Set the standardisation of z0 from an iterable of training batches; returns self."""
         moments = Moments()
         for batch in batches:
@@ -360,7 +362,7 @@ class LinearProbe(nn.Module):
         return torch.cat(parts, dim=1)
 
     @torch.no_grad()
-    def fit_standardizer(self, batches) -> "LinearProbe":
+    def fit_standardizer(self, batches) -> LinearProbe:
         """Set the standardisation from an iterable of training batches (float64 accumulation)."""
         moments = Moments()
         for batch in batches:

@@ -11,7 +11,8 @@ from ..errors import PolySpaceError
 def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) int64 counts; row = true class, column = predicted class."""
     pred, labels = torch.as_tensor(pred).long().cpu(), torch.as_tensor(labels).long().cpu()
-    return torch.bincount(labels * num_classes + pred, minlength=num_classes * num_classes).view(num_classes, num_classes)
+    counts = torch.bincount(labels * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes)
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:

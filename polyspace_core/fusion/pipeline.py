@@ -14,8 +14,9 @@ names, feature info, training summary), written atomically, fusion.json last.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +62,7 @@ class FusionPipeline(nn.Module):
             p.requires_grad_(self.finetune_converters)
         self.teacher_inputs = False
 
-    def train(self, mode: bool = True) -> "FusionPipeline":
+    def train(self, mode: bool = True) -> FusionPipeline:
         super().train(mode)
         if not self.finetune_converters:
             self.converters.eval()  # frozen converters keep inference behaviour (no dropout)
@@ -97,7 +98,7 @@ class FusionPipeline(nn.Module):
 
 
     @torch.no_grad()
-    def fit_input_statistics(self, batches) -> "FusionPipeline":
+    def fit_input_statistics(self, batches) -> FusionPipeline:
         """Standardisation statistics of the head's inputs (the student's tokens and each
         converted feature) from an iterable of training batches that hold the student's
         features (and, with frozen converters, possibly their precomputed outputs). Call it once
@@ -126,10 +127,12 @@ def precompute_converted(pipeline: FusionPipeline, features: torch.Tensor, devic
     apply them once: student features (N, T_s, D_s) -> {CONVERTED + teacher: (N, T_t, D_t) float32},
     in eval mode, `chunk` clips at a time (failed samples' NaN rows stay NaN and are never served)."""
     if pipeline.finetune_converters:
-        raise PolySpaceError("fusion: converters that are fine-tuned change during training; they cannot be precomputed")
+        raise PolySpaceError("fusion: converters that are fine-tuned change during training; "
+                             "they cannot be precomputed")
     n = features.shape[0]
     c = pipeline.config
-    out = {CONVERTED + t: torch.empty(n, tokens, dim) for t, tokens, dim in zip(c.teachers, c.teacher_tokens, c.teacher_dims)}
+    out = {CONVERTED + t: torch.empty(n, tokens, dim)
+           for t, tokens, dim in zip(c.teachers, c.teacher_tokens, c.teacher_dims)}
     converters = [conv.to(device).eval() for conv in pipeline.converters]
     for start in range(0, n, chunk):
         z = features[start:start + chunk].to(device, torch.float32)

@@ -5,41 +5,47 @@ same figures statically otherwise."""
 
 from __future__ import annotations
 
-from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
-
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..viz import FigureList, new_figure  # noqa: F401  (FigureList re-exported: notebooks and tests import it from here)
+
 KIND_COLORS = {"baseline": "#8c8c8c", "fusion": "#d62728", "upper bound": "#1f77b4"}
 
 
-def plot_learning_curves(history: Mapping[str, Any], title: str | None = None) -> Figure:
-    """Training and validation loss (left) and accuracy (right) per epoch; the selected (best
-    validation) epoch is marked."""
+def plot_learning_curves(history: Sequence[Mapping[str, Any]], best_epoch: int | None = None,
+                         title: str = "fusion head") -> Figure:
+    """Training and validation loss (left) and accuracy (right) per epoch, from a history (one dict
+    per epoch: epoch, train_loss, val_loss, train_top1, val_top1, val_mean_class_acc); the selected
+    (best validation) epoch `best_epoch` is marked when given."""
     fig = new_figure((10, 3.6))
     left, right = fig.subplots(1, 2)
-    epochs = history["epoch"]
-    left.plot(epochs, history["train_loss"], "o-", label="train")
-    left.plot(epochs, history["val_loss"], "o-", label="validation")
+
+    def column(key: str) -> list[Any]:
+        return [row[key] for row in history]
+
+    epochs = column("epoch")
+    left.plot(epochs, column("train_loss"), "o-", label="train")
+    left.plot(epochs, column("val_loss"), "o-", label="validation")
     left.set_xlabel("epoch")
     left.set_ylabel("cross-entropy")
-    right.plot(epochs, history["train_top1"], "o-", label="train top-1")
-    right.plot(epochs, history["val_top1"], "o-", label="validation top-1")
-    right.plot(epochs, history["val_mean_class_acc"], "s--", ms=4, label="validation mean per-class")
-    best = history.get("best_epoch")
-    if best:
+    right.plot(epochs, column("train_top1"), "o-", label="train top-1")
+    right.plot(epochs, column("val_top1"), "o-", label="validation top-1")
+    right.plot(epochs, column("val_mean_class_acc"), "s--", ms=4, label="validation mean per-class")
+    if best_epoch:
         for ax in (left, right):
-            ax.axvline(best, color="k", ls=":", lw=1)
-        right.annotate(f"selected: epoch {best}", (best, history["val_top1"][epochs.index(best)]),
+            ax.axvline(best_epoch, color="k", ls=":", lw=1)
+        right.annotate(f"selected: epoch {best_epoch}", (best_epoch, column("val_top1")[epochs.index(best_epoch)]),
                        textcoords="offset points", xytext=(6, -14), fontsize=8)
     right.set_ylim(0, 1.02)
     right.set_xlabel("epoch")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title or f"fusion head ({history.get('mode', '?')} mode)")
+    fig.suptitle(title)
     return fig
 
 
@@ -67,7 +73,7 @@ def plot_gates(gates: Mapping[str, Any], class_names: Sequence[str], title: str 
     sns.heatmap(per_class, ax=b, vmin=0, vmax=1, cmap="viridis", annot=len(class_names) * len(teachers) <= 80,
                 fmt=".2f", xticklabels=teachers, yticklabels=class_names, cbar_kws={"label": "mean gate"})
     b.set_title("per class")
-    for i, t in enumerate(teachers):
+    for t in teachers:
         c.plot(range(len(stats[t]["per_token"])), stats[t]["per_token"], "o-", label=t)
     c.set_xlabel("student token (time)")
     c.set_ylim(0, 1)

@@ -10,14 +10,25 @@ train / val are TensorBatches (cached features); selection on validation happens
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .data import TensorBatches
-from .train import FitResult, TrainSettings, fit
 from .head import LinearProbe, count_trainable, matched_student_head
+from .train import FitResult, TrainSettings, fit
+
+
+@dataclass
+class MatchedHeadResult(FitResult):
+    """FitResult of the matched student head, with its trainable parameter count (`params`), the
+    fusion pipeline's it was matched to (`params_fusion`) and its hidden width."""
+
+    params: int
+    params_fusion: int
+    hidden: int
 
 
 def fit_standardizer_on(probe: LinearProbe, batches: TensorBatches) -> LinearProbe:
@@ -29,7 +40,7 @@ def train_linear_probe(models: Sequence[str], train: TensorBatches, val: TensorB
                        settings: TrainSettings, *, accelerator=None, progress: bool = True,
                        desc: str | None = None) -> FitResult:
     """A linear classifier on the mean-pooled, standardised features of `models` (concatenated
-    when several). Returns the best validation epoch's probe and its history."""
+    when several). Returns the best validation epoch's probe, its history and summary (FitResult)."""
     dims = [int(train.features[m].shape[2]) for m in models]
     probe = fit_standardizer_on(LinearProbe(models, dims, num_classes), train)
     return fit(probe, train, val, settings, accelerator=accelerator, progress=progress,
@@ -37,9 +48,10 @@ def train_linear_probe(models: Sequence[str], train: TensorBatches, val: TensorB
 
 
 def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: TensorBatches,
-                               settings: TrainSettings, *, accelerator=None, progress: bool = True) -> FitResult:
+                               settings: TrainSettings, *, accelerator=None,
+                               progress: bool = True) -> MatchedHeadResult:
     """A student-only head with as many trainable parameters as `fusion` (a FusionPipeline: head
-    plus fine-tuned converters, if any), trained like it. Its history records both counts."""
+    plus fine-tuned converters, if any), trained like it. The result records both counts."""
     c = fusion.config
     target = count_trainable(fusion)
     torch.manual_seed(settings.seed)
@@ -47,5 +59,5 @@ def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: Ten
                                 pooling=c.pooling, dropout=c.dropout)
     head.fit_input_statistics(train.full_pass([c.student]))  # the same standardisation as fusion's
     result = fit(head, train, val, settings, accelerator=accelerator, progress=progress, desc="student matched head")
-    result.history.update(params=count_trainable(head), params_fusion=target, hidden=head.config.hidden)
-    return result
+    return MatchedHeadResult.extend(result, params=count_trainable(head), params_fusion=target,
+                                    hidden=head.config.hidden)

@@ -1,8 +1,13 @@
 """What notebooks 04 and 05 call, one function per cell, reading the earlier stages' outputs.
 
-    inputs = fusion_inputs(ws)                  # 01's feature store, 02's converters, the videos
+    inputs = fusion_inputs(ws)                  # 04: 01's feature store, 02's converters, the videos
     run = train_fusion_stage(ws, inputs)        # cached or video mode, per ws.p.cached
-    report = downstream_report(ws)              # 05: the side-by-side table on the test split
+    val = validation_view(ws, run, inputs)      # the selected checkpoint on the validation split
+    ws.write_metrics(stage_metrics(ws, run, val))
+
+    inputs = downstream_inputs(ws)              # 05: the checkpoint 04 recorded, its feature store
+    report = downstream_report(ws, inputs)      # the side-by-side table on ws.p.eval_split
+    ws.write_metrics(stage_metrics(ws, report))
 
 Video mode takes its data and student from the feature store's manifest (the dataset parser, its
 root and the student's source and clip), so both modes train on the same videos with the same
@@ -15,12 +20,14 @@ import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
-from .train import TrainSettings
-from .train import FusionRun, HeadOptions, train_fusion
+from .train import FusionRun, HeadOptions, TrainSettings, train_fusion
+
+if TYPE_CHECKING:
+    from .evaluate import DownstreamReport
 
 LATEST = "latest.json"
 
@@ -51,7 +58,8 @@ class FusionInputs:
                 ("classes", f"{len(self.class_names)}: {', '.join(self.class_names)}")]
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(v)}</code></td></tr>" for k, v in self.rows())
+        body = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(v)}</code></td></tr>"
+                       for k, v in self.rows())
         return f"<table>{body}</table>"
 
     def __repr__(self) -> str:
@@ -140,7 +148,7 @@ def run_summary(run: FusionRun):
     return pd.DataFrame([run.summary()]).set_index("mode")
 
 
-def validation_view(run: FusionRun, inputs: FusionInputs, ws) -> dict[str, Any]:
+def validation_view(ws, run: FusionRun, inputs: FusionInputs) -> dict[str, Any]:
     """The selected checkpoint on the validation split (never the test split here): accuracy,
     confusion and gate statistics, from the store (cached) or the videos (video mode)."""
     from .evaluate import evaluate_checkpoint
@@ -149,18 +157,6 @@ def validation_view(run: FusionRun, inputs: FusionInputs, ws) -> dict[str, Any]:
              {"dataset": inputs.dataset, "root": inputs.videos, "student": inputs.student,
               "workers": ws.p.fusion_workers})
     return evaluate_checkpoint(run.save_dir / "best", split="validation", device=str(ws.device), **where)
-
-
-def stage_04_metrics(run: FusionRun, val: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json of 04: mode, throughput, selection and the validation figures."""
-    h = run.history
-    metrics = {"mode": run.mode, "train_samples_per_s": h["train_samples_per_s"], "best_epoch": h["best_epoch"],
-               "epochs": len(h["epoch"]), "train_samples": h["train_samples"], "val_top1": val["top1"],
-               "val_top5": val["top5"], "val_mean_class_acc": val["mean_class_acc"],
-               "skipped_videos": len(run.skipped)}
-    for teacher, stats in val["gates"]["per_teacher"].items():
-        metrics[f"val_gate_mean_{teacher}"] = stats["mean"]
-    return metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,8 +180,40 @@ def downstream_report(ws, inputs: dict[str, Path]):
                           seed=ws.seed)
     report = evaluate_downstream(inputs["fusion"], inputs["features"], split=ws.p.eval_split, probe_settings=probe,
                                  costs=ws.p.eval_costs, device=str(ws.device))
-    atomic_write_json(ws.run_dir / "downstream.json", {"rows": report.rows, "metrics": report.metrics(),
-                                                       "gates": report.gates, "costs": report.costs,
-                                                       "confusion": {k: v.tolist() for k, v in report.confusion.items()},
-                                                       "class_names": report.class_names})
+    atomic_write_json(ws.run_dir / "downstream.json",
+                      {"rows": report.rows, "metrics": report.metrics(), "gates": report.gates, "costs": report.costs,
+                       "confusion": {k: v.tolist() for k, v in report.confusion.items()},
+                       "class_names": report.class_names})
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.json of 04 and 05
+
+
+def stage_metrics(ws, result: FusionRun | DownstreamReport, validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """metrics.json of the stage `ws.stage` is.
+
+    04_train_fusion: `result` is the FusionRun and `validation` its validation_view: mode,
+    throughput, selection and the validation figures (top-1, top-5, mean per-class, mean gate per
+    teacher). 05_eval_downstream: `result` is the DownstreamReport: its flat metrics
+    (top1_/top5_/mean_class_acc_/gflops_/params_<method>, the fusion gains, the mean gates)."""
+    if ws.stage == "04_train_fusion":
+        if validation is None:
+            raise PolySpaceError("stage_metrics of 04_train_fusion: pass the validation view, "
+                                 "stage_metrics(ws, run, validation_view(ws, run, inputs))")
+        return training_metrics(result, validation)
+    if ws.stage == "05_eval_downstream":
+        return result.metrics()
+    raise PolySpaceError(f"fusion stage_metrics: stage {ws.stage} is not 04_train_fusion or 05_eval_downstream")
+
+
+def training_metrics(run: FusionRun, val: dict[str, Any]) -> dict[str, Any]:
+    """04's figures: mode, throughput, selection and the validation figures of the selected checkpoint."""
+    metrics = {"mode": run.mode, "train_samples_per_s": run.train_samples_per_s, "best_epoch": run.best_epoch,
+               "epochs": len(run.history), "train_samples": run.train_samples, "val_top1": val["top1"],
+               "val_top5": val["top5"], "val_mean_class_acc": val["mean_class_acc"],
+               "skipped_videos": len(run.skipped)}
+    for teacher, stats in val["gates"]["per_teacher"].items():
+        metrics[f"val_gate_mean_{teacher}"] = stats["mean"]
+    return metrics

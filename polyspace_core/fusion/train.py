@@ -16,9 +16,12 @@ video    videos -> decode -> the student's processor -> the frozen student -> co
 Everything after the batch source is the same code (`fit`, below): the same batches (a function of
 seed and epoch), the same loss, optimiser and schedule, selection on the validation split, and the
 same checkpoints — `<save_dir>/best/` (fusion.safetensors + fusion.json) and `<save_dir>/last/`
-(resume state), plus `<save_dir>/history.json`. The test split is not touched here (05 reports it once).
+(resume state), plus `<save_dir>/history.json` (the run's summary, and its history under "epochs").
+The test split is not touched here (05 reports it once).
 
     result = fit(model, train_batches, val_batches, TrainSettings(epochs=10, lr=1e-3), source=None)
+    result.history      # [{"epoch": 1, "train_loss": ..., "val_top1": ..., ...}, ...], one dict per epoch
+    result.best_epoch   # and the other facts about the whole run: best_val_top1, train_samples_per_s, ...
 
 One plain loop: for each epoch, for each batch, `source(batch)` (video mode: the frozen student
 turns pixels into token features; cached mode: nothing to do), forward, cross-entropy (+ the
@@ -42,9 +45,10 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +65,9 @@ from .head import count_trainable
 from .metrics import classification_metrics
 from .pipeline import FusionPipeline, build_pipeline, load_converters, precompute_converted, save_fusion
 
-STATE_FORMAT = "polyspace-fit-state/2"  # 2: optimizer tensors named like every checkpoint's (checkpoints.py)
+# 2: optimizer tensors named as in every checkpoint (checkpoints.py), the history a list of per-epoch dicts;
+# a state of format 1 is refused with a one-line error (train into another --save_dir)
+STATE_FORMAT = "polyspace-fit-state/2"
 
 
 @dataclass
@@ -93,11 +99,38 @@ class TrainSettings:
 
 @dataclass
 class FitResult:
-    """model: the best epoch's weights, unwrapped, in eval mode. history: JSON-ready curves and
-    the summary (best_epoch, best_val_top1, train_samples_per_s, ...)."""
+    """What `fit` returns.
+
+    model: the best epoch's weights, unwrapped, in eval mode.
+    history: one JSON-ready dict per epoch run, in order: epoch, train_loss, train_top1, val_loss,
+        val_top1, val_mean_class_acc, lr, train_seconds (the training pass), epoch_seconds.
+    The rest describes the run as a whole: the selected epoch (best validation top-1, then loss) and
+    its validation figures, training samples per epoch and per second (training passes only), the
+    process count, the settings, and whether every epoch is done (False after `stop_after`)."""
 
     model: nn.Module
-    history: dict[str, Any]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_top1: float
+    best_val_loss: float
+    train_samples: int
+    train_samples_per_s: float | None
+    world_size: int
+    settings: dict[str, Any]
+    complete: bool
+
+    # fields that are not facts about the run (left out of `record`)
+    not_recorded = ("model", "history")
+
+    @classmethod
+    def extend(cls, result: FitResult, **more: Any) -> Self:
+        """A result of this subclass: the fields of `result` plus the subclass's own (`more`)."""
+        return cls(**{f.name: getattr(result, f.name) for f in fields(result)}, **more)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready: the run-level fields and, under "epochs", the history (what history.json holds)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.not_recorded}
+        return {**out, "epochs": self.history}
 
 
 def lr_at(step: int, total: int, settings: TrainSettings) -> float:
@@ -212,7 +245,7 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
     called on the main process with (unwrapped model, summary) whenever validation improves,
     e.g. to export a fusion checkpoint. stop_after: end this run after that epoch (checkpointed;
     the same call resumes it), to cut a long run into jobs. Returns FitResult(best model in eval
-    mode, history); history["complete"] says whether all epochs are done.
+    mode, per-epoch history and the run's summary); result.complete says whether all epochs are done.
     """
     acc = accelerator or make_accelerator("auto")
     for b in (train_batches, val_batches):
@@ -235,8 +268,7 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
                    "world_size": acc.num_processes, **dict(fingerprint or {})}
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
 
-    history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_top1": [], "val_loss": [], "val_top1": [],
-                               "val_mean_class_acc": [], "lr": [], "epoch_seconds": [], "train_seconds": []}
+    history: list[dict[str, Any]] = []
     best = {"epoch": 0, "top1": -1.0, "loss": math.inf}
     best_state: dict[str, torch.Tensor] = {}
     start_epoch, step = 1, 0
@@ -310,17 +342,12 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
 
         val = predict(wrapped, val_batches, source, acc, desc=f"{desc} validation")
         val_metrics = classification_metrics(val["logits"], val["label"], val["logits"].shape[1])
-        history["epoch"].append(epoch)
-        history["train_loss"].append(loss_sum / max(1, seen))
-        history["train_top1"].append(correct / max(1, seen))
-        history["val_loss"].append(val_metrics["loss"])
-        history["val_top1"].append(val_metrics["top1"])
-        history["val_mean_class_acc"].append(val_metrics["mean_class_acc"])
-        history["lr"].append(optimizer.param_groups[0]["lr"])
-        history["train_seconds"].append(train_seconds)
-        history["epoch_seconds"].append(time.perf_counter() - t_epoch)
+        history.append({"epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_top1": correct / max(1, seen),
+                        "val_loss": val_metrics["loss"], "val_top1": val_metrics["top1"],
+                        "val_mean_class_acc": val_metrics["mean_class_acc"], "lr": optimizer.param_groups[0]["lr"],
+                        "train_seconds": train_seconds, "epoch_seconds": time.perf_counter() - t_epoch})
 
-        bar.set_postfix(epoch=epoch, train_loss=f"{history['train_loss'][-1]:.3f}",
+        bar.set_postfix(epoch=epoch, train_loss=f"{history[-1]['train_loss']:.3f}",
                         val_top1=f"{val_metrics['top1']:.3f}", refresh=False)
         improved = (val_metrics["top1"], -val_metrics["loss"]) > (best["top1"], -best["loss"])
         if improved:
@@ -333,7 +360,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
             if acc.is_main_process:
                 _save_state(last_dir, acc.unwrap_model(wrapped), optimizer.optimizer if hasattr(optimizer, "optimizer")
                             else optimizer, best_state,
-                            {"fingerprint": fingerprint, "epoch": epoch, "step": step, "history": history, "best": best})
+                            {"fingerprint": fingerprint, "epoch": epoch, "step": step, "history": history,
+                             "best": best})
             acc.wait_for_everyone()
         if stop_after is not None and epoch >= stop_after:
             break
@@ -344,12 +372,12 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         acc.free_memory()  # drop the accelerator's references to this model and optimizer
     if best_state:
         model.load_state_dict(best_state)
-    done = sum(history["train_seconds"])
-    history.update(best_epoch=best["epoch"], best_val_top1=best["top1"], best_val_loss=best["loss"],
-                   train_samples=train_batches.num_samples, world_size=acc.num_processes,
-                   train_samples_per_s=(len(history["epoch"]) * train_batches.num_samples / done) if done > 0 else None,
-                   settings=asdict(settings), complete=len(history["epoch"]) == settings.epochs)
-    return FitResult(model.eval(), history)
+    done = sum(row["train_seconds"] for row in history)
+    return FitResult(model.eval(), history, best_epoch=best["epoch"], best_val_top1=best["top1"],
+                     best_val_loss=best["loss"], train_samples=train_batches.num_samples,
+                     train_samples_per_s=(len(history) * train_batches.num_samples / done) if done > 0 else None,
+                     world_size=acc.num_processes, settings=asdict(settings),
+                     complete=len(history) == settings.epochs)
 
 # ---------------------------------------------------------------------------------------------
 # the fusion head in cached or video mode
@@ -371,23 +399,31 @@ class HeadOptions:
 
 
 @dataclass
-class FusionRun:
-    """The result of train_fusion: the best validation epoch's pipeline (eval mode), its
-    history (curves, best epoch, train_samples_per_s), the mode, and where it was saved."""
+class FusionRun(FitResult):
+    """The result of train_fusion: FitResult's fields (model: the best validation epoch's
+    FusionPipeline, eval mode; the per-epoch history; best epoch, ...) and the mode, where it was
+    saved, the class names, the videos skipped, and how the converters were applied. Its
+    train_samples_per_s counts the converters' one-off precompute as training time."""
 
-    pipeline: FusionPipeline
-    history: dict[str, Any]
     mode: str
     save_dir: Path | None
     class_names: list[str]
     skipped: dict[str, str]
+    converters_applied: str
+    converter_precompute_seconds: float
+
+    not_recorded = ("model", "history", "save_dir", "class_names")
+
+    @property
+    def pipeline(self) -> FusionPipeline:
+        return self.model
 
     def summary(self) -> dict[str, Any]:
-        h = self.history
-        return {"mode": self.mode, "best_epoch": h["best_epoch"], "val_top1": h["best_val_top1"],
-                "val_loss": h["best_val_loss"], "train_samples": h["train_samples"],
-                "train_samples_per_s": h["train_samples_per_s"], "params_trainable": count_trainable(self.pipeline),
-                "epochs_run": len(h["epoch"]), "skipped_videos": len(self.skipped)}
+        """One row about the run: mode, selection, throughput, trainable parameters."""
+        return {"mode": self.mode, "best_epoch": self.best_epoch, "val_top1": self.best_val_top1,
+                "val_loss": self.best_val_loss, "train_samples": self.train_samples,
+                "train_samples_per_s": self.train_samples_per_s, "params_trainable": count_trainable(self.pipeline),
+                "epochs_run": len(self.history), "skipped_videos": len(self.skipped)}
 
 
 def _digest(items: Sequence[str]) -> str:
@@ -415,7 +451,8 @@ def _check_classes(num_classes: int | None, class_names: Sequence[str], where: s
 def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, head: HeadOptions | None = None,
                  features: str | Path | None = None, dataset: str | None = None, root: str | Path | None = None,
                  student: str | None = None, teachers: Sequence[str] | None = None, num_classes: int | None = None,
-                 frames: int = 16, tokens: str = "temporal", split_seed: int = 0, train_split: str = "train", val_split: str = "validation",
+                 frames: int = 16, tokens: str = "temporal", split_seed: int = 0, train_split: str = "train",
+                 val_split: str = "validation",
                  features_fp16: bool | None = None, save_dir: str | Path | None = None, resume: bool = True,
                  device: str = "auto", workers: int = 0, on_error: str = "error", stop_after: int | None = None,
                  on_mismatch: str = "error", precompute_budget_bytes: int = 4 * 2**30, progress: bool = True,
@@ -428,7 +465,7 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
     (the seed's --classes and --features_fp16). save_dir: checkpoints (see module docstring);
     a checkpoint made with other settings is an error unless on_mismatch="restart".
     precompute_budget_bytes: in cached mode with frozen converters, the converted features are
-    computed once when they fit in this much memory (else per batch; the history says which).
+    computed once when they fit in this much memory (else per batch; run.converters_applied says which).
     Returns a FusionRun. Raises PolySpaceError for missing or inconsistent inputs.
     """
     if mode not in MODES:
@@ -459,7 +496,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
         val_b = cached_batches(val_store, [student_name], batch=settings.batch, shuffle=False)
         data_info = {"features": str(Path(features).resolve()), "dtype": train_store.manifest["dtype"],
                      "tokens": train_store.tokens, "student_source": train_store.model_info(student_name)["source"],
-                     "store_fingerprints": [train_store.manifest.get("fingerprint"), val_store.manifest.get("fingerprint")]}
+                     "store_fingerprints": [train_store.manifest.get("fingerprint"),
+                                            val_store.manifest.get("fingerprint")]}
     else:
         from ..backbones import load_backbone
         from ..datasets.registry import load_split
@@ -507,8 +545,9 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
     # the head standardises its inputs with statistics of the whole training split: one pass in
     # order (every process sees every sample, so the statistics do not depend on the process count)
     pipeline.to(acc.device).fit_input_statistics(_training_pass(train_b, source, acc.device))
-    info = {"class_names": class_names, "mode": mode, "data": data_info, "converters_dir": str(Path(converters).resolve()),
-            "settings": asdict(settings), "head_options": asdict(head)}
+    info = {"class_names": class_names, "mode": mode, "data": data_info,
+            "converters_dir": str(Path(converters).resolve()), "settings": asdict(settings),
+            "head_options": asdict(head)}
     save_dir = Path(save_dir) if save_dir is not None else None
 
     def on_best(model, summary):
@@ -518,18 +557,20 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
     # what makes a checkpoint resumable: the model, the data it learns from and the converters' weights
     fingerprint = {"fusion": pipeline.config.to_dict(), "head_options": asdict(head),
                    "converters": [c.config.to_dict() for c in pipeline.converters],
-                   "converter_weights": _digest([sha256_file(p) for p in sorted(Path(converters).rglob("*.safetensors"))]),
+                   "converter_weights": _digest([sha256_file(p)
+                                                 for p in sorted(Path(converters).rglob("*.safetensors"))]),
                    "class_names": class_names, "train_samples": train_b.num_samples,
-                   "data": {k: v for k, v in data_info.items() if k in ("store_fingerprints", "videos", "student_source")}}
+                   "data": {k: v for k, v in data_info.items()
+                            if k in ("store_fingerprints", "videos", "student_source")}}
     result = fit(pipeline, train_b, val_b, settings, source=source, accelerator=acc, save_dir=save_dir,
                  resume=resume, fingerprint=fingerprint, on_best=on_best, stop_after=stop_after,
                  on_mismatch=on_mismatch, progress=progress, desc=f"fusion ({mode})")
     skipped = {**getattr(train_b, "skipped", {}), **getattr(val_b, "skipped", {})}
-    h = result.history
-    seconds = sum(h["train_seconds"]) + precompute_s
-    h.update(mode=mode, skipped=skipped, converters_applied=converters_applied,
-             converter_precompute_seconds=precompute_s,
-             train_samples_per_s=len(h["epoch"]) * h["train_samples"] / seconds if seconds > 0 else None)
+    seconds = sum(row["train_seconds"] for row in result.history) + precompute_s
+    run = FusionRun.extend(result, mode=mode, save_dir=save_dir, class_names=class_names, skipped=skipped,
+                           converters_applied=converters_applied, converter_precompute_seconds=precompute_s)
+    # the one-off precompute is part of what training cost
+    run.train_samples_per_s = len(run.history) * run.train_samples / seconds if seconds > 0 else None
     if save_dir is not None and acc.is_main_process:
-        atomic_write_json(save_dir / "history.json", result.history)
-    return FusionRun(result.model, result.history, mode, save_dir, class_names, skipped)
+        atomic_write_json(save_dir / "history.json", run.record())
+    return run

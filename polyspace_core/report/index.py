@@ -44,7 +44,7 @@ def write_index(out_dir: Path, preset: str, root: Path, results: list) -> dict[s
             rows.append(previous[stage])
     index = {
         "preset": preset,
-        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "total_duration_s": round(sum(r["duration_s"] for r in rows), 2),
         "provenance": report_provenance(root, preset),
         "stages": rows,
@@ -67,7 +67,8 @@ def render_index(index: dict[str, Any]) -> str:
     rows = []
     for s in index["stages"]:
         figures = key_figures(s.get("metrics", {}))
-        figure_text = "<br>".join(f"<code>{esc(k)}</code> {v:.4g}" if isinstance(v, float) else f"<code>{esc(k)}</code> {v}"
+        figure_text = "<br>".join(f"<code>{esc(k)}</code> {v:.4g}" if isinstance(v, float)
+                                  else f"<code>{esc(k)}</code> {v}"
                                   for k, v in figures.items()) or "&mdash;"
         link = f'<a href="{esc(s["html"])}">{esc(s["stage"])}</a>' if s.get("html") else esc(s["stage"])
         status = s["status"] + (f'<br><small>{esc(s["error"])}</small>' if s.get("error") else "")
@@ -78,7 +79,8 @@ def render_index(index: dict[str, Any]) -> str:
     git = prov["git"]
     git_text = (git["commit"] or "not a git checkout") + (" (dirty)" if git["dirty"] else "")
     versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
-    params = "".join(f"<tr><td><code>{esc(str(k))}</code></td><td>{esc(str(v))}</td></tr>" for k, v in prov["params"].items())
+    params = "".join(f"<tr><td><code>{esc(str(k))}</code></td><td>{esc(str(v))}</td></tr>"
+                     for k, v in prov["params"].items())
     failed = sum(s["status"] != "ok" for s in index["stages"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PolySpace report: {esc(index['preset'])}</title>

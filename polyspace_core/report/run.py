@@ -125,7 +125,8 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
             status, error = "failed", f"{metrics_path} not written; the notebook must end with ws.write_metrics(...)"
         else:
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-            if metrics.get("provenance", {}).get("time", "") < _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"):
+            if (metrics.get("provenance", {}).get("time", "")
+                    < _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds")):
                 status, error = "failed", f"{metrics_path} is from an earlier run; this run did not write it"
     return StageResult(stage=stage, status=status, duration_s=round(duration, 2), notebook=executed.name,
                        html=html_name, metrics=metrics, error=error)
@@ -145,7 +146,8 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
     results = []
     for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
         result = run_stage(stage, preset, root, out_dir, timeout_s)
-        print(f"{stage}: {result.status} in {result.duration_s:.1f}s" + (f" -- {result.error}" if result.error else ""), flush=True)
+        print(f"{stage}: {result.status} in {result.duration_s:.1f}s"
+              + (f" -- {result.error}" if result.error else ""), flush=True)
         results.append(result)
         # after every stage, so an interrupted report still lists what finished
         write_index(out_dir, preset, root, results)

@@ -8,8 +8,7 @@ frame indices, spatial transforms, and decode-once serving of several clip reque
     out.clips["f16"]  # (16, 112, 112, 3) uint8, same crop as out.clips["f4"]
 """
 
-from .decode import (LONG_VIDEO_FRAMES, VideoDecodeError, VideoInfo, choose_backend, probe,
-                     read_frames)
+from .decode import LONG_VIDEO_FRAMES, VideoDecodeError, VideoInfo, choose_backend, probe, read_frames
 from .encode import write_video
 from .multi import ClipRequest, DecodedClips, decode_clips
 from .sampling import dense_indices, sample_indices, tsn_indices, uniform_indices

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
