@@ -149,6 +149,27 @@ def test_resume_takes_the_same_steps_as_an_uninterrupted_run(splits, accelerator
             accelerator=accelerator, progress=False, save_dir=tmp_path / "b")
 
 
+def test_a_state_of_an_older_format_is_refused_or_restarted_never_resumed(splits, accelerator, tmp_path):
+    """A last/ written by an older version (state format 1) cannot be resumed: the CLI's default is a
+    one-line error; on_mismatch="restart" (the notebooks) announces it and trains from scratch."""
+    train, val = splits
+    settings = TrainSettings(epochs=2, batch=64, lr=3e-3, seed=3)
+    torch.manual_seed(0)
+    straight = fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False,
+                   save_dir=tmp_path / "a")
+    torch.manual_seed(0)
+    fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False, save_dir=tmp_path / "b",
+        stop_after=1)
+    state = tmp_path / "b" / "last" / "state.json"
+    state.write_text(state.read_text().replace('"polyspace-fit-state/2"', '"polyspace-fit-state/1"'))
+    with pytest.raises(PolySpaceError, match="state format 'polyspace-fit-state/1'"):
+        fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False, save_dir=tmp_path / "b")
+    torch.manual_seed(0)
+    restarted = fit(make_pipeline(), train, val, settings, accelerator=accelerator, progress=False,
+                    save_dir=tmp_path / "b", on_mismatch="restart")
+    assert [row["train_loss"] for row in restarted.history] == [row["train_loss"] for row in straight.history]
+
+
 def test_fusion_checkpoint_roundtrip(tmp_path):
     from polyspace_core.align.converters import ConverterConfig, build_converter
     from polyspace_core.fusion.pipeline import build_pipeline

@@ -168,16 +168,21 @@ def _save_state(directory: Path, model: nn.Module, optimizer, best_state, record
     atomic_write_json(directory / "state.json", {**record, "format": STATE_FORMAT, "optimizer": opt_info})
 
 
-def _load_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    from safetensors.torch import load_file
-
+def _read_state(directory: Path) -> dict[str, Any] | None:
+    """The record (state.json) of the state saved in `directory`, or None where there is none."""
     meta_path, weights = directory / "state.json", directory / "state.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         return None
-    record = read_json(meta_path)
+    return read_json(meta_path)
+
+
+def _state_changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> list[str]:
+    """Why a saved state cannot be resumed by this run: another state format (an older version of
+    this code, or not a training state), or the fingerprint keys whose values differ."""
     if record.get("format") != STATE_FORMAT:
-        raise PolySpaceError(f"{meta_path}: not a training state ({STATE_FORMAT}); use another --save_dir")
-    return load_file(str(weights)), record
+        return [f"state format {record.get('format')!r}, this version resumes {STATE_FORMAT!r}"]
+    saved = record.get("fingerprint", {})
+    return sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
 
 
 def _strip(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -275,19 +280,19 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
     last_dir = Path(save_dir) / "last" if save_dir is not None else None
 
     if last_dir is not None and resume:
-        loaded = _load_state(last_dir)
-        if loaded is not None:
-            tensors, record = loaded
-            changed = sorted(k for k in set(record["fingerprint"]) | set(fingerprint)
-                             if record["fingerprint"].get(k) != fingerprint.get(k))
+        record = _read_state(last_dir)
+        if record is not None:
+            changed = _state_changes(record, fingerprint)
             if changed and on_mismatch != "restart":
                 raise PolySpaceError(f"{last_dir}: a run with other settings ({', '.join(changed)}) is checkpointed "
                                      f"here; use another save_dir, or pass resume=False / --no_resume to start over")
             if changed:
                 print(f"{desc}: {last_dir} holds a run with other settings ({', '.join(changed)}); starting over")
-                loaded = None
-        if loaded is not None:
-            tensors, record = loaded
+                record = None
+        if record is not None:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(last_dir / "state.safetensors"))
             model.load_state_dict(_strip(tensors, "model."))
             optimizer.load_state_dict(optimizer_from_parts(tensors, record["optimizer"]))
             best_state = _strip(tensors, "best.")
