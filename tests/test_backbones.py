@@ -22,7 +22,7 @@ from polyspace_core.errors import PolySpaceError
 
 
 def manual_rules(arch: str, hidden: torch.Tensor, t: int, s: int) -> dict[str, torch.Tensor]:
-    """Each architecture's rules written out from its token layout (independent of backbones.py)."""
+    """Each architecture's rules written out from its token layout (independent of backbones/models.py)."""
     b, _, d = hidden.shape
     if arch in ("vjepa2", "videomae"):  # no CLS; tokens time-major (t, s)
         grid = hidden.reshape(b, t, s, d)

@@ -107,14 +107,14 @@ REAL_BACKBONES: dict[str, BackboneSpec] = {
         _BASE_VIT, image_size=224, num_frames=32, tubelet_size=[2, 16, 16], hidden_act="gelu_fast"), 32, 224),
 }
 
-# registry keys of backbones.py (and their default hub ids) -> the spec of that checkpoint
+# registry keys of models.py (and their default hub ids) -> the spec of that checkpoint
 ALIASES = {"vjepa2": "vjepa2_vitl", "videomae": "videomae_base", "timesformer": "timesformer_base",
            "vivit": "vivit_base"}
 ALIASES.update({spec.source: name for name, spec in REAL_BACKBONES.items()})
 
 
 def tiny_specs() -> dict[str, BackboneSpec]:
-    """The tiny presets of backbones.py as specs (name 'vjepa2_tiny' for preset 'vjepa2-tiny')."""
+    """The tiny presets of models.py as specs (name 'vjepa2_tiny' for preset 'vjepa2-tiny')."""
     from .models import TINY_PRESETS, TINY_SIZE
 
     specs = {}
@@ -201,7 +201,7 @@ def _as_folder(source: str) -> Path | None:
 
 
 def resolve_backbone(spec: str, frames: int | None = None, size: int | None = None) -> BackboneSpec:
-    """A backbone spec from a catalogue name (vjepa2_vitl, videomae_tiny, ...), a backbones.py
+    """A backbone spec from a catalogue name (vjepa2_vitl, videomae_tiny, ...), a models.py
     registry key or tiny preset (vjepa2, videomae-tiny, ...), one of the catalogue's hub ids, a
     local checkpoint folder, or NAME=SOURCE; optionally at another frame count / crop size."""
     from .models import parse_model_spec
