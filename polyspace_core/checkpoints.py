@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import PolySpaceError
-from .io import atomic_write_json, read_json, save_safetensors_atomic
+from .io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
 
 OPTIMIZER_PREFIX = "optimizer."
 
@@ -72,8 +72,6 @@ def read_module(folder: str | os.PathLike, kind: str, map_location: str | torch.
                 what: str = "checkpoint") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(config without its kind, weights) of a folder written by save_module for `kind`; a missing
     file or another kind is a one-line error naming the folder."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
@@ -81,4 +79,4 @@ def read_module(folder: str | os.PathLike, kind: str, map_location: str | torch.
     config = read_json(config_path)
     if config.pop("kind", None) != kind:
         raise PolySpaceError(f"{config_path}: not a {kind} config")
-    return config, load_file(str(weights), device=str(map_location))
+    return config, load_safetensors(weights, map_location, fix=f"save the {kind} again (save_pretrained)")

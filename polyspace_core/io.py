@@ -62,6 +62,27 @@ def read_json(path: str | os.PathLike) -> Any:
         raise PolySpaceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+def load_safetensors(path: str | os.PathLike, device: str | Any = "cpu",
+                     fix: str = "write it again with the command that made it") -> dict[str, Any]:
+    """Every tensor of a .safetensors file on `device`. A missing file, or one that is truncated,
+    damaged or in another format (a pickle under a .safetensors name), is a one-line
+    PolySpaceError naming the file and saying what to do (`fix`), not safetensors' own error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .errors import PolySpaceError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PolySpaceError(f"{path}: file not found; {fix}")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PolySpaceError(f"{path}: not a readable safetensors file ({detail}): damaged, truncated or "
+                             f"another format; {fix}") from None
+
+
 def save_safetensors_atomic(tensors: Mapping[str, Any], path: str | os.PathLike,
                             metadata: Mapping[str, str] | None = None) -> Path:
     """torch tensors -> .safetensors, atomically. Tensors are made contiguous first."""

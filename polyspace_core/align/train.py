@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
-from ..io import atomic_write_json, read_json, save_safetensors_atomic
+from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
 from ..seeding import best_device, seed_everything
 from .converters import Converter, ConverterConfig, LearnedConverter, build_converter
 from .losses import AlignmentLoss, format_loss_weights
@@ -286,8 +286,6 @@ def save_converter(directory: str | Path, converter: Converter, config: Converte
 def load_converter(directory: str | Path, device: str | torch.device = "cpu") -> Converter:
     """Rebuild a converter saved by save_converter, in eval mode. Its config.json (with any names
     saved alongside) is available as `converter.info`."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     meta = read_json(directory / "config.json")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
@@ -297,7 +295,7 @@ def load_converter(directory: str | Path, device: str | torch.device = "cpu") ->
     if not weights.is_file():
         raise PolySpaceError(f"{weights}: file not found; the checkpoint is incomplete, train it again")
     converter = build_converter(ConverterConfig.from_dict(meta["config"]))
-    load_state_dict_strict(converter, load_file(str(weights)), weights)
+    load_state_dict_strict(converter, load_safetensors(weights, fix="train the converter again"), weights)
     converter.info = meta
     return converter.to(device).eval()
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PolySpaceError
+from ..io import load_safetensors
 
 FLOW_BACKENDS = ("dis", "farneback", "raft", "memflow")
 
@@ -163,8 +164,7 @@ class RAFTFlow(FlowBackend):
 def load_state_dict_file(path: Path) -> dict:
     """A state dict from .safetensors or a torch file (weights_only; {'model': sd} accepted)."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
+        return load_safetensors(path, fix="download or convert the flow weights again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code in it, or not a torch file at all

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
-from ..io import atomic_write_json, read_json, save_safetensors_atomic
+from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
 from .head import FusionConfig, FusionHead
 
 CHECKPOINT_FORMAT = "polyspace-fusion/1"
@@ -207,8 +207,6 @@ def read_fusion_meta(directory: str | Path) -> dict[str, Any]:
 
 def load_fusion(directory: str | Path, device: str | torch.device = "cpu") -> FusionPipeline:
     """Rebuild a FusionPipeline saved by save_fusion, in eval mode; its fusion.json is `.info`."""
-    from safetensors.torch import load_file
-
     from ..align.converters import build_converter
 
     directory = Path(directory)
@@ -219,6 +217,7 @@ def load_fusion(directory: str | Path, device: str | torch.device = "cpu") -> Fu
     config = FusionConfig.from_dict(meta["config"])
     converters = [build_converter(c) for c in meta["converters"]]
     pipeline = FusionPipeline(FusionHead(config), converters, meta.get("finetune_converters", False))
-    load_state_dict_strict(pipeline, load_file(str(weights)), weights, against="fusion.json")
+    load_state_dict_strict(pipeline, load_safetensors(weights, fix="train the fusion head again"), weights,
+                           against="fusion.json")
     pipeline.info = meta
     return pipeline.to(device).eval()

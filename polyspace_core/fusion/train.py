@@ -59,7 +59,7 @@ from ..checkpoints import optimizer_from_parts, optimizer_to_parts
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..features.store import sha256_file
-from ..io import atomic_write_json, read_json, save_safetensors_atomic
+from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
 from .head import count_trainable
 from .metrics import classification_metrics
@@ -290,9 +290,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
                 print(f"{desc}: {last_dir} holds a run with other settings ({', '.join(changed)}); starting over")
                 record = None
         if record is not None:
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(last_dir / "state.safetensors"))
+            tensors = load_safetensors(last_dir / "state.safetensors",
+                                       fix=f"start over (delete {last_dir}, or resume=False / --no_resume)")
             model.load_state_dict(_strip(tensors, "model."))
             optimizer.load_state_dict(optimizer_from_parts(tensors, record["optimizer"]))
             best_state = _strip(tensors, "best.")

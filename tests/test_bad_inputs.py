@@ -1,0 +1,108 @@
+"""Damaged files where our own files should be: each read is one PolySpaceError line naming the
+file and saying what to do, never safetensors' or torch's own error, and the damaged file is left
+as it was (nothing is overwritten on the way out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from polyspace_core.errors import PolySpaceError
+
+NOT_SAFETENSORS = "not a readable safetensors file"
+
+
+def pickled(path: Path) -> bytes:
+    """Replace `path` by a torch pickle of the same tensors (what an old tool might write)."""
+    from safetensors.torch import load_file
+
+    tensors = {k: v.clone() for k, v in load_file(str(path)).items()}  # off the mapped file before it is replaced
+    torch.save(tensors, path)
+    return path.read_bytes()
+
+
+def truncated(path: Path) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path.read_bytes()
+
+
+def assert_one_line_naming(error: pytest.ExceptionInfo, path: Path, *words: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message, message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("damage", [pickled, truncated])
+def test_converter_weights(tmp_path, damage):
+    from polyspace_core.align.converters import ConverterConfig, build_converter
+    from polyspace_core.align.train import load_converter, save_converter
+
+    save_converter(tmp_path / "c", build_converter(ConverterConfig("linear", d_in=8, d_out=6, t_in=2, t_out=2)))
+    weights = tmp_path / "c" / "converter.safetensors"
+    before = damage(weights)
+    with pytest.raises(PolySpaceError) as error:
+        load_converter(tmp_path / "c")
+    assert_one_line_naming(error, weights, NOT_SAFETENSORS, "train the converter again")
+    assert weights.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", [pickled, truncated])
+def test_fusion_checkpoint_weights(tmp_path, damage):
+    from polyspace_core.align.converters import ConverterConfig, build_converter
+    from polyspace_core.fusion.pipeline import build_pipeline, load_fusion, save_fusion
+
+    conv = build_converter(ConverterConfig("mlp", d_in=16, d_out=24, t_in=4, t_out=8, hidden=16, depth=1))
+    pipeline = build_pipeline("student", (4, 16), {"t": conv}, num_classes=3, rank=4, gate_hidden=8)
+    save_fusion(tmp_path / "f", pipeline, {"class_names": ["a", "b", "c"]})
+    weights = tmp_path / "f" / "fusion.safetensors"
+    before = damage(weights)
+    with pytest.raises(PolySpaceError) as error:
+        load_fusion(tmp_path / "f")
+    assert_one_line_naming(error, weights, NOT_SAFETENSORS, "train the fusion head again")
+    assert weights.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", [pickled, truncated])
+def test_colorization_net_weights(tmp_path, damage):
+    from polyspace_core.colorize.fusion_unet import FusionUNet
+
+    FusionUNet().save_pretrained(tmp_path / "fusion")
+    weights = tmp_path / "fusion" / "model.safetensors"
+    before = damage(weights)
+    with pytest.raises(PolySpaceError) as error:
+        FusionUNet.from_pretrained(tmp_path / "fusion")
+    assert_one_line_naming(error, weights, NOT_SAFETENSORS, "save the fusion_unet again")
+    assert weights.read_bytes() == before
+
+
+def test_truncated_training_state_on_resume(tmp_path):
+    from polyspace_core.distributed import make_accelerator
+    from polyspace_core.fusion.data import TensorBatches
+    from polyspace_core.fusion.head import LinearProbe
+    from polyspace_core.fusion.train import TrainSettings, fit
+
+    g = torch.Generator().manual_seed(0)
+    train = TensorBatches({"s": torch.randn(32, 2, 8, generator=g)}, torch.arange(32) % 2, batch=8)
+    val = TensorBatches({"s": torch.randn(16, 2, 8, generator=g)}, torch.arange(16) % 2, batch=8)
+    settings = TrainSettings(epochs=2, batch=8, lr=1e-2, seed=0)
+    acc = make_accelerator("cpu")
+    fit(LinearProbe(["s"], [8], 2), train, val, settings, accelerator=acc, progress=False, save_dir=tmp_path,
+        stop_after=1)
+    state = tmp_path / "last" / "state.safetensors"
+    before = truncated(state)
+    with pytest.raises(PolySpaceError) as error:
+        fit(LinearProbe(["s"], [8], 2), train, val, settings, accelerator=acc, progress=False, save_dir=tmp_path)
+    assert_one_line_naming(error, state, NOT_SAFETENSORS, "start over")
+    assert state.read_bytes() == before
+
+
+def test_a_weights_file_that_is_missing(tmp_path):
+    from polyspace_core.io import load_safetensors
+
+    with pytest.raises(PolySpaceError) as error:
+        load_safetensors(tmp_path / "gone.safetensors", fix="run the stage that writes it")
+    assert_one_line_naming(error, tmp_path / "gone.safetensors", "file not found", "run the stage that writes it")
