@@ -62,6 +62,26 @@ def read_json(path: str | os.PathLike) -> Any:
         raise PolySpaceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """The folder an output file `path` goes to, created if needed and checked writable by
+    writing a scratch file there, so a command stops at its start (not after hours of work) with
+    one line when the folder cannot be made (a parent is a file) or written."""
+    import tempfile
+
+    from .errors import PolySpaceError
+
+    folder = Path(path).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise PolySpaceError(f"{path}: cannot write there ({why} at {e.filename or folder}); "
+                             f"choose an output path in a folder you can write") from None
+    return folder
+
+
 def load_safetensors(path: str | os.PathLike, device: str | Any = "cpu",
                      fix: str = "write it again with the command that made it") -> dict[str, Any]:
     """Every tensor of a .safetensors file on `device`. A missing file, or one that is truncated,

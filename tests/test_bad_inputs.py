@@ -106,3 +106,38 @@ def test_a_weights_file_that_is_missing(tmp_path):
     with pytest.raises(PolySpaceError) as error:
         load_safetensors(tmp_path / "gone.safetensors", fix="run the stage that writes it")
     assert_one_line_naming(error, tmp_path / "gone.safetensors", "file not found", "run the stage that writes it")
+
+
+@pytest.mark.parametrize("text", ['{"preset": "smoke", "stages": [{"stage": "05_eval', '{"preset": "smoke"}', "[]"])
+def test_a_damaged_report_index_stops_the_report_before_any_notebook_runs(tmp_path, monkeypatch, capsys, text):
+    import shutil
+
+    from polyspace_core.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "params", tmp_path / "params")
+    (tmp_path / "notebooks").mkdir()  # no notebook at all: the index check must come first
+    index = tmp_path / "reports" / "smoke" / "index.json"
+    index.parent.mkdir(parents=True)
+    index.write_text(text)
+    monkeypatch.setenv("POLYSPACE_ROOT", str(tmp_path))
+    assert main(["report", "--preset", "smoke", "--nb", "05"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {index}: not a report index") and err.count("\n") == 1, err
+    assert "delete it and run the report again" in err
+    assert index.read_text() == text
+
+
+@pytest.mark.parametrize("where", ["parent is a file", "parent of the parent is a file"])
+def test_colorize_into_a_folder_that_cannot_be_made_stops_before_any_work(tmp_path, capsys, where):
+    from polyspace_core.cli import main
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    out = blocker / "out.mp4" if where == "parent is a file" else blocker / "sub" / "out.mp4"
+    # the input does not even exist: the output folder is checked first, before anything is read
+    assert main(["colorize", "--input", str(tmp_path / "none.mp4"), "--reference", str(tmp_path / "none.png"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: cannot write there") and err.count("\n") == 1, err
+    assert blocker.read_text() == "a file, not a folder"

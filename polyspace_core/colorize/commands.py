@@ -60,11 +60,13 @@ def _synth_color(args: argparse.Namespace) -> int:
 def _colorize(args: argparse.Namespace) -> int:
     import json
 
+    from ..io import output_folder
     from ..seeding import best_device
     from .flow import build_flow_backend
     from .stream import colorize_video
     from .system import FusionSystem
 
+    output_folder(args.out)  # before any model is loaded or frame decoded
     device = best_device(args.device)
     flow = build_flow_backend(args.flow, raft_weights=args.raft_weights, raft_variant=args.raft_variant,
                               memflow_path=args.memflow_path, memflow_ckpt=args.memflow_ckpt,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PolySpaceError
+from ..io import output_folder
 from .lab import frames_to_lab, l_to_gray, lab_to_frames, merge_lab, normalize_ab, normalize_l, rgb_to_lab, split_lab
 
 STREAM_METHODS = ("fusion", "exemplar", "temporal", "global")
@@ -52,8 +53,8 @@ class VideoStreamWriter:
             raise PolySpaceError(f"{self.path}: {width}x{height} has an odd side; only h264 (4:4:4) can "
                                  f"store it — write .mp4/.mkv or resize the input")
         encoder, options = CODECS[codec]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{suffix}", dir=self.path.parent)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{suffix}",
+                                         dir=output_folder(self.path))
         os.close(fd)
         rate = Fraction(fps).limit_denominator(1001)
         self._container = av.open(self._tmp, mode="w", format=fmt)

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import PolySpaceError
 from ..io import atomic_write_json, atomic_write_text
 from ..provenance import provenance
 from ..stage_params import STAGES
@@ -27,14 +28,29 @@ def key_figures(metrics: dict[str, Any], limit: int = 12) -> dict[str, Any]:
     return dict(list(figures.items())[:limit])
 
 
+def read_index_stages(index_path: Path) -> list[dict[str, Any]]:
+    """The stage rows of an existing index.json ([] when there is none). A damaged index (a
+    report killed mid-write by an older version, an edit gone wrong) is one line saying what to do;
+    it is never silently replaced, since it holds the rows of stages this run does not redo."""
+    if not index_path.is_file():
+        return []
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        stages = index["stages"]
+        if not isinstance(stages, list) or not all(isinstance(s, dict) and "stage" in s for s in stages):
+            raise ValueError("'stages' is not a list of stage rows")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise PolySpaceError(f"{index_path}: not a report index ({str(e).splitlines()[0][:120]}); move it away or "
+                             f"delete it and run the report again (the stages' own reports stay)") from None
+    return stages
+
+
 def write_index(out_dir: Path, preset: str, root: Path, results: list) -> dict[str, Any]:
     """Merge `results` into index.json / index.html: stages not in `results` keep the entry the
     index holds now (re-read at every write, so two reports of one preset, e.g. `NB=01` and
     `NB=08` in two shells, do not drop each other's rows)."""
     index_path = out_dir / "index.json"
-    previous = {}
-    if index_path.is_file():
-        previous = {s["stage"]: s for s in json.loads(index_path.read_text(encoding="utf-8")).get("stages", [])}
+    previous = {s["stage"]: s for s in read_index_stages(index_path)}
     rows = []
     for stage in STAGES:
         fresh = next((r for r in results if r.stage == stage), None)

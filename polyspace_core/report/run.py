@@ -26,7 +26,7 @@ from ..io import atomic_write_text
 from ..paths import project_root
 from ..stage_params import STAGES, stage_spec
 from ..workspace import load_preset
-from .index import write_index
+from .index import read_index_stages, write_index
 
 KERNEL = "python3"
 
@@ -143,6 +143,7 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
     out_dir = root / "reports" / preset
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = select_stages(nb)
+    read_index_stages(out_dir / "index.json")  # a damaged index fails here, before any notebook runs
     results = []
     for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
         result = run_stage(stage, preset, root, out_dir, timeout_s)
