@@ -238,3 +238,29 @@ def test_cli_import_pickle(tmp_path, capsys):
     assert len(FeatureStore.open(tmp_path / "o" / "validation")) == 6
     assert main(["features-info", str(tmp_path / "o" / "validation"), "--verify"]) == 0
     assert "student" in capsys.readouterr().out
+
+
+def test_nan_features_of_an_ok_sample_stop_training_and_evaluation_readers(tmp_path):
+    """Failed samples are NaN by design and left out; NaN in a sample marked ok is a damaged store,
+    and every reader that trains or scores on it (fusion's cached batches, the converters' pairs)
+    stops with one line naming the shard and the sample, instead of a silent NaN loss or number."""
+    from polyspace_core.align.train import pairs_from_store
+    from polyspace_core.fusion.data import cached_batches
+
+    w = make_writer(tmp_path / "s")
+    feats = random_feats()
+    feats["student"][2] = float("nan")  # failed: NaN by design
+    feats["teacher_a"][2] = float("nan")
+    feats["teacher_a"][3, 0, 1] = float("inf")  # ok, yet not finite
+    fill(w, feats, ["ok", "ok", "failed: bad.mp4: cannot open", "ok", "ok"])
+    store = w.finalize()
+
+    store.check_finite("student")  # the failed row's NaN is not an error
+    assert cached_batches(store, ["student"], batch=2, shuffle=False).num_samples == 4
+    for read in (lambda: cached_batches(store, ["student", "teacher_a"], batch=2, shuffle=False),
+                 lambda: pairs_from_store(tmp_path / "s", "student", "teacher_a")):
+        with pytest.raises(PolySpaceError) as error:
+            read()
+        message = str(error.value)
+        assert str(tmp_path / "s" / shard_name(1)) in message and "'teacher_a' hold NaN/inf for 1 sample(s)" in message
+        assert "first: #3, v3.mp4" in message

@@ -250,13 +250,9 @@ def pairs_from_store(split_dir: str | Path, student: str, teacher: str) -> Pairs
     ok = torch.from_numpy(store.ok)
     if not bool(ok.any()):
         raise PolySpaceError(f"{split_dir}: no sample was extracted successfully; see the manifest's status")
-    x = store.array(student)[ok].float()
-    y = store.array(teacher)[ok].float()
-    for name, a in ((student, x), (teacher, y)):
-        if not bool(torch.isfinite(a).all()):
-            raise PolySpaceError(f"{split_dir}: features of {name!r} contain NaN/inf for samples marked ok; "
-                                 f"re-extract the store")
-    return x, y
+    store.check_finite(student)
+    store.check_finite(teacher)
+    return store.array(student)[ok].float(), store.array(teacher)[ok].float()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -178,6 +178,7 @@ class FeatureStore:
         self.shards: list[ShardEntry] = [ShardEntry(**s) for s in manifest["shards"]]
         self._starts = [s.start for s in self.shards]
         self._mapped: dict[int, dict[str, torch.Tensor]] = {}
+        self._finite: set[str] = set()  # models whose ok samples were checked finite
 
     # ---- opening
 
@@ -297,6 +298,22 @@ class FeatureStore:
             raise IndexError(f"sample {index} out of range for a store of {len(self)}")
         k = bisect.bisect_right(self._starts, index) - 1
         return self._shard(k)[name][index - self.shards[k].start]
+
+    def check_finite(self, name: str) -> None:
+        """Stop with one line if a sample marked ok holds NaN or inf features of model `name`
+        (failed samples are NaN by design): such a store was damaged after extraction, or its
+        features overflowed the stored dtype. Shard by shard (bounded memory), once per model."""
+        if name in self._finite:
+            return
+        for k, shard in enumerate(self.shards):
+            ok = torch.from_numpy(self.ok[shard.start:shard.end])
+            bad = ~torch.isfinite(self._shard(k)[name][ok]).flatten(1).all(dim=1)
+            if bool(bad.any()):
+                first = int(torch.from_numpy(np.flatnonzero(self.ok[shard.start:shard.end]))[bad][0]) + shard.start
+                raise PolySpaceError(f"{self.split_dir / shard.file}: features of {name!r} hold NaN/inf for "
+                                     f"{int(bad.sum())} sample(s) marked ok (first: #{first}, {self.paths[first]}); "
+                                     f"the store is damaged, delete the split and featurize it again")
+        self._finite.add(name)
 
     def indices(self, ok_only: bool = True) -> np.ndarray:
         """Sample ids (np.int64), by default only those whose extraction succeeded."""

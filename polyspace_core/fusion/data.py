@@ -128,6 +128,7 @@ def cached_batches(store, models: Sequence[str], *, batch: int, shuffle: bool, s
     `preload`, which reads everything into RAM as float32 first)."""
     for name in models:
         store.model_info(name)  # an unknown model is a clear error naming the store
+        store.check_finite(name)  # NaN features would train or score silently wrong
     features = {name: store.array(name) for name in models}
     if preload:
         features = {name: x.float().clone() for name, x in features.items()}
