@@ -73,6 +73,15 @@ def test_train_converter_from_the_store(store, tmp_path, capsys):
     # a rerun with the same settings resumes: nothing is retrained
     rc, out, _ = run(args, capsys)
     assert rc == 0 and out.count("skipping") == 2
+    # other settings into the same folder would lose the finished set: refused before any training
+    files = {p: p.read_bytes() for p in save.rglob("*") if p.is_file()}
+    other = [a if a != 30 else 5 for a in args]  # --epochs 5
+    rc, out, err = run(other, capsys)
+    assert rc == 2 and err.count("\n") == 1 and "holds a converter trained with other training arguments" in err
+    assert "--overwrite" in err and out == ""
+    assert {p: p.read_bytes() for p in save.rglob("*") if p.is_file()} == files
+    rc, out, _ = run([*other, "--overwrite"], capsys)
+    assert rc == 0 and json.loads((save / "timesformer" / "history.json").read_text())["settings"]["epochs"] == 5
 
 
 @pytest.mark.parametrize("extra,match", [
@@ -92,3 +101,15 @@ def test_train_converter_points_at_the_store_root(store, tmp_path, capsys):
     assert rc == 2 and "pass its parent folder" in err
     rc, _, err = run(["--features", tmp_path / "nowhere", "--save_dir", tmp_path / "c"], capsys)
     assert rc == 2 and "no feature store here" in err
+
+
+def test_train_converter_does_not_mix_into_another_students_set(store, tmp_path, capsys):
+    save = tmp_path / "conv"
+    save.mkdir()
+    index = save / "converters.json"
+    index.write_text(json.dumps({"format": "polyspace-converter-set/1", "student": "other", "teachers": {}}))
+    rc, out, err = run(["--features", store, "--teachers", "timesformer", "--epochs", 1, "--save_dir", save,
+                        "--device", "cpu"], capsys)
+    assert rc == 2 and "holds the converter set of student 'other', not 'vjepa2'" in err and out == ""
+    assert json.loads(index.read_text())["student"] == "other" and sorted(p.name for p in save.iterdir()) == [
+        "converters.json"]

@@ -12,6 +12,10 @@ was already written with the same settings is skipped (rerun to resume; --overwr
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import PolySpaceError
+from ..io import read_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val_split", default="validation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--overwrite", action="store_true", help="retrain teachers that already have a checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain teachers that already have a checkpoint, replacing one trained with other "
+                        "settings or another student's set (without it, those are an error)")
     p.set_defaults(func=_train_converter)
 
 
 def _train_converter(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import PolySpaceError
     from ..features.store import FeatureStore
-    from ..io import read_json
     from .converters import ConverterConfig
     from .losses import format_loss_weights, parse_loss_weights
     from .train import (
@@ -94,6 +96,7 @@ def _train_converter(args: argparse.Namespace) -> int:
     loss_label = format_loss_weights(weights)
 
     save_dir = Path(args.save_dir)
+    plan = []  # (teacher, config, train_args, folder, done): every check before any training
     for i, teacher in enumerate(teachers):
         t_out, d_out = train_store.shape(teacher)
         if args.d_out is not None:
@@ -110,13 +113,18 @@ def _train_converter(args: argparse.Namespace) -> int:
                       "batch": args.batch, "lr": args.lr, "seed": args.seed, "temperature": args.temperature,
                       "weight_decay": args.weight_decay}
         folder = save_dir / converter_folder(teacher)
-        if not args.overwrite and (folder / "config.json").is_file():
-            done = read_json(folder / "config.json")
-            if done.get("config") == config.to_dict() and done.get("train_args") == train_args:
-                print(f"{teacher}: already trained with these settings in {folder}; skipping (--overwrite retrains)")
-                load_converter(folder)  # a damaged checkpoint is an error now, not in train-fusion later
-                write_converter_index(save_dir, student, [teacher], merge=True)
-                continue
+        plan.append((teacher, config, train_args, folder,
+                     not args.overwrite and _finished_here(folder, config, train_args)))
+    if not args.overwrite:
+        _refuse_other_set(save_dir, student)
+
+    for teacher, config, train_args, folder, done in plan:
+        if done:
+            print(f"{teacher}: already trained with these settings in {folder}; skipping (--overwrite retrains)")
+            load_converter(folder)  # a damaged checkpoint is an error now, not in train-fusion later
+            write_converter_index(save_dir, student, [teacher], merge=True)
+            continue
+        (t_in, d_in), (t_out, d_out) = (config.t_in, config.d_in), (config.t_out, config.d_out)
         train = pairs_from_store(train_dir, student, teacher)
         val = pairs_from_store(val_dir, student, teacher)
         print(f"{teacher}: {config.kind} converter {student}{(t_in, d_in)} -> {teacher}{(t_out, d_out)}, "
@@ -133,3 +141,31 @@ def _train_converter(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v:.3f}" for k, v in fidelity.items()) + f" (validation) -> {folder}")
     print(f"converters: {save_dir / 'converters.json'}")
     return 0
+
+
+def _finished_here(folder: Path, config, train_args: dict) -> bool:
+    """True when `folder` holds this teacher's converter trained with these settings (resume:
+    skip it); False when it holds none. A converter trained with other settings is an error:
+    replacing it would lose a result (--overwrite says to)."""
+
+    if not (folder / "config.json").is_file():
+        return False
+    done = read_json(folder / "config.json")
+    differs = [name for name, ours, theirs in (("converter config", config.to_dict(), done.get("config")),
+                                               ("training arguments", train_args, done.get("train_args")))
+               if ours != theirs]
+    if not differs:
+        return True
+    raise PolySpaceError(f"{folder}: holds a converter trained with other {' and '.join(differs)}; pass --overwrite "
+                         f"to replace it, or choose another --save_dir")
+
+
+def _refuse_other_set(save_dir: Path, student: str) -> None:
+    """A converter set of another student in `save_dir` is not merged into or replaced silently."""
+
+    index = save_dir / "converters.json"
+    if index.is_file():
+        other = read_json(index).get("student")
+        if other != student:
+            raise PolySpaceError(f"{index}: holds the converter set of student {other!r}, not {student!r}; pass "
+                                 f"--overwrite to replace it, or choose another --save_dir")
