@@ -55,6 +55,27 @@ def test_vanilla_tsm_baseline_and_resume(ssv2_root, tmp_path, capsys):
     assert "--epochs 2" in capsys.readouterr().err
 
 
+def test_a_finished_run_is_never_overwritten(ssv2_root, tmp_path, capsys):
+    """The same command again keeps the finished run as it is; other settings into its folder are
+    refused before training (one line, files untouched) unless --overwrite."""
+    run = ["--model", "tsm", "--epochs", "1", "--num_frames_h", "8", "--num_frames_m", "4", "--num_frames_l", "2"]
+    assert main(_args(ssv2_root, tmp_path / "r", *run)) == 0
+    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name.startswith(("best", "final"))}
+    capsys.readouterr()
+    assert main(_args(ssv2_root, tmp_path / "r", *run)) == 0
+    assert "this run finished already" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name in files} == files
+
+    other = [*run[:2], "--epochs", "2", *run[4:]]
+    assert main(_args(ssv2_root, tmp_path / "r", *other)) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "holds a tsm run with another train config" in captured.err
+    assert "--overwrite" in captured.err and "epoch 1/2" not in captured.err + captured.out
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name in files} == files
+    assert main(_args(ssv2_root, tmp_path / "r", *other, "--overwrite")) == 0
+    assert json.loads((tmp_path / "r" / "final.json").read_text())["epoch"] == 2
+
+
 def test_bad_input_is_a_one_line_error(ssv2_root, tmp_path, capsys):
     assert main(_args(ssv2_root, tmp_path, "--eval_only")) == 2
     assert "--eval_only needs --resume" in capsys.readouterr().err

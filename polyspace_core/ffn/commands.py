@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--eval_only", action="store_true", help="evaluate the --resume checkpoint at l/m/h frames")
     p.add_argument("--resume", default=None, help="checkpoint (.json) to resume from or to evaluate")
     p.add_argument("--save_dir", default="checkpoints/ffn", help="where best/epoch_N/final checkpoints go")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train afresh into a --save_dir that holds a run with other settings (replacing its "
+                        "checkpoints); without it that is an error, and the same run again resumes")
     p.add_argument("--arch", default="resnet50", choices=list(ARCHS), help="TSM ResNet size")
     p.add_argument("--model", default="ffn", choices=["ffn", "tsm"],
                    help="ffn: all three frame counts; tsm: vanilla TSM trained at --num_frames_h")
@@ -58,7 +61,7 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .data import MultiFrameClips, load_ssv2_split
     from .evaluate import evaluate_tfd
-    from .train import FFNTrainer, TrainConfig, TSMTrainer
+    from .train import FFNTrainer, TrainConfig, TSMTrainer, saved_run
     from .tsm_resnet import build_model, load_imagenet_weights
 
     seed_everything(args.seed)
@@ -105,11 +108,17 @@ def run_train_ffn(args: argparse.Namespace) -> int:
         print(f"{args.model.upper()} training on {trainer.device} ({trainer.accelerator.num_processes} process(es))")
         print(f"training samples: {len(train_data)}  validation samples: {len(val_data)}  epochs: {config.epochs}"
               + (f"  lambda KL: {config.lambda_kl}" if ffn else ""))
-    if args.resume:
-        start = trainer.resume(args.resume)
+    resume = args.resume
+    if resume is None and not args.overwrite:
+        resume = saved_run(args.save_dir, trainer)  # the same run again continues; another is refused
+    if resume is not None:
+        start = trainer.resume(resume)
         if main:
-            print(f"resumed from {args.resume} after epoch {start}")
-    trainer.train()
+            print(f"resumed from {resume} after epoch {start}")
+    if trainer.epoch < config.epochs:
+        trainer.train()
+    elif main:
+        print(f"{args.save_dir}: this run finished already; its checkpoints are kept as they are")
     results = trainer.validate()
     if main:
         print("final evaluation (validation):")

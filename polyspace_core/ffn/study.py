@@ -41,7 +41,7 @@ from ..io import atomic_write_json, read_json
 from .checkpoint import load_checkpoint
 from .data import MultiFrameClips
 from .evaluate import accuracy_by_frames, flops_per_frame_count
-from .train import FFNTrainer, TrainConfig, TSMTrainer
+from .train import FFNTrainer, TrainConfig, TSMTrainer, run_identity
 from .tsm_resnet import TSMResNet, build_model
 
 # FFN (Zhang et al., CVPR 2023), Table 1: TSM-R50 on Something-Something V2, top-1 (%) at 4/8/16 frames
@@ -325,7 +325,7 @@ def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 
     seconds = trainer.train_seconds
     if save_dir is not None:
         atomic_write_json(Path(save_dir) / RUN_RECORD, {"kind": kind, "seconds": seconds,
-                                                        **_run_identity(trainer)})
+                                                        **run_identity(trainer)})
     final = trainer.unwrapped_model.cpu().eval()
     return TrainedModel(kind, final, trainer.history, trainer.curve, Path(save_dir) if save_dir else None,
                         seconds, trainer.best_acc)
@@ -369,20 +369,12 @@ def run_folder(run_dir: str | Path, data: TFDData, **settings: Any) -> Path:
 RUN_RECORD = "run.json"  # written after `final`: what the run was and how long it trained
 
 
-def _run_identity(trainer: TSMTrainer) -> dict[str, Any]:
-    """What must match for a saved run to stand in for this one (display-only fields left out)."""
-    from dataclasses import asdict
-
-    train = {k: v for k, v in asdict(trainer.config).items() if k not in ("verbose", "num_workers")}
-    return {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
-
-
 def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
     record_path = save_dir / RUN_RECORD
     if not record_path.is_file():
         return None
     record = read_json(record_path)
-    ours = _run_identity(trainer)
+    ours = run_identity(trainer)
     if {k: record.get(k) for k in ours} != ours or record.get("kind") != trainer.kind:
         raise PolySpaceError(f"{save_dir}: holds a {record.get('kind')} run with other settings; "
                              "delete the folder or save this run elsewhere")
@@ -401,7 +393,7 @@ def _last_epoch_checkpoint(save_dir: Path, trainer: TSMTrainer) -> Path | None:
         return None
     path = found[-1][1]
     info = read_json(path)
-    ours = _run_identity(trainer)
+    ours = run_identity(trainer)
     theirs = {"model_config": info.get("model_config"),
               "train_config": {k: v for k, v in info.get("train_config", {}).items() if k in ours["train_config"]}}
     if theirs != ours:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import optimizer_from_parts
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json
 from ..seeding import best_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import accuracy_by_frames, tfd_summary
@@ -86,6 +86,35 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[s
     }
     return [{"params": params, "lr": config.lr * settings[name][0], "weight_decay": settings[name][1], "name": name}
             for name, params in groups.items() if params]
+
+
+def run_identity(trainer: TSMTrainer) -> dict[str, Any]:
+    """What must match for a saved run to stand in for this trainer's: the model config and the
+    training config (display-only fields left out)."""
+    train = {k: v for k, v in asdict(trainer.config).items() if k not in ("verbose", "num_workers")}
+    return {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
+
+
+def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
+    """The checkpoint a rerun of this trainer continues from in `save_dir`: `final.json` when the
+    run finished, else the newest `epoch_N.json`; None when the folder holds no checkpoint. A
+    folder holding a run with other settings is an error: training here would overwrite its
+    best and final checkpoints (the caller decides whether --overwrite allows it)."""
+    save_dir = Path(save_dir)
+    epochs = sorted((int(p.stem.split("_")[1]), p) for p in save_dir.glob("epoch_*.json") if p.stem[6:].isdigit())
+    newest = save_dir / "final.json" if (save_dir / "final.json").is_file() else (epochs[-1][1] if epochs else None)
+    if newest is None:
+        return None
+    info = read_json(newest)
+    ours = run_identity(trainer)
+    theirs = {"model_config": info.get("model_config"),
+              "train_config": {k: v for k, v in info.get("train_config", {}).items() if k in ours["train_config"]}}
+    if info.get("kind") != trainer.kind or theirs != ours:
+        differs = [k for k in ours if theirs.get(k) != ours[k]] or ["kind"]
+        raise PolySpaceError(f"{save_dir}: holds a {info.get('kind')} run with another "
+                             f"{' and '.join(d.replace('_', ' ') for d in differs)}; pass --overwrite to replace it, "
+                             f"or choose another --save_dir")
+    return newest
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
