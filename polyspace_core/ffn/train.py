@@ -209,6 +209,11 @@ class TSMTrainer:
         self.loader_generator.manual_seed(seed)                          # shuffling (and worker seeds)
         if hasattr(self.train_data, "set_epoch"):                        # TSN offsets and crops
             self.train_data.set_epoch(self.epoch)
+        # Accelerate's loader calls the dataset's set_epoch with its own count of passes when it
+        # starts iterating; a resumed run must count from its epoch, not from 0, or it draws epoch
+        # 0's offsets and crops again (the run would not resume exactly)
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(self.epoch)
         torch.manual_seed(seed + self.accelerator.process_index)        # dropout, crops in the main process
         self.model.train()
         sums = torch.zeros(3, dtype=torch.float64)                       # loss, ce, kl (x batch size)
