@@ -141,3 +141,19 @@ def test_colorize_into_a_folder_that_cannot_be_made_stops_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith(f"error: {out}: cannot write there") and err.count("\n") == 1, err
     assert blocker.read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("damage", [pickled, truncated])
+def test_a_local_backbone_folder_with_damaged_weights(tmp_path, damage):
+    from polyspace_core.backbones import build_tiny, load_backbone
+
+    model, processor = build_tiny("videomae-tiny")
+    model.save_pretrained(tmp_path / "vm")
+    processor.save_pretrained(tmp_path / "vm")
+    weights = tmp_path / "vm" / "model.safetensors"
+    before = damage(weights)
+    with pytest.raises(PolySpaceError) as error:
+        load_backbone(f"teacher={tmp_path / 'vm'}")
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "vm") in message and "cannot load the weights" in message
+    assert weights.read_bytes() == before

@@ -378,10 +378,12 @@ def _load_pretrained(name: str, source: str, local_files_only: bool | None) -> t
         if arch is None:
             raise PolySpaceError(f"model {name!r}: {source!r} is a {config.model_type!r} checkpoint, not one of "
                                  f"the video backbones ({', '.join(ARCHS)})")
+        from safetensors import SafetensorError
+
         try:
             model, info = _transformers_class(arch.model_class).from_pretrained(
                 source, output_loading_info=True, **arch.load_kwargs, **kw)
-        except (OSError, ValueError, RuntimeError) as e:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # the last: a damaged or foreign weights file
             raise PolySpaceError(f"model {name!r}: cannot load the weights of {source!r} "
                                  f"({str(e).splitlines()[0][:160]}); {hint}") from None
         missing = [k for k in info.get("missing_keys", []) if not k.startswith("predictor.")]
