@@ -92,6 +92,38 @@ def test_bad_video_is_recorded_and_skipped_or_stops_the_run(synth, tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_short_video_is_looped_and_recorded_or_left_out_by_min_frames(synth, tmp_path):
+    """A 2-frame video among 16-frame ones: its clips loop its 2 frames and the manifest says so
+    (frames available, fill) instead of passing it off as a 16-frame clip; with min_frames it is
+    left out with the reason recorded, and that setting is part of what a resumed store must match."""
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+    from polyspace_core.video import write_video
+
+    split = load_split("synthmotion", synth, "validation")
+    short = write_video(tmp_path / "short.mp4", np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3),
+                                                                                  dtype=np.uint8))
+    split.items.insert(1, type(split.items[0])(short, 0, split.class_names[0], "short"))
+    models = ("vjepa2-tiny", ["timesformer-tiny"])  # 16 and 8 frames per clip
+    store = FeatureStore.open(featurize(split, *models, tmp_path / "loop", batch=2, device="cpu",
+                                        progress=False).store_dir)
+    assert store.ok.all()
+    clips = store.manifest["clips"]
+    assert clips[1] == {"frames_available": 2, "fill": "loop"}
+    assert all(c == {"frames_available": 16, "fill": None} for i, c in enumerate(clips) if i != 1)
+    assert "policy" not in store.manifest  # the default keeps the fingerprint of stores made before
+
+    result = featurize(split, *models, tmp_path / "skip", batch=2, device="cpu", min_frames=8, progress=False)
+    store = FeatureStore.open(result.store_dir)
+    assert store.ok.tolist() == [True, False] + [True] * (len(split) - 2)
+    assert "2 frames, fewer than min_frames=8" in store.status[1] and store.manifest["clips"][1] is None
+    assert store.manifest["policy"] == {"min_frames": 8}
+    with pytest.raises(PolySpaceError, match="other settings|--overwrite|replace"):
+        featurize(split, *models, tmp_path / "skip", batch=2, device="cpu", min_frames=4, progress=False)
+    with pytest.raises(PolySpaceError, match="min_frames 0: must be a positive integer"):
+        featurize(split, *models, tmp_path / "bad", device="cpu", min_frames=0, progress=False)
+
+
 def test_workers_tokens_and_changed_settings(synth, tmp_path):
     from polyspace_core.datasets import load_split
     from polyspace_core.features.featurize import featurize

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teachers", nargs="*", default=[], help="teacher backbones, same forms as --student")
     p.add_argument("--batch", type=int, default=8, help="clips per forward pass")
     p.add_argument("--workers", type=int, default=2, help="loader processes for decoding + preprocessing")
+    p.add_argument("--min_frames", type=int, default=1,
+                   help="leave out (with the reason recorded) a video whose window holds fewer frames; shorter "
+                        "windows than a clip are looped and the manifest records it per sample (default 1)")
     p.add_argument("--frames", type=int, default=16, help="frames for models that take any count (V-JEPA 2); "
                                                           "the others use their own")
     p.add_argument("--shard_size", type=int, default=1000, help="samples per shard (the unit of resume)")
@@ -95,7 +98,8 @@ def run_featurize(args: argparse.Namespace) -> int:
     dtype = "float16" if args.fp16 else "bfloat16" if args.bf16 else "float32"
     result = featurize(split, args.student, args.teachers, args.out, tokens=args.tokens, dtype=dtype,
                        shard_size=args.shard_size, batch=args.batch, workers=args.workers, device=args.device,
-                       on_error=args.on_error, frames=args.frames, backend=args.backend, overwrite=args.overwrite)
+                       on_error=args.on_error, frames=args.frames, min_frames=args.min_frames, backend=args.backend,
+                       overwrite=args.overwrite)
     if result.rank == 0:
         print(result.summary())
     return 0

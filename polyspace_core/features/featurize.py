@@ -71,17 +71,22 @@ class ClipSource(torch.utils.data.Dataset):
     """Item i -> one decode of video i, each model's clip through its processor.
 
     Returns {"index", "pixels": {model: (T, 3, h, w) float32}, "frames_decoded", "decode_s",
-    "preprocess_s": {model: s}} or, when the video cannot be decoded, {"index", "error": reason}
-    (the main process applies the on_error policy, so the reason survives worker processes).
+    "preprocess_s": {model: s}, "clip": {"frames_available", "fill"}} or, when the video cannot be
+    decoded or its window holds fewer than `min_frames` frames, {"index", "error": reason} (the
+    main process applies the on_error policy, so the reason survives worker processes). A window
+    shorter than a model's clip is looped (0 1 2 0 1 2 ...), and "fill" says so.
     """
 
-    def __init__(self, items: Sequence[Any], models: Sequence[tuple[str, int, Any]], backend: str = "auto"):
+    def __init__(self, items: Sequence[Any], models: Sequence[tuple[str, int, Any]], backend: str = "auto",
+                 min_frames: int = 1):
         from ..video.multi import ClipRequest
 
         self.items = list(items)
         self.models = list(models)  # (name, frames, processor): no network weights in workers
-        self.requests = [ClipRequest(name, frames, sampling="uniform") for name, frames, _ in models]
+        self.requests = [ClipRequest(name, frames, sampling="uniform", short_policy="loop")
+                         for name, frames, _ in models]
         self.backend = backend
+        self.min_frames = int(min_frames)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -100,13 +105,18 @@ class ClipSource(torch.utils.data.Dataset):
         except VideoDecodeError as e:
             return {"index": i, "error": str(e)}
         t1 = time.perf_counter()
+        available = (decoded.info.num_frames if end is None else int(end)) - (start or 0)
+        if available < self.min_frames:
+            return {"index": i, "error": f"{item.path}: {available} frames, fewer than min_frames={self.min_frames} "
+                                         f"(short video skipped)"}
+        fill = "loop" if any(frames > available for _, frames, _ in self.models) else None
         pixels, prep = {}, {}
         for name, frames, processor in self.models:
             tp = time.perf_counter()
             pixels[name] = preprocess_clips(processor, [decoded.clips[name]], frames, name)[0]
             prep[name] = time.perf_counter() - tp
         return {"index": i, "pixels": pixels, "frames_decoded": decoded.frames_decoded,
-                "decode_s": t1 - t0, "preprocess_s": prep}
+                "decode_s": t1 - t0, "preprocess_s": prep, "clip": {"frames_available": available, "fill": fill}}
 
 
 def _keep_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,7 +192,8 @@ def videos_id(paths: Sequence[str | os.PathLike]) -> str:
 def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str | VideoBackbone], out: str | os.PathLike,
               *, tokens: str = "temporal", dtype: str = "float32", shard_size: int = 1000, batch: int = 8,
               workers: int = 0, device: str | torch.device = "auto", on_error: str = "skip",
-              frames: int = 16, backend: str = "auto", overwrite: bool = False, replace_stale: bool = False,
+              frames: int = 16, min_frames: int = 1, backend: str = "auto", overwrite: bool = False,
+              replace_stale: bool = False,
               progress: bool = True, local_files_only: bool | None = None) -> FeaturizeResult:
     """Extract token features of every video of `split` for a student and teachers.
 
@@ -191,7 +202,10 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     VideoBackbones. out: store root; the split goes to `<out>/<split.split>/`. tokens:
     temporal | full | clip. dtype: float32 | float16 | bfloat16 (storage; also CUDA autocast).
     on_error: "skip" (record the failure, continue) or "error" (stop at the first bad video).
-    frames: clip length for models that take any count (V-JEPA 2). overwrite: delete what the
+    frames: clip length for models that take any count (V-JEPA 2). min_frames: a video whose
+    (annotated) window holds fewer frames is left out with its reason recorded; shorter windows
+    than a clip are looped, and the manifest's "clips" records frames available and the fill per
+    sample. overwrite: delete what the
     split folder holds and start over. replace_stale: delete it only if it was made with other
     settings (models, weights, dtype, tokens, shard size, videos); without either, other settings
     are an error and the same settings resume.
@@ -203,6 +217,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
         raise PolySpaceError(f"batch {batch!r}: must be a positive integer")
     if not isinstance(workers, int) or workers < 0:
         raise PolySpaceError(f"workers {workers!r}: must be 0 or more")
+    if not isinstance(min_frames, int) or isinstance(min_frames, bool) or min_frames < 1:
+        raise PolySpaceError(f"min_frames {min_frames!r}: must be a positive integer")
     if len(split) == 0:
         raise PolySpaceError(f"{getattr(split, 'root', '?')}: split {getattr(split, 'split', '?')!r} has no videos")
     store_dtype = dtype_name(dtype)
@@ -224,7 +240,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
         paths=[str(it.path) for it in split.items], labels=[int(it.label) for it in split.items],
         class_names=list(split.class_names),
         dataset={"name": split.dataset, "split": split.split, "root": str(split.root), "notes": list(split.notes)},
-        inputs_id=videos_id([it.path for it in split.items]))
+        inputs_id=videos_id([it.path for it in split.items]),
+        policy={"min_frames": min_frames} if min_frames > 1 else None)
     if dist.rank == 0:
         if overwrite:
             writer.clear()
@@ -239,7 +256,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     mine = [k for k in range(writer.num_shards) if k % dist.world_size == dist.rank]
     todo = writer.pending(mine)
     reused = [k for k in mine if k not in todo]
-    source = ClipSource(split.items, [(b.name, b.frames, b.processor) for b in backbones], backend=backend)
+    source = ClipSource(split.items, [(b.name, b.frames, b.processor) for b in backbones], backend=backend,
+                        min_frames=min_frames)
     batches = shard_batches(writer.ranges, todo, batch)
     loader = torch.utils.data.DataLoader(source, batch_sampler=batches, num_workers=workers,
                                          collate_fn=_keep_list, persistent_workers=False)
@@ -261,7 +279,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
             start, end = writer.ranges[k]
             open_shards[k] = {"feats": {m["name"]: torch.full((end - start, m["T"], m["dim"]), float("nan"))
                                         for m in models},
-                              "status": ["ok"] * (end - start), "seen": 0, "videos": 0, "frames": 0}
+                              "status": ["ok"] * (end - start), "clips": [None] * (end - start),
+                              "seen": 0, "videos": 0, "frames": 0}
         shard = open_shards[k]
         start = writer.ranges[k][0]
         good = []
@@ -275,6 +294,7 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
                 failures.append((it["index"], str(split.items[it["index"]].path), it["error"]))
                 continue
             good.append(it)
+            shard["clips"][it["index"] - start] = it["clip"]
             shard["videos"] += 1
             shard["frames"] += it["frames_decoded"]
             timings["decode"] += it["decode_s"]
@@ -293,7 +313,7 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
         start, end = writer.ranges[k]
         if shard["seen"] == end - start:
             tw = time.perf_counter()
-            writer.write_shard(k, shard["feats"], shard["status"], shard["videos"], shard["frames"])
+            writer.write_shard(k, shard["feats"], shard["status"], shard["videos"], shard["frames"], shard["clips"])
             timings["write"] += time.perf_counter() - tw
             del open_shards[k]
     bar.close()

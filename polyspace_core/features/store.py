@@ -384,7 +384,8 @@ class FeatureStoreWriter:
 
     def __init__(self, split_dir: str | os.PathLike, *, models: Sequence[Mapping[str, Any]], dtype: str,
                  tokens: str, shard_size: int, paths: Sequence[str], labels: Sequence[int],
-                 class_names: Sequence[str], dataset: Mapping[str, Any] | None = None, inputs_id: str = ""):
+                 class_names: Sequence[str], dataset: Mapping[str, Any] | None = None, inputs_id: str = "",
+                 policy: Mapping[str, Any] | None = None):
         if tokens not in STORE_TOKEN_RULES:
             raise PolySpaceError(f"tokens {tokens!r}: use one of {', '.join(TOKEN_RULES)}")
         if not isinstance(shard_size, int) or shard_size < 1:
@@ -408,10 +409,13 @@ class FeatureStoreWriter:
         self.inputs_id = inputs_id  # e.g. a hash of the videos' sizes and mtimes: new videos, new store
         n = len(self.paths)
         self.ranges = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+        # policy: settings that decide which samples are kept (e.g. featurize's min_frames); only
+        # non-default ones are given, so stores written before such a setting existed still resume
+        self.policy = dict(policy or {})
         self.fingerprint = run_fingerprint({
             "format": FORMAT, "models": self.models, "dtype": self.dtype_name, "tokens": tokens,
             "shard_size": shard_size, "paths": self.paths, "labels": self.labels,
-            "class_names": self.class_names, "inputs_id": inputs_id,
+            "class_names": self.class_names, "inputs_id": inputs_id, **({"policy": self.policy} if self.policy else {}),
         })
 
     @property
@@ -474,9 +478,12 @@ class FeatureStoreWriter:
         return [k for k in ids if self.receipt(k) is None]
 
     def write_shard(self, k: int, features: Mapping[str, torch.Tensor], status: Sequence[str],
-                    videos_decoded: int, frames_decoded: int) -> dict[str, Any]:
+                    videos_decoded: int, frames_decoded: int,
+                    clips: Sequence[Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
         """Write shard k atomically, then its receipt. `features[model]` is (n, T, D) for the
-        shard's n samples (failed samples' rows NaN); `status[i]` is 'ok' or 'failed: <reason>'."""
+        shard's n samples (failed samples' rows NaN); `status[i]` is 'ok' or 'failed: <reason>';
+        `clips[i]` how sample i's clips were made ({"frames_available": frames in its window,
+        "fill": "loop" when a clip needed more frames than that, else None}; None when unknown)."""
         start, end = self.ranges[k]
         n = end - start
         if len(status) != n:
@@ -499,7 +506,8 @@ class FeatureStoreWriter:
         atomic_write_bytes(self.split_dir / shard_name(k), data)
         rec = {"file": shard_name(k), "start": start, "end": end, "sha256": sha256_bytes(data),
                "bytes": len(data), "fingerprint": self.fingerprint, "status": list(status),
-               "videos_decoded": int(videos_decoded), "frames_decoded": int(frames_decoded)}
+               "videos_decoded": int(videos_decoded), "frames_decoded": int(frames_decoded),
+               "clips": list(clips) if clips is not None else [None] * n}
         # the receipt goes last: a shard without a receipt is redone on resume
         atomic_write_json(self._receipt_path(k), rec)
         return rec
@@ -534,6 +542,10 @@ class FeatureStoreWriter:
             "labels": self.labels,
             "paths": self.paths,
             "status": status,
+            # per sample: frames in its window and how short clips were filled (receipts written
+            # before this was recorded hold no such entry: None)
+            "clips": [c for rec in receipts for c in rec.get("clips", [None] * (rec["end"] - rec["start"]))],
+            **({"policy": self.policy} if self.policy else {}),
             "provenance": dict(provenance or {}),
         }
         atomic_write_json(self.split_dir / MANIFEST, manifest, indent=1)
