@@ -136,3 +136,27 @@ def test_colorize_errors(tmp_path, capsys):
                  "--flow", "raft"]) == 2
     assert "RAFT weights" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_train_colorize_keeps_a_finished_run_and_refuses_other_settings(tmp_path, capsys):
+    """The same command again reuses the run as it is; other settings into its --out are one line
+    (nothing is reused for them, nothing overwritten) unless --overwrite."""
+    data = tmp_path / "sc"
+    assert main(["synth-color", "--out", str(data), "--clips", "5", "--frames", "4", "--size", "32"]) == 0
+    run = ["train-colorize", "--data", str(data), "--out", str(tmp_path / "run"), "--device", "cpu",
+           "--exemplar-epochs", "1", "--fusion-epochs", "1", "--batch-size", "4", "--fusion-batch-size", "2"]
+    assert main(run) == 0
+    files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert main(run) == 0
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == files
+    capsys.readouterr()
+    other = [*run[:-4], "--fusion-epochs", "2", *run[-2:]]
+    assert main(other) == 2
+    err = capsys.readouterr().err  # the clips' loading bars, then the one line
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith(f"error: {tmp_path / 'run'}: holds a colorization run made "
+                                                      f"with other settings") and "--overwrite" in last
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == files
+    assert main([*other, "--overwrite"]) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history["epochs"] if h["phase"] == "fusion"] == [1, 2]

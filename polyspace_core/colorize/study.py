@@ -21,7 +21,6 @@ always matches the parameters shown.
 from __future__ import annotations
 
 import html
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -34,11 +33,7 @@ from ..errors import PolySpaceError
 from .data import ColorClip, load_color_clips
 from .flow import FlowBackend, build_flow_backend
 from .system import FusionSystem
-from .train import TrainConfig, train_colorization
-
-SETTINGS = "settings.json"
-RUN_FILES = ("checkpoint", "exemplar_phase", "history.json")
-
+from .train import TrainConfig, claim_run_folder, train_colorization
 
 # ----------------------------------------------------------------------------- data
 
@@ -192,21 +187,9 @@ def train_run(out_dir: str | Path, data: ColorData, flow: FlowBackend, cfg: Trai
               progress: bool = True) -> ColorRun:
     """train_colorization into out_dir, after checking that what is there was made with the same
     settings (else it is announced and cleared). Returns the trained system (eval mode)."""
-    from ..io import atomic_write_json, read_json
-
     out = Path(out_dir)
     settings = _settings(data, cfg, flow, swin_checkpoint, exemplar_checkpoint)
-    previous = read_json(out / SETTINGS) if (out / SETTINGS).is_file() else None
-    present = [name for name in RUN_FILES if (out / name).exists()]
-    if present and previous != settings:
-        what = "other settings" if previous is not None else "unrecorded settings"
-        print(f"{out}: the run there was made with {what}; clearing {', '.join(present)} and training again")
-        for name in present:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-    reused = (out / "checkpoint" / "system.json").is_file()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / SETTINGS, settings)
+    reused = claim_run_folder(out, settings, replace=True)  # the notebook's own folder: a changed setting retrains
     device = torch.device(device)
     start = time.perf_counter()
     system, history = train_colorization(data.train, data.val, out, cfg, device, flow=flow,

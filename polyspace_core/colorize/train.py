@@ -21,8 +21,10 @@ import copy
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -178,6 +180,37 @@ def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_cl
 
 # ----------------------------------------------------------------------------- the whole run
 
+RUN_SETTINGS = "settings.json"  # what a run folder's result was trained with
+RUN_FILES = ("checkpoint", "exemplar_phase", "history.json")
+
+
+def claim_run_folder(out_dir: str | os.PathLike, settings: Mapping[str, Any], replace: bool) -> bool:
+    """Make `out_dir` the folder of a run with `settings` (JSON-able: data, training config, flow,
+    checkpoints). A run there with the same settings is kept, so train_colorization resumes or
+    reuses it (returns True when its final checkpoint exists). One with other or unrecorded
+    settings is never reused for these nor overwritten silently: with `replace` it is announced
+    and cleared (a notebook's own run folder), else it is a one-line error (--overwrite)."""
+    import shutil
+
+    from ..io import atomic_write_json, read_json
+
+    out = Path(out_dir)
+    previous = read_json(out / RUN_SETTINGS) if (out / RUN_SETTINGS).is_file() else None
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if present and previous != dict(settings):
+        what = "other settings" if previous is not None else "unrecorded settings"
+        if not replace:
+            raise PolySpaceError(f"{out}: holds a colorization run made with {what} ({', '.join(present)}); pass "
+                                 f"--overwrite to replace it, or choose another --out")
+        print(f"{out}: the run there was made with {what}; clearing {', '.join(present)} and training again")
+        for name in present:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / RUN_SETTINGS, dict(settings))
+    return (out / "checkpoint" / "system.json").is_file()
+
+
 def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip], out_dir: str | os.PathLike,
                        cfg: TrainConfig, device: torch.device | str = "cpu", flow=None,
                        swin_checkpoint: str | None = None, exemplar_checkpoint: str | None = None,
@@ -248,6 +281,12 @@ def run_from_args(args: argparse.Namespace) -> int:
                               memflow_ckpt=args.memflow_ckpt, device=device)
     train_clips = load_color_clips(args.data, "train")
     val_clips = load_color_clips(args.data, "validation")
+    settings = {"data": {"root": str(Path(args.data).resolve()), "train": [c.id for c in train_clips],
+                         "validation": [c.id for c in val_clips]},
+                "train": asdict(cfg), "flow": flow.describe(), "swin_checkpoint": args.swin_checkpoint,
+                "exemplar_checkpoint": args.exemplar_checkpoint}
+    if _is_main_process():
+        claim_run_folder(args.out, settings, replace=args.overwrite)
     _, history = train_colorization(train_clips, val_clips, args.out, cfg, device, flow=flow,
                                     swin_checkpoint=args.swin_checkpoint,
                                     exemplar_checkpoint=args.exemplar_checkpoint)

@@ -45,6 +45,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `polyspace train-colorize` / `python -m polyspace_core.colorize.train`."""
     parser.add_argument("--data", required=True, help="SynthColor folder (polyspace synth-color --out)")
     parser.add_argument("--out", required=True, help="run folder: checkpoint/, exemplar_phase/, history.json")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run in --out made with other settings (without it that is an error; "
+                             "the same settings resume or reuse it)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--flow", default="dis", choices=["dis", "farneback", "raft", "memflow"])
     parser.add_argument("--raft-weights", default=None)
