@@ -48,6 +48,13 @@ def test_smoke_report_shows_every_figure_as_an_image(smoke_report):
     assert not as_text, f"figures shown as text, not images: {as_text}"
 
 
+def test_smoke_report_pages_show_no_frozen_progress_bar(smoke_report):
+    """Without widget state a tqdm bar's static text is its first draw ("0%|"); the pages leave
+    the bars out instead of showing every loop as not started."""
+    frozen = [stage for stage in STAGES if "%|" in (ROOT / "reports" / "smoke" / f"{stage}.html").read_text()]
+    assert not frozen, f"progress-bar text in the HTML of {frozen}"
+
+
 def test_papermill_cached_flag_from_notebooks_dir(tmp_path):
     """`cd notebooks && papermill 04_train_fusion.ipynb out.ipynb -p cached true|false|maybe`."""
     papermill = str(Path(sys.executable).parent / "papermill")

@@ -53,8 +53,10 @@ def tiny_project(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_failing_stage_is_reported_and_others_still_run(tiny_project):
+def test_failing_stage_is_reported_and_others_still_run(tiny_project, capfd):
     results = run_report("smoke", "05,06", root=tiny_project)
+    # the kernels' transport warning stays off the terminal
+    assert "without encryption" not in "".join(capfd.readouterr())
     status = {r.stage: r.status for r in results}
     assert status == {"05_eval_downstream": "ok", "06_efficiency": "failed"}
     failed = next(r for r in results if r.stage == "06_efficiency")
@@ -72,6 +74,10 @@ def test_failing_stage_is_reported_and_others_still_run(tiny_project):
     stage_page = (out / "05_eval_downstream.html").read_text()
     assert "data:image/png;base64" in stage_page
     assert 'src="http' not in stage_page
+    # the tqdm bar ran to the end in the kernel; the static page shows no frozen "0%|" widget text
+    executed = json.loads((out / "05_eval_downstream.ipynb").read_text())
+    assert any("widget-view+json" in json.dumps(o) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "%|" not in stage_page
 
     # re-running one stage keeps the other's row
     run_report("smoke", "05", root=tiny_project)

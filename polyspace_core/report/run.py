@@ -29,6 +29,11 @@ from ..workspace import load_preset
 from .index import read_index_stages, write_index
 
 KERNEL = "python3"
+# The kernel's own log stays off the terminal: ipykernel warns at every start that a kernel on
+# TCP is unencrypted, although papermill's kernel listens on this machine only
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# a tqdm progress bar's text (what a static page shows of its widget): "desc:  40%|####  | 2/5 ..."
+_PROGRESS_TEXT = re.compile(r"^[^\n]*\d+%\|")
 
 
 @dataclass
@@ -80,10 +85,29 @@ def notebook_to_html(ipynb: Path, out: Path) -> Path:
     # Widget state (tqdm.auto progress bars record some) makes nbconvert link the widget manager
     # from unpkg; headless reports render every figure statically, so the state is dropped.
     notebook.metadata.pop("widgets", None)
+    _drop_progress_bars(notebook)
     exporter = HTMLExporter(template_name="lab", embed_images=True)
     body, _ = exporter.from_notebook_node(notebook)
     body = _strip_remote_scripts(body)
     return atomic_write_text(out, body)
+
+
+def _drop_progress_bars(notebook) -> int:
+    """Remove tqdm's progress-bar widgets from a notebook's outputs; returns how many. Without its
+    widget state a bar's static fallback is the text of its first draw ("0%|"), which reads as
+    nothing having run; what ran is in the cells' other outputs."""
+    dropped = 0
+    for cell in notebook.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data and _PROGRESS_TEXT.match(data.get("text/plain", "")):
+                dropped += 1
+                continue
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return dropped
 
 
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
@@ -106,7 +130,7 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
     try:
         pm.execute_notebook(str(source), str(executed), parameters=stage_parameters(stage, preset, root),
                             cwd=str(root / "notebooks"), kernel_name=KERNEL, progress_bar=False,
-                            execution_timeout=timeout_s)
+                            execution_timeout=timeout_s, extra_arguments=KERNEL_ARGUMENTS)
         status = "ok"
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}".splitlines()[0][:500]
