@@ -173,6 +173,9 @@ def test_smoke_report_index_works_offline(browser, smoke_report):
         broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
                                ".map(i => i.src.slice(0, 80))")
         assert broken == [], f"{href or 'index.html'}: images not loaded: {broken}"
+        # what a reader sees: no progress bar frozen at its first draw, no kernel transport warning
+        text = page.inner_text("body")
+        assert "%|" not in text and "without encryption" not in text, f"{href}: progress bar or kernel log shown"
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(index.as_uri())
     page.screenshot(path=str(ARTIFACTS / "report_smoke_index.png"), full_page=True)
