@@ -41,7 +41,7 @@ from ..io import atomic_write_json, read_json
 from .checkpoint import load_checkpoint
 from .data import MultiFrameClips
 from .evaluate import accuracy_by_frames, flops_per_frame_count
-from .train import FFNTrainer, TrainConfig, TSMTrainer, run_identity
+from .train import FFNTrainer, TrainConfig, TSMTrainer, run_identity, saved_run
 from .tsm_resnet import TSMResNet, build_model
 
 # FFN (Zhang et al., CVPR 2023), Table 1: TSM-R50 on Something-Something V2, top-1 (%) at 4/8/16 frames
@@ -318,7 +318,7 @@ def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 
         finished = _finished_run(Path(save_dir), trainer)
         if finished is not None:
             return finished
-        last = _last_epoch_checkpoint(Path(save_dir), trainer)
+        last = saved_run(save_dir, trainer)  # an interrupted run with these settings continues
         if last is not None:
             trainer.resume(last)
     trainer.train()
@@ -383,23 +383,6 @@ def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
     model.load_state_dict(state)
     return TrainedModel(trainer.kind, model.cpu().eval(), list(info.get("history", [])), list(info.get("curve", [])),
                         save_dir, float(record["seconds"]), float(info["best_acc"]))
-
-
-def _last_epoch_checkpoint(save_dir: Path, trainer: TSMTrainer) -> Path | None:
-    """The newest `epoch_N.json` of an interrupted run with this run's settings, if any."""
-    found = sorted((int(p.stem.split("_")[1]), p) for p in save_dir.glob("epoch_*.json")
-                   if p.stem.split("_")[1].isdigit())
-    if not found:
-        return None
-    path = found[-1][1]
-    info = read_json(path)
-    ours = run_identity(trainer)
-    theirs = {"model_config": info.get("model_config"),
-              "train_config": {k: v for k, v in info.get("train_config", {}).items() if k in ours["train_config"]}}
-    if theirs != ours:
-        raise PolySpaceError(f"{save_dir}: holds an interrupted run with other settings; "
-                             "delete the folder or save this run elsewhere")
-    return path
 
 
 def evaluate_models(models: dict[str, torch.nn.Module], test: MultiFrameClips, batch_size: int = 32,

@@ -112,8 +112,8 @@ def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
     if info.get("kind") != trainer.kind or theirs != ours:
         differs = [k for k in ours if theirs.get(k) != ours[k]] or ["kind"]
         raise PolySpaceError(f"{save_dir}: holds a {info.get('kind')} run with another "
-                             f"{' and '.join(d.replace('_', ' ') for d in differs)}; pass --overwrite to replace it, "
-                             f"or choose another --save_dir")
+                             f"{' and '.join(d.replace('_', ' ') for d in differs)}; replace it (--overwrite, or "
+                             f"delete the folder) or save this run elsewhere (another --save_dir)")
     return newest
 
 
