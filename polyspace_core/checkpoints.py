@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import PolySpaceError
-from .io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
+from .io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 
 OPTIMIZER_PREFIX = "optimizer."
 
@@ -61,10 +61,11 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
 
 
 def save_module(folder: str | os.PathLike, kind: str, config: Mapping[str, Any], module: nn.Module) -> Path:
-    """folder/config.json ({"kind": kind, **config}) + folder/model.safetensors (every weight)."""
+    """folder/model.safetensors (every weight) + folder/config.json ({"kind": kind, **config,
+    "checksums": the weights file's size and checksum}), the config last."""
     folder = Path(folder)
-    atomic_write_json(folder / "config.json", {"kind": kind, **config})
-    save_safetensors_atomic(module.state_dict(), folder / "model.safetensors")
+    weights = save_safetensors_atomic(module.state_dict(), folder / "model.safetensors")
+    atomic_write_json(folder / "config.json", {"kind": kind, **config, "checksums": {"model.safetensors": weights}})
     return folder
 
 
@@ -79,4 +80,6 @@ def read_module(folder: str | os.PathLike, kind: str, map_location: str | torch.
     config = read_json(config_path)
     if config.pop("kind", None) != kind:
         raise PolySpaceError(f"{config_path}: not a {kind} config")
-    return config, load_safetensors(weights, map_location, fix=f"save the {kind} again (save_pretrained)")
+    fix = f"save the {kind} again (save_pretrained)"
+    verify_recorded(weights, config.pop("checksums", None), fix=fix)
+    return config, load_safetensors(weights, map_location, fix=fix)

@@ -39,8 +39,17 @@ COMMAND_MODULES = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in the boundary's shape: one line (not the usage block), exit 2.
+    Subcommand parsers are made with the same class (add_subparsers uses type(self))."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polyspace", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="polyspace", description=__doc__.splitlines()[0])
     # accepted anywhere on the command line (main takes it out before the subcommand parses)
     parser.add_argument(DEBUG_FLAG, action="store_true",
                         help=f"print the full traceback of an error (also {DEBUG_ENV}=1)")

@@ -40,6 +40,36 @@ def seed_everything(seed: int, deterministic: bool = True) -> int:
     return seed
 
 
+def rng_state() -> dict:
+    """The state of every random generator seed_everything seeds (python, numpy, torch CPU and
+    CUDA), as JSON: a run that stops between phases records it so that the phase after a restart
+    draws the same numbers as in an uninterrupted run."""
+    import numpy as np
+    import torch
+
+    version, keys, gauss = random.getstate()
+    name, mt, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(keys), gauss], "numpy": [name, mt.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Put back a state from rng_state()."""
+    import numpy as np
+    import torch
+
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    name, mt, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(mt, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
 def best_device(prefer: str = "auto") -> torch.device:
     """CUDA > MPS > CPU for `auto`; otherwise the named device, checked to exist."""
     import torch

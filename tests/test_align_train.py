@@ -149,6 +149,11 @@ def test_checkpoint_errors(tmp_path, splits):
     (tmp_path / "c" / "converter.safetensors").unlink()
     save_converter(tmp_path / "o", other)
     (tmp_path / "o" / "converter.safetensors").rename(tmp_path / "c" / "converter.safetensors")
+    with pytest.raises(PolySpaceError, match="were written"):  # the record of the file it replaced
+        load_converter(tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "config.json").read_text())
+    del meta["checksums"]  # as a checkpoint from before checksums were recorded
+    (tmp_path / "c" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(PolySpaceError, match="do not fit the saved config"):
         load_converter(tmp_path / "c")
     (tmp_path / "bad").mkdir()

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
-from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
+from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 from ..seeding import best_device, seed_everything
 from .converters import Converter, ConverterConfig, LearnedConverter, build_converter
 from .losses import AlignmentLoss, format_loss_weights
@@ -269,13 +269,14 @@ def save_converter(directory: str | Path, converter: Converter, config: Converte
     if config.to_dict() != converter.config.to_dict():
         raise PolySpaceError(f"save_converter({directory}): the config given differs from the converter's own config")
     state = {k: v.detach().cpu() for k, v in converter.state_dict().items()}
-    save_safetensors_atomic(state, directory / "converter.safetensors",
-                            metadata={"format": CHECKPOINT_FORMAT, "kind": config.kind})
+    weights = save_safetensors_atomic(state, directory / "converter.safetensors",
+                                      metadata={"format": CHECKPOINT_FORMAT, "kind": config.kind})
     if record is not None:
         atomic_write_json(directory / "history.json", record)
     # config.json last: its presence marks a complete checkpoint
     atomic_write_json(directory / "config.json", {"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
-                                                  **dict(info or {})})
+                                                  **dict(info or {}),
+                                                  "checksums": {"converter.safetensors": weights}})
     return directory
 
 
@@ -291,6 +292,7 @@ def load_converter(directory: str | Path, device: str | torch.device = "cpu") ->
     if not weights.is_file():
         raise PolySpaceError(f"{weights}: file not found; the checkpoint is incomplete, train it again")
     converter = build_converter(ConverterConfig.from_dict(meta["config"]))
+    verify_recorded(weights, meta.get("checksums"), fix="train the converter again")
     load_state_dict_strict(converter, load_safetensors(weights, fix="train the converter again"), weights)
     converter.info = meta
     return converter.to(device).eval()

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import PolySpaceError
+from ..io import verify_folder
 
 TOKEN_RULES = ("temporal", "full", "clip")
 
@@ -368,6 +369,10 @@ def _load_pretrained(name: str, source: str, local_files_only: bool | None) -> t
             "download it where there is network (`hf download " + source + "`) and pass the local "
             "directory, or set HF_HOME to a cache that has it")
     kw = {} if local_files_only is None else {"local_files_only": local_files_only}
+    if where == "local directory":
+        # a folder we wrote (the zoo) lists its files' checksums: a damaged weights file stops here
+        verify_folder(source, fix=f"model {name!r}: the folder is damaged; write it again (the zoo: rerun "
+                                  f"notebook 01 or delete the folder)")
     with _quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(source, **kw)

@@ -182,6 +182,7 @@ def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_cl
 
 RUN_SETTINGS = "settings.json"  # what a run folder's result was trained with
 RUN_FILES = ("checkpoint", "exemplar_phase", "history.json")
+RNG_STATE = "rng_state.json"  # in exemplar_phase/: the generators' state where phase A ended
 
 
 def claim_run_folder(out_dir: str | os.PathLike, settings: Mapping[str, Any], replace: bool) -> bool:
@@ -221,8 +222,8 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
     exemplar_checkpoint: an ExemplarBranch folder -> Strategy 1 (phase A skipped, the colour net
     frozen, the correspondence fine-tuned). Else Strategy 2 from scratch, with a Swin embedding
     from `swin_checkpoint` or the frozen random embedding."""
-    from ..io import read_json
-    from ..seeding import seed_everything
+    from ..io import atomic_write_json, read_json
+    from ..seeding import rng_state, seed_everything, set_rng_state
     from .exemplar import build_exemplar_branch
 
     seed_everything(cfg.seed)
@@ -240,10 +241,18 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
         branch = ExemplarBranch.from_pretrained(phase_a)
         branch.pretrained = False  # our own phase-A result: keep training it as Strategy 2
         branch.apply_strategy()
+        # a restart after phase A: phase B draws (the fusion net's init, its batches) from where
+        # phase A left the generators, as in an uninterrupted run
+        if (phase_a / RNG_STATE).is_file():
+            set_rng_state(read_json(phase_a / RNG_STATE))
+        else:
+            print(f"note: {phase_a} holds no random-generator state (an older run); phase B starts from seed "
+                  f"{cfg.seed} and will not repeat an uninterrupted run bit for bit")
     else:
         branch = build_exemplar_branch(swin_checkpoint, embed_seed=cfg.seed)
         history = [h for h in history if h["phase"] != "exemplar"]
         history += train_exemplar(branch.to(device), train_clips, val_clips, cfg, device, progress)
+        atomic_write_json(phase_a / RNG_STATE, rng_state())  # before config.json, which marks the phase done
         branch.save_pretrained(phase_a)
         _save_history(history_path, history, cfg)
 

@@ -7,6 +7,11 @@ Layout of one split (`<out>/<split>/`):
     progress/shard_00000.json     per-shard receipt (sha256, range, run fingerprint); lets an
                                   interrupted run resume without recomputing a finished shard
 
+The manifest records each shard's size and checksums (sha256, xxh3_64). A reader checks a shard
+against them the first time it maps it in a process (size + xxh3_64, a few percent of the cost
+of reading it: benchmarks/store_read.py), so a damaged shard stops the command with one line
+instead of feeding training; `verify()` is the full sha256 check.
+
 Each shard holds, for every model, a tensor `(n, T_m, D_m)` named after the model, plus
 `index` `(n,)` int64 global sample ids. Rows of samples whose video failed to decode are NaN
 (never zeros that look like features); `FeatureStore.ok` masks them. The dtype (float32,
@@ -21,9 +26,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import mmap
 import os
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import PolySpaceError
-from ..io import atomic_write_bytes, atomic_write_json, read_json
+from ..io import CHECKSUM, atomic_write_bytes, atomic_write_json, check_size, digest_bytes, read_json, verify_file
 
 FORMAT = "polyspace-features/1"
 MANIFEST = "manifest.json"
@@ -114,11 +121,22 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], in
     return header, data_start
 
 
-def mmap_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def mmap_safetensors(path: str | os.PathLike, expect: Mapping[str, Any] | None = None,
+                     fix: str = "rerun featurize to rebuild it") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Memory-map every tensor of a .safetensors file: name -> tensor (read-only view of the
-    file; copy-on-write, so an accidental in-place op never touches the disk), plus metadata."""
+    file; copy-on-write, so an accidental in-place op never touches the disk), plus metadata.
+    `expect`: the file's record ({bytes, xxh3_64 or sha256}), checked (size, then the checksum of
+    the mapped bytes) before any tensor is made."""
+    if expect is not None:
+        check_size(path, expect, fix)
     header, data_start = read_safetensors_header(path)
     mm = np.memmap(path, dtype=np.uint8, mode="c")
+    if expect is not None:
+        # ask the kernel to read the whole file ahead, in parallel with the hash that follows
+        # (page faults alone read a cold file in small pieces, one after another)
+        mm._mmap.madvise(mmap.MADV_SEQUENTIAL)
+        mm._mmap.madvise(mmap.MADV_WILLNEED)
+        verify_file(path, expect, fix, data=mm)
     tensors = {}
     for name, entry in header.items():
         if name == "__metadata__":
@@ -143,12 +161,18 @@ def mmap_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
 
 @dataclass(frozen=True)
 class ShardEntry:
-    """One shard of a split: its file, the global sample range [start, end) and checksum."""
+    """One shard of a split: its file, the global sample range [start, end), size and checksums
+    (xxh3_64 is absent from stores written before it was recorded; sha256 is checked then)."""
     file: str
     start: int
     end: int
     sha256: str
     bytes: int
+    xxh3_64: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What a reader checks the file against (the fast checksum where there is one)."""
+        return {"bytes": self.bytes, **({CHECKSUM: self.xxh3_64} if self.xxh3_64 else {"sha256": self.sha256})}
 
 
 class FeatureStore:
@@ -179,12 +203,17 @@ class FeatureStore:
         self._starts = [s.start for s in self.shards]
         self._mapped: dict[int, dict[str, torch.Tensor]] = {}
         self._finite: set[str] = set()  # models whose ok samples were checked finite
+        self._check_on_read = True
+        self._checker: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future] = {}
 
     # ---- opening
 
     @classmethod
-    def open(cls, split_dir: str | os.PathLike, verify: bool = False) -> FeatureStore:
-        """Open `<out>/<split>`; `verify=True` also checks every shard's sha256 (reads all data)."""
+    def open(cls, split_dir: str | os.PathLike, verify: bool = False, check_on_read: bool = True) -> FeatureStore:
+        """Open `<out>/<split>`; `verify=True` also checks every shard's sha256 now (reads all data).
+        Every shard is checked against the manifest when first read in any case;
+        `check_on_read=False` turns that off (only for benchmarks/store_read.py's baseline)."""
         split_dir = Path(split_dir)
         manifest_path = split_dir / MANIFEST
         if not manifest_path.is_file():
@@ -214,6 +243,7 @@ class FeatureStore:
         if expected != n:
             raise PolySpaceError(f"{manifest_path}: shards cover {expected} samples but the manifest lists {n}")
         store = cls(split_dir, manifest)
+        store._check_on_read = check_on_read
         if verify:
             store.verify()
         return store
@@ -261,11 +291,35 @@ class FeatureStore:
 
     # ---- tensors
 
+    def _checked_map(self, k: int) -> Future:
+        """Map and check shard k on the store's checker thread (started once). A shard is checked
+        before it is used, and the next one is checked while it is: a cold read then overlaps the
+        disk with the caller's work instead of reading every shard before the first is used."""
+        if k not in self._pending:
+            if self._checker is None:
+                self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-check")
+            entry = self.shards[k]
+            self._pending[k] = self._checker.submit(mmap_safetensors, self.split_dir / entry.file, entry.record(),
+                                                    "the shard is damaged: delete it and rerun the same featurize "
+                                                    "command to rebuild it")
+        return self._pending[k]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # for DataLoader workers started by spawn: the maps and the checker thread stay behind
+        return {**self.__dict__, "_mapped": {}, "_pending": {}, "_checker": None}
+
     def _shard(self, k: int) -> dict[str, torch.Tensor]:
         if k not in self._mapped:
             entry = self.shards[k]
             path = self.split_dir / entry.file
-            tensors, _ = mmap_safetensors(path)
+            if self._check_on_read:
+                current = self._checked_map(k)
+                if k + 1 < len(self.shards):
+                    self._checked_map(k + 1)
+                tensors, _ = current.result()  # the check's PolySpaceError, if any, is raised here
+                del self._pending[k]
+            else:
+                tensors, _ = mmap_safetensors(path)
             n = entry.end - entry.start
             index = tensors.get(INDEX_KEY)
             if index is None or index.shape != (n,) or int(index[0]) != entry.start or int(index[-1]) != entry.end - 1:
@@ -285,12 +339,12 @@ class FeatureStore:
         is a zero-copy memory map; with several, the shards are concatenated in memory (use
         `FeatureDataset` for per-sample access to stores larger than RAM)."""
         self.model_info(name)
-        parts = [self._shard(k)[name] for k in range(len(self.shards))]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return torch.empty((0, *self.shape(name)), dtype=self.dtype)
-        return torch.cat(parts, dim=0)
+        if len(self.shards) == 1:
+            return self._shard(0)[name]
+        out = torch.empty((len(self), *self.shape(name)), dtype=self.dtype)
+        for k, entry in enumerate(self.shards):  # shard by shard: the next one is checked meanwhile
+            out[entry.start:entry.end] = self._shard(k)[name]
+        return out
 
     def sample(self, index: int, name: str) -> torch.Tensor:
         """One sample's features (T, D) for a model, read from its shard's memory map."""
@@ -505,7 +559,8 @@ class FeatureStoreWriter:
         data = save(tensors, metadata={"polyspace": meta})
         atomic_write_bytes(self.split_dir / shard_name(k), data)
         rec = {"file": shard_name(k), "start": start, "end": end, "sha256": sha256_bytes(data),
-               "bytes": len(data), "fingerprint": self.fingerprint, "status": list(status),
+               CHECKSUM: digest_bytes(data)[CHECKSUM], "bytes": len(data), "fingerprint": self.fingerprint,
+               "status": list(status),
                "videos_decoded": int(videos_decoded), "frames_decoded": int(frames_decoded),
                "clips": list(clips) if clips is not None else [None] * n}
         # the receipt goes last: a shard without a receipt is redone on resume
@@ -537,7 +592,8 @@ class FeatureStoreWriter:
             "decodes": {"videos_decoded": sum(r["videos_decoded"] for r in receipts),
                         "frames_decoded": sum(r["frames_decoded"] for r in receipts)},
             **dict(extra or {}),
-            "shards": [{key: r[key] for key in ("file", "start", "end", "sha256", "bytes")} for r in receipts],
+            "shards": [{key: r[key] for key in ("file", "start", "end", "sha256", CHECKSUM, "bytes") if key in r}
+                       for r in receipts],
             "class_names": self.class_names,
             "labels": self.labels,
             "paths": self.paths,

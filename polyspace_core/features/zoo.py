@@ -36,7 +36,7 @@ from torch import nn
 
 from ..backbones import TINY_PRESETS, VideoBackbone, load_backbone
 from ..errors import PolySpaceError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, write_checksums
 
 ZOO_VERSION = 1
 PRETRAIN_SEED = 1001  # the downstream demo set uses other seeds; clips are keyed by seed
@@ -267,6 +267,7 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         tmp = target.with_name(f".{name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         backbone.to("cpu").save_pretrained(tmp)
+        write_checksums(tmp)  # checked whenever the member is loaded (backbones.load_backbone)
         card = {
             "name": name, "recipe": rec, "role": role,
             "objective": (f"supervised on the {num_classes} fine SynthMotion classes" if objective == "fine" else

@@ -3,7 +3,7 @@
     <dir>/<name>.safetensors   model.<param>, optimizer.<index>.<slot> tensors
     <dir>/<name>.json          format, kind, epoch, best accuracies, lambda_kl, model config,
                                optimizer param groups, scheduler and grad-scaler state, history,
-                               and the sha256 of the safetensors file
+                               and the size and checksum of the safetensors file
 
 Both are written atomically, tensors first; the JSON names the tensors' checksum, so a pair
 torn by a crash between the two writes is detected on load instead of silently mixing epochs.
@@ -11,7 +11,6 @@ torn by a crash between the two writes is detected on load instead of silently m
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 
 from ..checkpoints import optimizer_to_parts
 from ..errors import PolySpaceError
-from ..io import atomic_write_bytes, atomic_write_json, read_json
+from ..io import atomic_write_bytes, atomic_write_json, digest_bytes, load_safetensors, read_json, verify_file
 
 FORMAT = "polyspace-ffn-checkpoint/1"
 
@@ -49,7 +48,7 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor],
         record["optimizer"] = opt_json
     data = save(tensors)
     record["tensors_file"] = tensor_path.name
-    record["tensors_sha256"] = hashlib.sha256(data).hexdigest()
+    record["tensors_checksum"] = digest_bytes(data)
     atomic_write_bytes(tensor_path, data)
     atomic_write_json(json_path, record)
     return json_path
@@ -60,8 +59,6 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
 
     Checks the format and that the tensors file is the one the JSON was written with.
     """
-    from safetensors.torch import load
-
     json_path, tensor_path = checkpoint_paths(path)
     if not json_path.is_file():
         raise PolySpaceError(f"{json_path}: checkpoint not found; "
@@ -72,12 +69,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
                              f"(format {info.get('format')!r}, expected {FORMAT})")
     if not tensor_path.is_file():
         raise PolySpaceError(f"{tensor_path}: tensors of checkpoint {json_path.name} are missing")
-    data = tensor_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != info.get("tensors_sha256"):
-        raise PolySpaceError(
-            f"{tensor_path}: does not match {json_path.name} (checksum differs; interrupted save?); "
-            f"use another checkpoint")
-    tensors = load(data)
+    # checkpoints written before the xxh3 record hold a sha256 of the file
+    record = info.get("tensors_checksum") or {"sha256": info.get("tensors_sha256")}
+    fix = f"it does not match {json_path.name} (damaged, or a save was interrupted); use another checkpoint"
+    verify_file(tensor_path, record, fix=fix)
+    tensors = load_safetensors(tensor_path, fix=fix)
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
     return info, model_state, optimizer_tensors

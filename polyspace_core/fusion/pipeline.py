@@ -23,7 +23,7 @@ from torch import nn
 
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
-from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
+from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 from .head import FusionConfig, FusionHead
 
 CHECKPOINT_FORMAT = "polyspace-fusion/1"
@@ -184,10 +184,11 @@ def save_fusion(directory: str | Path, pipeline: FusionPipeline, info: Mapping[s
     """Write fusion.safetensors + fusion.json into `directory` (atomic; fusion.json last)."""
     directory = Path(directory)
     state = {k: v.detach().cpu() for k, v in pipeline.state_dict().items()}
-    save_safetensors_atomic(state, directory / "fusion.safetensors", metadata={"format": CHECKPOINT_FORMAT})
+    weights = save_safetensors_atomic(state, directory / "fusion.safetensors", metadata={"format": CHECKPOINT_FORMAT})
     meta = {"format": CHECKPOINT_FORMAT, "config": pipeline.config.to_dict(),
             "converters": [conv.config.to_dict() for conv in pipeline.converters],
-            "finetune_converters": pipeline.finetune_converters, **dict(info or {})}
+            "finetune_converters": pipeline.finetune_converters, **dict(info or {}),
+            "checksums": {"fusion.safetensors": weights}}
     atomic_write_json(directory / "fusion.json", meta)
     return directory
 
@@ -217,6 +218,7 @@ def load_fusion(directory: str | Path, device: str | torch.device = "cpu") -> Fu
     config = FusionConfig.from_dict(meta["config"])
     converters = [build_converter(c) for c in meta["converters"]]
     pipeline = FusionPipeline(FusionHead(config), converters, meta.get("finetune_converters", False))
+    verify_recorded(weights, meta.get("checksums"), fix="train the fusion head again")
     load_state_dict_strict(pipeline, load_safetensors(weights, fix="train the fusion head again"), weights,
                            against="fusion.json")
     pipeline.info = meta

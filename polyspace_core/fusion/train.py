@@ -59,7 +59,7 @@ from ..checkpoints import optimizer_from_parts, optimizer_to_parts
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..features.store import sha256_file
-from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic
+from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
 from .head import count_trainable
 from .metrics import classification_metrics
@@ -164,8 +164,9 @@ def _save_state(directory: Path, model: nn.Module, optimizer, best_state, record
     opt_tensors, opt_info = optimizer_to_parts(optimizer.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
-    save_safetensors_atomic(tensors, directory / "state.safetensors", metadata={"format": STATE_FORMAT})
-    atomic_write_json(directory / "state.json", {**record, "format": STATE_FORMAT, "optimizer": opt_info})
+    weights = save_safetensors_atomic(tensors, directory / "state.safetensors", metadata={"format": STATE_FORMAT})
+    atomic_write_json(directory / "state.json", {**record, "format": STATE_FORMAT, "optimizer": opt_info,
+                                                 "checksums": {"state.safetensors": weights}})
 
 
 def _read_state(directory: Path) -> dict[str, Any] | None:
@@ -290,8 +291,9 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
                 print(f"{desc}: {last_dir} holds a run with other settings ({', '.join(changed)}); starting over")
                 record = None
         if record is not None:
-            tensors = load_safetensors(last_dir / "state.safetensors",
-                                       fix=f"start over (delete {last_dir}, or resume=False / --no_resume)")
+            fix = f"start over (delete {last_dir}, or resume=False / --no_resume)"
+            verify_recorded(last_dir / "state.safetensors", record.get("checksums"), fix=fix)
+            tensors = load_safetensors(last_dir / "state.safetensors", fix=fix)
             model.load_state_dict(_strip(tensors, "model."))
             optimizer.load_state_dict(optimizer_from_parts(tensors, record["optimizer"]))
             best_state = _strip(tensors, "best.")
