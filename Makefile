@@ -7,7 +7,7 @@ PRESET ?= default
 NB ?=
 PYTEST_ARGS ?=
 
-.PHONY: report test lint lab bench install clean-reports
+.PHONY: report test lint lab bench install clean-reports tensorboard
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: install
 
 lab: install
 	POLYSPACE_PRESET=$(PRESET) $(BIN)/jupyter lab --notebook-dir=notebooks
+
+# every training run's curves: runs/<preset>/<stage>/.../tensorboard and the zoo's (data/zoo/tensorboard)
+TB_PORT ?= 6006
+tensorboard: install
+	$(BIN)/tensorboard --logdir_spec $(PRESET):runs/$(PRESET),zoo:data/zoo/tensorboard --port $(TB_PORT)
 
 bench: install
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script; done

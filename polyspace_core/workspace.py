@@ -281,6 +281,16 @@ class Workspace:
                       provenance=self.provenance, elapsed_s=round(time.time() - self.started, 3))
         return atomic_write_json(self.report_dir / "metrics.json", record)
 
+    def training_logs(self) -> str:
+        """Where this stage's training runs wrote their TensorBoard curves (every folder under the
+        run dir holding event files) and the command that serves them; a notebook shows it."""
+        folders = sorted({str(p.parent.relative_to(self.run_dir))
+                          for p in self.run_dir.rglob("events.out.tfevents.*")})
+        if not folders:
+            return f"no TensorBoard curves under {self.run_dir} yet"
+        return (f"TensorBoard curves of {len(folders)} training run(s) under {self.run_dir}: "
+                f"{', '.join(folders)}\nsee them with `make tensorboard PRESET={self.preset}`")
+
     # shown by a notebook cell that ends with `ws`
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(str(v))}</td></tr>"

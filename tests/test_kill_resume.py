@@ -97,6 +97,14 @@ def test_train_fusion(features, tmp_path):
     _run(cmd(killed))
     for name in ("best/fusion.safetensors", "last/state.safetensors"):
         _same_tensors(tmp_path / "straight" / name, killed / name)
+    # the curves too: one point per epoch, the resumed part where the killed run left off
+    from polyspace_core.scalar_log import read_scalars
+
+    straight, resumed = read_scalars(tmp_path / "straight" / "tensorboard"), read_scalars(killed / "tensorboard")
+    assert straight.keys() == resumed.keys() and "val/top1" in straight
+    for name in straight:
+        assert [s for s, _ in resumed[name]] == [s for s, _ in straight[name]] == list(range(1, 31)), name
+        assert [v for _, v in resumed[name]] == [v for _, v in straight[name]] or "seconds" in name, name
 
 
 def test_train_ffn(tmp_path):

@@ -55,6 +55,31 @@ def test_smoke_report_pages_show_no_frozen_progress_bar(smoke_report):
     assert not frozen, f"progress-bar text in the HTML of {frozen}"
 
 
+# a tag each training stage's curves must hold (converters; fusion with its gates; the baselines;
+# FFN and TSM per frame count; both colorization phases)
+TRAINING_CURVES = {"02_train_converters": ["val/loss", "val/r2", "lr"],
+                   "04_train_fusion": ["train/loss", "val/top1", "gate/"],
+                   "05_eval_downstream": ["student/val/top1", "student_matched/val/top1", "teachers_concat/train/loss"],
+                   "07_ffn_tfd": ["ffn/tensorboard/val/acc_4f", "tsm/tensorboard/val/acc_16f", "train/kl"],
+                   "08_colorization": ["exemplar/val/l1", "fusion/val/l1", "fusion/train/loss"]}
+
+
+def test_every_training_stage_writes_tensorboard_curves(smoke_report):
+    """What `make tensorboard PRESET=smoke` serves, read back with TensorBoard's event reader."""
+    from polyspace_core.scalar_log import read_scalars
+
+    for stage, wanted in TRAINING_CURVES.items():
+        scalars = read_scalars(ROOT / "runs" / "smoke" / stage)
+        for part in wanted:
+            found = [tag for tag in scalars if part in tag]
+            assert found, f"{stage}: no curve with {part!r} among {sorted(scalars)[:20]}"
+            assert all(len(scalars[tag]) >= 1 for tag in found)
+    # one point per epoch, never two: a stage rerun on the same folder replaces its curves
+    fusion = read_scalars(ROOT / "runs" / "smoke" / "04_train_fusion")
+    steps = [step for step, _ in next(v for k, v in fusion.items() if k.endswith("val/top1"))]
+    assert steps == sorted(set(steps)), steps
+
+
 def test_papermill_cached_flag_from_notebooks_dir(tmp_path):
     """`cd notebooks && papermill 04_train_fusion.ipynb out.ipynb -p cached true|false|maybe`."""
     papermill = str(Path(sys.executable).parent / "papermill")

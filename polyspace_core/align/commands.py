@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train_converter(args: argparse.Namespace) -> int:
     from ..features.store import FeatureStore
+    from ..scalar_log import LOG_FOLDER
     from .converters import ConverterConfig
     from .losses import format_loss_weights, parse_loss_weights
     from .train import (
@@ -131,7 +132,8 @@ def _train_converter(args: argparse.Namespace) -> int:
               f"loss {loss_label}, {len(train[0])} train / {len(val[0])} validation clips")
         fit = train_converter(train, val, config, weights, epochs=args.epochs, batch=args.batch, lr=args.lr,
                               seed=args.seed, device=args.device, weight_decay=args.weight_decay,
-                              temperature=args.temperature)
+                              temperature=args.temperature,
+                              log_dir=save_dir / LOG_FOLDER / converter_folder(teacher))
         fit.validation_fidelity = fidelity = evaluate_converter(fit.converter, *val)
         # written per teacher as soon as it is done, so an interrupted run keeps finished teachers
         save_converter(folder, fit.converter, record=fit.record(),

@@ -32,12 +32,14 @@ from tqdm.auto import tqdm
 
 from ..errors import PolySpaceError
 from ..measure import count_parameters
+from ..scalar_log import LOG_FOLDER
 from .converters import CLOSED_FORM_KINDS, Converter, ConverterConfig
 from .layerwise import layer_features
 from .losses import format_loss_weights, parse_loss_weights
 from .metrics import SIMILARITY_METRICS, mean_cosine, retrieval_top1
 from .train import (
     ConverterFit,
+    converter_folder,
     evaluate_converter,
     load_converter_set,
     pairs_from_store,
@@ -73,12 +75,14 @@ def feature_store(ws) -> Path:
 
 def converter_grid(ws, features: Path) -> ConverterGrid:
     """02: train every (teacher, kind, loss) of ws.p.converter_* on the store's train split,
-    selecting each run's epoch and measuring its fidelity on the validation split."""
+    selecting each run's epoch and measuring its fidelity on the validation split. Curves:
+    <run dir>/tensorboard/<teacher>/<kind>-<loss>."""
     p = ws.p
     return train_converter_grid(features, kinds=p.converter_kinds, losses=p.converter_losses,
                                 teachers=p.converter_teachers or None, epochs=p.converter_epochs,
                                 batch=p.converter_batch, lr=p.converter_lr, hidden=p.converter_hidden,
-                                depth=p.converter_depth, seed=ws.seed, device=ws.device)
+                                depth=p.converter_depth, seed=ws.seed, device=ws.device,
+                                log_dir=ws.run_dir / LOG_FOLDER)
 
 
 def selection(ws, grid: ConverterGrid) -> dict[str, ConverterRun]:
@@ -252,8 +256,9 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
                          teachers: Sequence[str] | None = None, epochs: int = 10, batch: int = 128,
                          lr: float = 1e-3, hidden: int = 256, depth: int = 2, seed: int = 0,
                          device: str | torch.device = "cpu", train_split: str = "train",
-                         val_split: str = "validation") -> ConverterGrid:
+                         val_split: str = "validation", log_dir: str | Path | None = None) -> ConverterGrid:
     """Train each (teacher, kind, loss) on `train_split` and measure fidelity on `val_split`.
+    log_dir: each run's TensorBoard curves go to <log_dir>/<teacher>/<kind>-<loss>.
 
     Closed-form kinds (procrustes, ridge) do not use a loss; they are fitted once per teacher and
     listed with loss "closed form". Each run selects its epoch on the validation split.
@@ -277,7 +282,9 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
         (_, t_in, d_in), (_, t_out, d_out) = train[0].shape, train[1].shape
         config = ConverterConfig(kind, d_in, d_out, t_in, t_out, hidden=hidden, depth=depth)
         fit = train_converter(train, val, config, "l2" if loss == CLOSED_FORM_LOSS else loss, epochs=epochs,
-                              batch=batch, lr=lr, seed=seed, device=device, progress=False)
+                              batch=batch, lr=lr, seed=seed, device=device, progress=False,
+                              log_dir=None if log_dir is None else
+                              Path(log_dir) / converter_folder(teacher) / f"{kind}-{loss.replace(' ', '_')}")
         fit.converter.cpu()
         fit.validation_fidelity = evaluate_converter(fit.converter, *val)
         grid.runs.append(ConverterRun(teacher, kind, loss, fit))

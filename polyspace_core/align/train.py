@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
+from ..scalar_log import ScalarLog
 from ..seeding import best_device, seed_everything
 from .converters import Converter, ConverterConfig, LearnedConverter, build_converter
 from .losses import AlignmentLoss, format_loss_weights
@@ -141,12 +142,14 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
                     loss_weights: str | Sequence[float] | Mapping[str, float] = "l2",
                     epochs: int = 10, batch: int = 128, lr: float = 1e-3, seed: int = 0,
                     device: str | torch.device = "cpu", weight_decay: float = 1e-4,
-                    temperature: float = 0.07, progress: bool = True) -> ConverterFit:
+                    temperature: float = 0.07, progress: bool = True,
+                    log_dir: str | Path | None = None) -> ConverterFit:
     """Train (or fit, for closed-form kinds) one converter student -> teacher.
 
     train_pairs / val_pairs: (student (N, T_s, D_s), teacher (N, T_t, D_t)) tensors, any float dtype.
     Returns a ConverterFit: the converter holding the best validation epoch's weights (eval mode,
     on `device`), its per-epoch history and the run's best epoch, best validation loss, seconds.
+    log_dir: TensorBoard event files of this run go there (every history column, per epoch).
     """
     if isinstance(config, dict):
         config = ConverterConfig.from_dict(config)
@@ -173,6 +176,8 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
         val = _validate(converter, val_pairs, loss_fn, batch, device)
         history = [{"epoch": 1, "train_loss": fit_train["loss"], "val_loss": val["loss"],
                     "val_cosine": val["cosine"], "val_r2": val["r2"]}]
+        with ScalarLog(log_dir, first_step=1) as log:
+            log.add(1, history[0])
         return ConverterFit(converter.eval(), history, best_epoch=1, best_val_loss=val["loss"],
                             seconds=time.perf_counter() - started, initial_val=None, settings=settings)
 
@@ -184,6 +189,8 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
     x_train, y_train = train_pairs
     history: list[dict[str, Any]] = []
     best_loss, best_state, best_epoch = math.inf, None, 0
+    log = ScalarLog(log_dir, first_step=0)  # a converter restarts from scratch: its old curve goes
+    log.add(0, {f"val_{k}": v for k, v in initial.items()})  # the untrained converter, for scale
     for epoch in range(1, epochs + 1):
         converter.train()
         sums: dict[str, float] = {"loss": 0.0}
@@ -207,9 +214,11 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
         history.append({"epoch": epoch, "train_loss": sums["loss"] / seen,
                         **{f"train_{k}": sums[k] / seen for k in terms},
                         "val_loss": val["loss"], "val_cosine": val["cosine"], "val_r2": val["r2"]})
+        log.add(epoch, {**history[-1], "lr": optimizer.param_groups[0]["lr"]})
         if val["loss"] < best_loss:
             best_loss, best_epoch = val["loss"], epoch
             best_state = copy.deepcopy(converter.state_dict())
+    log.close()
     if best_state is None:  # every validation loss was NaN
         raise PolySpaceError(f"{config.kind} converter: validation loss was never finite; "
                              f"check the validation features")

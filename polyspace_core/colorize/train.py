@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
+from ..scalar_log import LOG_FOLDER, ScalarLog
 from .data import ColorClip, FrameDataset, SequenceDataset
 from .exemplar import ExemplarBranch
 from .flow import CachedFlow
@@ -67,8 +68,10 @@ def exemplar_val_l1(branch: ExemplarBranch, clips: list[ColorClip], device: torc
 
 
 def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_clips: list[ColorClip],
-                   cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> list[dict]:
-    """Phase A in place on `branch` (best validation epoch kept). Returns per-epoch history."""
+                   cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True,
+                   log_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Phase A in place on `branch` (best validation epoch kept). Returns per-epoch history;
+    log_dir: its TensorBoard curves (a restarted phase replaces them)."""
     from tqdm.auto import tqdm
 
     cfg.check()
@@ -79,6 +82,7 @@ def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_cli
                      num_samples=cfg.frames_per_clip * len(train_clips))
     model, opt, loader = acc.prepare(branch, opt, loader)
     history, best, best_state = [], float("inf"), None
+    log = ScalarLog(log_dir if acc.is_main_process else None, first_step=1)
     for epoch in range(cfg.exemplar_epochs):
         model.train()
         start, losses = time.perf_counter(), []
@@ -99,8 +103,10 @@ def train_exemplar(branch: ExemplarBranch, train_clips: list[ColorClip], val_cli
         val = exemplar_val_l1(acc.unwrap_model(model), val_clips, acc.device)
         history.append({"phase": "exemplar", "epoch": epoch + 1, "train_loss": sum(losses) / max(len(losses), 1),
                         "val_l1": val, "seconds": time.perf_counter() - start})
+        log.add(epoch + 1, {**history[-1], "lr": opt.param_groups[0]["lr"]})
         if val < best:
             best, best_state = val, copy.deepcopy(acc.unwrap_model(model).state_dict())
+    log.close()
     acc.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper prepare() put on forward
     if best_state is not None:
         branch.load_state_dict(best_state)
@@ -125,8 +131,10 @@ def fusion_val_l1(system: FusionSystem, clips: list[ColorClip], device: torch.de
 
 
 def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_clips: list[ColorClip],
-                 cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> list[dict]:
-    """Phase B in place on `system` (best validation epoch kept). Returns per-epoch history."""
+                 cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True,
+                 log_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Phase B in place on `system` (best validation epoch kept). Returns per-epoch history;
+    log_dir: its TensorBoard curves (the loss terms too; a restarted phase replaces them)."""
     from tqdm.auto import tqdm
 
     cfg.check()
@@ -148,6 +156,7 @@ def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_cl
     model, opt, loader = acc.prepare(system, opt, loader)
     inner = acc.unwrap_model(model)
     history, best, best_state = [], float("inf"), None
+    log = ScalarLog(log_dir if acc.is_main_process else None, first_step=1)
     for epoch in range(cfg.fusion_epochs):
         model.train()
         start, losses = time.perf_counter(), []
@@ -168,8 +177,10 @@ def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_cl
         history.append({"phase": "fusion", "epoch": epoch + 1, "train_loss": sum(losses) / max(len(losses), 1),
                         "val_l1": val, "seconds": time.perf_counter() - start, **{
                             f"last_{k}": v for k, v in criterion.last_terms.items()}})
+        log.add(epoch + 1, {f"train_{k}" if k.startswith("last_") else k: v for k, v in history[-1].items()})
         if val < best:
             best, best_state = val, copy.deepcopy(inner.state_dict())
+    log.close()
     acc.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper prepare() put on forward
     system.propagator.backend = backend
     if best_state is not None:
@@ -181,7 +192,7 @@ def train_fusion_unet(system: FusionSystem, train_clips: list[ColorClip], val_cl
 # ----------------------------------------------------------------------------- the whole run
 
 RUN_SETTINGS = "settings.json"  # what a run folder's result was trained with
-RUN_FILES = ("checkpoint", "exemplar_phase", "history.json")
+RUN_FILES = ("checkpoint", "exemplar_phase", "history.json", LOG_FOLDER)
 RNG_STATE = "rng_state.json"  # in exemplar_phase/: the generators' state where phase A ended
 
 
@@ -251,7 +262,8 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
     else:
         branch = build_exemplar_branch(swin_checkpoint, embed_seed=cfg.seed)
         history = [h for h in history if h["phase"] != "exemplar"]
-        history += train_exemplar(branch.to(device), train_clips, val_clips, cfg, device, progress)
+        history += train_exemplar(branch.to(device), train_clips, val_clips, cfg, device, progress,
+                                  log_dir=out / LOG_FOLDER / "exemplar")
         atomic_write_json(phase_a / RNG_STATE, rng_state())  # before config.json, which marks the phase done
         branch.save_pretrained(phase_a)
         _save_history(history_path, history, cfg)
@@ -259,7 +271,8 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
     system = FusionSystem(branch, flow=flow).to(device)
     system.trained_size = int(min(train_clips[0].frames.shape[1:3]))
     history = [h for h in history if h["phase"] != "fusion"]
-    history += train_fusion_unet(system, train_clips, val_clips, cfg, device, progress)
+    history += train_fusion_unet(system, train_clips, val_clips, cfg, device, progress,
+                                 log_dir=out / LOG_FOLDER / "fusion")
     if _is_main_process():
         system.save_pretrained(final)
         _save_history(history_path, history, cfg)

@@ -37,6 +37,7 @@ from torch import nn
 from ..backbones import TINY_PRESETS, VideoBackbone, load_backbone
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, write_checksums
+from ..scalar_log import LOG_FOLDER, ScalarLog
 
 ZOO_VERSION = 1
 PRETRAIN_SEED = 1001  # the downstream demo set uses other seeds; clips are keyed by seed
@@ -118,9 +119,11 @@ def coarse_labels(class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 def train_classifier(backbone: VideoBackbone, pixels: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
                      epochs: int, batch: int, lr: float, weight_decay: float, warmup: float, seed: int,
-                     device: torch.device, desc: str = "train") -> list[dict[str, float]]:
+                     device: torch.device, desc: str = "train",
+                     log_dir: str | os.PathLike | None = None) -> list[dict[str, float]]:
     """Supervised training of a backbone + linear head on its clip feature (the model's own clip
-    rule: mean pool or CLS). AdamW with one-cycle schedule. Returns per-epoch loss/accuracy."""
+    rule: mean pool or CLS). AdamW with one-cycle schedule. Returns per-epoch loss/accuracy;
+    log_dir: its TensorBoard curves (a retrained member replaces them)."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -135,6 +138,7 @@ def train_classifier(backbone: VideoBackbone, pixels: torch.Tensor, labels: torc
     steps = epochs * ((n + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
     history = []
+    log = ScalarLog(log_dir, first_step=1)
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch"):
         order = torch.randperm(n)
         total, correct = 0.0, 0
@@ -151,6 +155,8 @@ def train_classifier(backbone: VideoBackbone, pixels: torch.Tensor, labels: torc
             total += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
         history.append({"epoch": epoch + 1, "loss": total / n, "train_accuracy": correct / n})
+        log.add(epoch + 1, {"train_loss": total / n, "train_accuracy": correct / n, "lr": sched.get_last_lr()[0]})
+    log.close()
     backbone.eval()
     head.eval()
     return history
@@ -260,7 +266,8 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         t0 = time.time()
         history = train_classifier(backbone, train_px[name], targets, num_classes,
                                    **{k: v for k, v in rec["train"].items() if k != "epochs"},
-                                   epochs=epochs, device=dev, desc=f"zoo {name}")
+                                   epochs=epochs, device=dev, desc=f"zoo {name}",
+                                   log_dir=zoo_dir / LOG_FOLDER / name)
         train_s = time.time() - t0
         probe_after = {"clip": probe("clip"), "temporal": probe("temporal")}
         target = zoo_path(zoo_dir, name)

@@ -26,6 +26,7 @@ from ..checkpoints import optimizer_from_parts
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
+from ..scalar_log import LOG_FOLDER, ScalarLog
 from ..seeding import best_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import accuracy_by_frames, tfd_summary
@@ -173,6 +174,7 @@ class TSMTrainer:
         self.history: list[dict[str, Any]] = []  # one row per epoch
         self.curve: list[dict[str, float]] = []  # loss terms every log_every steps
         self.train_seconds = 0.0                 # wall time in train_epoch, summed over resumes
+        self.scalars = ScalarLog(None)           # TensorBoard curves while train() runs
 
     # --- what differs between TSM and FFN ---------------------------------------------------
     def _check_model(self, model: TSMResNet) -> None:
@@ -248,6 +250,7 @@ class TSMTrainer:
                 mean = torch.stack(window).mean(0).tolist()
                 self.curve.append({"step": self.global_step, "epoch": self.epoch + step / len(self.train_loader),
                                    "loss": mean[0], "ce": mean[1], "kl": mean[2]})
+                self.scalars.add(self.global_step, self.curve[-1], prefix="step_")
                 window = []
             bar.set_postfix(loss=f"{terms[0].item():.3f}")
         self.scheduler.step()
@@ -287,6 +290,10 @@ class TSMTrainer:
         epochs = self.config.epochs if epochs is None else epochs
         if epochs > self.config.epochs:
             raise PolySpaceError(f"train({epochs}) beyond the schedule's {self.config.epochs} epochs; raise --epochs")
+        # curves against the optimizer step (the per-step loss and the per-epoch rows share one
+        # axis); a resumed run drops what the interrupted one logged after its checkpoint
+        main = self.accelerator.is_main_process and self.save_dir is not None
+        self.scalars = ScalarLog(self.save_dir / LOG_FOLDER if main else None, first_step=self.global_step + 1)
         while self.epoch < epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1}
             row.update({f"train_{k}": v for k, v in self.train_epoch().items()})
@@ -304,9 +311,11 @@ class TSMTrainer:
                     self.save("best")
             self.history.append(row)
             self._log(row)
+            self.scalars.add(self.global_step, row)
             if self.config.save_every and self.epoch % self.config.save_every == 0:
                 self.save(f"epoch_{self.epoch}")
         self.save("final")
+        self.scalars.close()
         return self.history
 
     def _log(self, row: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -126,14 +127,19 @@ def _eval(args: argparse.Namespace) -> int:
                           seed=args.seed)
     result: dict = {}
     if args.baselines:
+        from ..scalar_log import LOG_FOLDER
         from .evaluate import evaluate_downstream, resolve_fusion_dir
 
         if not args.fusion or not args.use_cached_features:
             raise PolySpaceError("--baselines needs --fusion and --use_cached_features (the baselines train on the "
                                  "stored teacher features)")
-        report = evaluate_downstream(resolve_fusion_dir(args.fusion), _features_root(args), split=args.split,
+        fusion_dir = resolve_fusion_dir(args.fusion)
+        # the baselines' curves go beside the fusion run's own: <train-fusion --save_dir>/tensorboard/
+        log_dir = Path(fusion_dir).resolve().parent / LOG_FOLDER / f"baselines_{args.split}"
+        report = evaluate_downstream(fusion_dir, _features_root(args), split=args.split,
                                      probe_settings=probe, features_fp16=args.features_fp16 or None,
-                                     device=args.device)
+                                     device=args.device, log_dir=log_dir)
+        print(f"baseline training curves: {log_dir}")
         print(report.table().to_string(float_format=lambda v: f"{v:.4f}"))
         result = {"rows": report.rows, "metrics": report.metrics(), "gates": report.gates}
     else:

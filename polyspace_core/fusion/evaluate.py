@@ -136,13 +136,14 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                         train_split: str = "train", val_split: str = "validation",
                         probe_settings: TrainSettings | None = None, head_settings: TrainSettings | None = None,
                         features_fp16: bool | None = None, costs: bool = True, device: str = "auto",
-                        progress: bool = True, accelerator=None) -> DownstreamReport:
+                        progress: bool = True, accelerator=None, log_dir: str | Path | None = None) -> DownstreamReport:
     """Evaluate the fusion checkpoint in `fusion_dir` and every baseline on `split` of the
     feature store at `features` (cached mode: train/validation/`split` subfolders).
 
     probe_settings: training of the linear probes (default: 30 epochs, lr 1e-2, batch 64).
     head_settings: training of the matched student head (default: the fusion run's own settings,
     from its fusion.json, so both get the same budget). costs: count GFLOPs per clip.
+    log_dir: each baseline's TensorBoard curves go to <log_dir>/<row name>.
     """
     acc = accelerator or make_accelerator(device)
     pipeline = load_fusion(fusion_dir)
@@ -186,13 +187,18 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
     oracle_pred = run(pipeline, "fusion_oracle")
     pipeline.teacher_inputs = False
 
+    def logs(name: str) -> Path | None:
+        return Path(log_dir) / name if log_dir is not None else None
+
     student_probe = train_linear_probe([c.student], train_b, val_b, n_classes, probe_settings, accelerator=acc,
-                                       progress=progress, desc="student linear probe")
-    matched = train_matched_student_head(pipeline, train_b, val_b, head_settings, accelerator=acc, progress=progress)
+                                       progress=progress, desc="student linear probe", log_dir=logs("student"))
+    matched = train_matched_student_head(pipeline, train_b, val_b, head_settings, accelerator=acc, progress=progress,
+                                         log_dir=logs("student_matched"))
     teacher_probes = {t: train_linear_probe([t], train_b, val_b, n_classes, probe_settings, accelerator=acc,
-                                            progress=progress, desc=f"teacher {t} probe") for t in c.teachers}
+                                            progress=progress, desc=f"teacher {t} probe",
+                                            log_dir=logs(f"teacher_{t.replace('/', '_')}")) for t in c.teachers}
     concat = train_linear_probe(list(c.teachers), train_b, val_b, n_classes, probe_settings, accelerator=acc,
-                                progress=progress, desc="teachers concat probe")
+                                progress=progress, desc="teachers concat probe", log_dir=logs("teachers_concat"))
     baselines = {"student": student_probe, "student_matched": matched,
                  **{f"teacher_{t}": r for t, r in teacher_probes.items()}, "teachers_concat": concat}
 

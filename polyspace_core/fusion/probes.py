@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -38,18 +39,18 @@ def fit_standardizer_on(probe: LinearProbe, batches: TensorBatches) -> LinearPro
 
 def train_linear_probe(models: Sequence[str], train: TensorBatches, val: TensorBatches, num_classes: int,
                        settings: TrainSettings, *, accelerator=None, progress: bool = True,
-                       desc: str | None = None) -> FitResult:
+                       desc: str | None = None, log_dir: str | Path | None = None) -> FitResult:
     """A linear classifier on the mean-pooled, standardised features of `models` (concatenated
     when several). Returns the best validation epoch's probe, its history and summary (FitResult)."""
     dims = [int(train.features[m].shape[2]) for m in models]
     probe = fit_standardizer_on(LinearProbe(models, dims, num_classes), train)
     return fit(probe, train, val, settings, accelerator=accelerator, progress=progress,
-               desc=desc or f"probe {'+'.join(models)}")
+               desc=desc or f"probe {'+'.join(models)}", log_dir=log_dir)
 
 
 def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: TensorBatches,
-                               settings: TrainSettings, *, accelerator=None,
-                               progress: bool = True) -> MatchedHeadResult:
+                               settings: TrainSettings, *, accelerator=None, progress: bool = True,
+                               log_dir: str | Path | None = None) -> MatchedHeadResult:
     """A student-only head with as many trainable parameters as `fusion` (a FusionPipeline: head
     plus fine-tuned converters, if any), trained like it. The result records both counts."""
     c = fusion.config
@@ -58,6 +59,7 @@ def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: Ten
     head = matched_student_head(target, c.student, c.student_dim, c.student_tokens, c.num_classes,
                                 pooling=c.pooling, dropout=c.dropout)
     head.fit_input_statistics(train.full_pass([c.student]))  # the same standardisation as fusion's
-    result = fit(head, train, val, settings, accelerator=accelerator, progress=progress, desc="student matched head")
+    result = fit(head, train, val, settings, accelerator=accelerator, progress=progress, desc="student matched head",
+                 log_dir=log_dir)
     return MatchedHeadResult.extend(result, params=count_trainable(head), params_fusion=target,
                                     hidden=head.config.hidden)

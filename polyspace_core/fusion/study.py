@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
+from ..scalar_log import LOG_FOLDER
 from .train import FusionRun, HeadOptions, TrainSettings, train_fusion
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def downstream_report(ws, inputs: dict[str, Path]):
     probe = TrainSettings(epochs=ws.p.eval_probe_epochs, batch=64, lr=ws.p.eval_probe_lr, weight_decay=1e-4,
                           seed=ws.seed)
     report = evaluate_downstream(inputs["fusion"], inputs["features"], split=ws.p.eval_split, probe_settings=probe,
-                                 costs=ws.p.eval_costs, device=str(ws.device))
+                                 costs=ws.p.eval_costs, device=str(ws.device), log_dir=ws.run_dir / LOG_FOLDER)
     atomic_write_json(ws.run_dir / "downstream.json",
                       {"rows": report.rows, "metrics": report.metrics(), "gates": report.gates, "costs": report.costs,
                        "confusion": {k: v.tolist() for k, v in report.confusion.items()},

@@ -60,6 +60,7 @@ from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..features.store import sha256_file
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
+from ..scalar_log import LOG_FOLDER, ScalarLog
 from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
 from .head import count_trainable
 from .metrics import classification_metrics
@@ -240,7 +241,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         source: Callable | None = None, accelerator=None, save_dir: str | Path | None = None,
         resume: bool = True, fingerprint: Mapping[str, Any] | None = None,
         on_best: Callable[[nn.Module, dict], None] | None = None, stop_after: int | None = None,
-        on_mismatch: str = "error", progress: bool = True, desc: str = "train") -> FitResult:
+        on_mismatch: str = "error", progress: bool = True, desc: str = "train",
+        log_dir: str | Path | None = None) -> FitResult:
     """Train `model` (batch dict -> {"logits", "aux_loss"}) and keep the best validation epoch.
 
     train_batches / val_batches: TensorBatches or VideoBatches (their rank/world are set here).
@@ -252,6 +254,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
     e.g. to export a fusion checkpoint. stop_after: end this run after that epoch (checkpointed;
     the same call resumes it), to cut a long run into jobs. Returns FitResult(best model in eval
     mode, per-epoch history and the run's summary); result.complete says whether all epochs are done.
+    log_dir: TensorBoard curves of the run (the history row of each epoch and the mean validation
+    gate per teacher, gate/<teacher>); a resumed run continues them from its next epoch.
     """
     acc = accelerator or make_accelerator("auto")
     for b in (train_batches, val_batches):
@@ -307,6 +311,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
     wrapped, optimizer = acc.prepare(model, optimizer) if prepared else (model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
+    log = ScalarLog(log_dir if acc.is_main_process else None, first_step=start_epoch)
+    gate_names = list(getattr(getattr(model, "config", None), "teachers", None) or [])
     # one bar for the whole run (steps), with the latest validation figures as its postfix
     bar = tqdm(total=total_steps, initial=(start_epoch - 1) * steps_per_epoch, desc=desc, unit="step",
                disable=not progress or not acc.is_main_process)
@@ -353,6 +359,8 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
                         "val_mean_class_acc": val_metrics["mean_class_acc"], "lr": optimizer.param_groups[0]["lr"],
                         "train_seconds": train_seconds, "epoch_seconds": time.perf_counter() - t_epoch})
 
+        gates = val["gates"].float().flatten(2).mean(dim=(0, 2)).tolist() if "gates" in val else []
+        log.add(epoch, {**history[-1], **{f"gate_{name}": g for name, g in zip(gate_names, gates)}})
         bar.set_postfix(epoch=epoch, train_loss=f"{history[-1]['train_loss']:.3f}",
                         val_top1=f"{val_metrics['top1']:.3f}", refresh=False)
         improved = (val_metrics["top1"], -val_metrics["loss"]) > (best["top1"], -best["loss"])
@@ -372,6 +380,7 @@ def fit(model: nn.Module, train_batches, val_batches, settings: TrainSettings, *
         if stop_after is not None and epoch >= stop_after:
             break
     bar.close()
+    log.close()
 
     model = acc.unwrap_model(wrapped)
     if prepared:
@@ -570,7 +579,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                             if k in ("store_fingerprints", "videos", "student_source")}}
     result = fit(pipeline, train_b, val_b, settings, source=source, accelerator=acc, save_dir=save_dir,
                  resume=resume, fingerprint=fingerprint, on_best=on_best, stop_after=stop_after,
-                 on_mismatch=on_mismatch, progress=progress, desc=f"fusion ({mode})")
+                 on_mismatch=on_mismatch, progress=progress, desc=f"fusion ({mode})",
+                 log_dir=save_dir / LOG_FOLDER if save_dir is not None else None)
     skipped = {**getattr(train_b, "skipped", {}), **getattr(val_b, "skipped", {})}
     seconds = sum(row["train_seconds"] for row in result.history) + precompute_s
     run = FusionRun.extend(result, mode=mode, save_dir=save_dir, class_names=class_names, skipped=skipped,
