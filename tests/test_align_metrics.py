@@ -234,3 +234,18 @@ def test_similarity_matrix_is_symmetric_with_unit_diagonal(xy):
     assert np.allclose(np.diag(df.values), 1.0)
     assert df.loc["x", "x2"] == pytest.approx(1.0)
     assert df.loc["x", "y"] == pytest.approx(linear_cka(x, y))
+
+
+def test_cka_gain_interval_over_clips():
+    from polyspace_core.align.metrics import linear_cka, linear_cka_gain
+
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(120, 16, generator=g, dtype=torch.float64)
+    teacher = torch.tanh(student @ torch.randn(16, 12, generator=g, dtype=torch.float64)) + 0.3 * torch.randn(
+        120, 12, generator=g, dtype=torch.float64)
+    converted = teacher + 0.05 * torch.randn(120, 12, generator=g, dtype=torch.float64)  # a good converter
+    gain = linear_cka_gain(student, converted, teacher, resamples=300)
+    assert gain.value == pytest.approx(linear_cka(converted, teacher) - linear_cka(student, teacher))
+    assert 0 < gain.low < gain.value < gain.high and gain.n == 120
+    same = linear_cka_gain(student, student, teacher, resamples=300)  # a converter that changes nothing
+    assert same.value == pytest.approx(0.0) and same.low == pytest.approx(0.0) and same.high == pytest.approx(0.0)

@@ -58,6 +58,12 @@ def test_train_evaluate_metrics_and_settings_guard(tiny, tmp_path, capsys):
         for key in ("psnr", "ssim", "cdc", "warp_error"):
             assert np.isfinite(metrics[f"{key}_{m}"])
     assert metrics["fps_fusion"] > 0 and metrics["test_clips"] == 1 and "val_l1_fusion" in metrics
+    assert metrics["claims"] == [] and "need at least 2" in metrics["claims_skipped"]  # said, not faked
+    two = study.evaluate_run(other, tiny.test + tiny.val[:1], keep_outputs=0, progress=False)
+    claims = {c.id: c for c in study.claims(two)}
+    assert set(claims) == {f"fusion_beats_{m}_psnr" for m in METHODS if m != "fusion"}
+    psnr = study.clip_psnr(two)
+    assert claims["fusion_beats_exemplar_psnr"].value == pytest.approx(psnr["fusion"].mean() - psnr["exemplar"].mean())
     checks = study.result_checks(evaluation)
     assert len(checks) == 4 and checks["holds"].dtype == bool
 

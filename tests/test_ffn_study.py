@@ -4,6 +4,7 @@ to the same weights), per-frame-count baselines, the table and the metrics."""
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from test_ffn_train import moving_bar_clips
@@ -87,3 +88,32 @@ def test_table_and_metrics_from_results(data):
     assert metrics["tfd_gap_tsm"] == 60.0 and metrics["tfd_gap_ffn"] == 4.0
     assert metrics["ffn_gap_at_most_third_of_tsm"] and metrics["ffn_high_within_2_points_of_tsm"]
     assert metrics["acc_separate_4f"] == 60.0 and metrics["separate_low_below_high"]
+
+
+def test_claims_compare_ffn_and_tsm_clip_by_clip(data):
+    rng = np.random.default_rng(0)
+    n = 200
+    tsm16 = rng.random(n) < 0.9
+    correct = {"TSM": {4: rng.random(n) < 0.3, 8: rng.random(n) < 0.5, 16: tsm16},
+               "FFN": {4: rng.random(n) < 0.85, 8: rng.random(n) < 0.88, 16: tsm16.copy()}}
+    results = {name: {t: 100.0 * c.mean() for t, c in by.items()} for name, by in correct.items()}
+    accuracy = study.Accuracy(results, None, (4, 8, 16), correct)
+    claims = {c.id: c for c in accuracy.claims()}
+    assert claims["ffn_beats_tsm_4f"].holds and claims["ffn_beats_tsm_4f"].ci_low > 30
+    assert claims["ffn_beats_tsm_4f"].value == pytest.approx(results["FFN"][4] - results["TSM"][4])
+    assert not claims["ffn_beats_tsm_16f"].holds and claims["ffn_beats_tsm_16f"].p_value == 1.0  # the same clips right
+    gap = claims["ffn_gap_below_tsm_gap"]
+    assert gap.holds and gap.value == pytest.approx((results["TSM"][16] - results["TSM"][4])
+                                                     - (results["FFN"][16] - results["FFN"][4]))
+    low, high = accuracy.intervals()["FFN"][4]
+    assert low < results["FFN"][4] < high
+
+
+def test_per_clip_correctness_agrees_with_accuracy(data):
+    tsm = study.train_tfd_model("tsm", data, **{**SETTINGS, "epochs": 1})
+    correct = study.clip_correctness({"TSM": tsm.model}, data.test)
+    accuracy = study.evaluate_models({"TSM": tsm.model}, data.test)
+    assert set(correct["TSM"]) == set(accuracy["TSM"]) == set(data.eval_frames)
+    for t, c in correct["TSM"].items():
+        assert c.dtype == bool and len(c) == len(data.test)
+        assert 100.0 * c.mean() == pytest.approx(accuracy["TSM"][t])

@@ -143,6 +143,14 @@ def test_downstream_table_has_every_baseline_and_costs(chain):
     assert m["gflops_teachers_concat"] > c["backbone_gflops"][TEACHER]
     assert set(report.gates["per_teacher"]) == {TEACHER}
     assert report.confusion["fusion"].shape == (3, 3) and report.confusion["fusion"].sum() == 3
+    # per clip predictions for every row; each top-1 with its interval; the claims recomputed from them
+    for row in report.rows:
+        correct = report.predictions[row["key"]] == report.labels
+        assert correct.mean() == pytest.approx(row["top1"]) and row["top1_low"] <= row["top1"] <= row["top1_high"]
+    claims = {c.id: c for c in report.claims}
+    assert set(claims) == {"fusion_beats_student", "fusion_beats_student_matched"}
+    assert claims["fusion_beats_student"].value == pytest.approx(m["top1_fusion"] - m["top1_student"])
+    assert m["claims"][0]["id"] == "fusion_beats_student" and 0 <= m["claims"][0]["p_value"] <= 1
 
 
 def test_video_batches_skip_or_stop_at_an_undecodable_video(chain, tmp_path):

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "polyspace_core"
 
 # lowest first; a unit may import its own layer or any layer below it, never one above
 LAYERS = [
-    {"errors", "io", "seeding", "paths", "provenance", "measure", "checkpoints", "distributed", "viz", "scalar_log"},
+    {"errors", "io", "seeding", "paths", "provenance", "measure", "checkpoints", "distributed", "viz", "scalar_log",
+     "stats"},
     {"video"},
     {"datasets"},
     {"backbones"},

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PolySpaceError
+from ..stats import Interval, index_bootstrap
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -84,6 +85,23 @@ def linear_cka(x: ArrayLike, y: ArrayLike) -> float:
     if denom <= 0:
         raise PolySpaceError("CKA is undefined: one input has zero variance across samples (all rows equal)")
     return float(cross / denom)
+
+
+def linear_cka_gain(student: ArrayLike, converted: ArrayLike, teacher: ArrayLike, resamples: int = 1000,
+                    seed: int = 0) -> Interval:
+    """linear CKA(converted, teacher) - linear CKA(student, teacher) over the same clips, with a
+    paired bootstrap interval over clips (a stats.Interval). The Gram matrices are computed once;
+    each resample indexes them (duplicated clips included), which is CKA on the resampled rows."""
+    s, t = _matrix_pair(student, teacher)
+    c, _ = _matrix_pair(converted, teacher)
+    grams = [m @ m.T for m in (s, c, t)]
+
+    def gain(idx: np.ndarray) -> float:
+        i = torch.as_tensor(idx)
+        ks, kc, kt = (g[i][:, i] for g in grams)
+        return _cka_from_grams(kc, kt) - _cka_from_grams(ks, kt)
+
+    return index_bootstrap(s.shape[0], gain, resamples=resamples, seed=seed)
 
 
 def _squared_distances(x: torch.Tensor) -> torch.Tensor:

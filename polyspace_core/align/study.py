@@ -33,10 +33,11 @@ from tqdm.auto import tqdm
 from ..errors import PolySpaceError
 from ..measure import count_parameters
 from ..scalar_log import LOG_FOLDER
+from ..stats import Claim, Interval
 from .converters import CLOSED_FORM_KINDS, Converter, ConverterConfig
 from .layerwise import layer_features
 from .losses import format_loss_weights, parse_loss_weights
-from .metrics import SIMILARITY_METRICS, mean_cosine, retrieval_top1
+from .metrics import SIMILARITY_METRICS, linear_cka_gain, mean_cosine, retrieval_top1
 from .train import (
     ConverterFit,
     converter_folder,
@@ -405,8 +406,9 @@ def load_spaces(features: str | Path, converters_dir: str | Path, split: str = "
 
 def alignment_table(spaces: AlignmentSpaces, metrics: Sequence[str] = ("linear_cka",), knn_k: int = 10):
     """Per teacher: each similarity metric (linear CKA always) for student->teacher and
-    converted->teacher, plus the converted space's per-token cosine and clip retrieval top-1
-    against the teacher."""
+    converted->teacher, the CKA gain (converted - student) with its 95% paired bootstrap interval
+    over clips (cka_gain_low/high; with 3 clips or more), plus the converted space's per-token
+    cosine and clip retrieval top-1 against the teacher."""
     import pandas as pd
 
     unknown = [m for m in metrics if m not in SIMILARITY_METRICS]
@@ -423,6 +425,9 @@ def alignment_table(spaces: AlignmentSpaces, metrics: Sequence[str] = ("linear_c
             kwargs = {"k": min(knn_k, len(s) - 1)} if m == "mutual_knn" else {}
             row[f"{m}_student_teacher"] = fn(s, teacher, **kwargs)
             row[f"{m}_converted_teacher"] = fn(converted, teacher, **kwargs)
+        if len(s) >= 3:
+            gain = linear_cka_gain(s, converted, teacher)
+            row.update(cka_gain=gain.value, cka_gain_low=gain.low, cka_gain_high=gain.high)
         row["cosine"] = mean_cosine(spaces.tokens[spaces.converted_key(t)], spaces.tokens[spaces.teacher_key(t)])
         row["retrieval_top1"] = retrieval_top1(converted, teacher)
         rows.append(row)
@@ -441,5 +446,18 @@ def _alignment_metrics(table) -> dict[str, float]:
                 continue
             key = col.replace("linear_cka_", "cka_", 1) if col.startswith("linear_cka_") else col
             out[f"{key}_{t}"] = float(value)
+    out["claims"] = [c.as_dict() for c in alignment_claims(table)]
     return out
+
+
+def alignment_claims(table) -> list[Claim]:
+    """Per teacher: "the converter brings the student closer to the teacher" (linear CKA of
+    converted vs student features with the teacher, on the same clips); holds when the paired
+    interval of the gain lies above 0. None without intervals (fewer than 3 clips)."""
+    if "cka_gain_low" not in table.columns:
+        return []
+    return [Claim.difference(f"converter_raises_cka_{row['teacher']}",
+                             f"the {row['teacher']} converter raises linear CKA with the teacher",
+                             Interval(row["cka_gain"], row["cka_gain_low"], row["cka_gain_high"], 0))
+            for _, row in table.iterrows()]
 

@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import PolySpaceError
+from ..stats import Claim, bootstrap_interval, paired_difference
 from .data import ColorClip, load_color_clips
 from .flow import FlowBackend, build_flow_backend
 from .system import FusionSystem
@@ -237,6 +239,23 @@ def result_checks(evaluation: dict):
     return pd.DataFrame(rows).set_index("check")
 
 
+def clip_psnr(evaluation: dict) -> dict[str, np.ndarray]:
+    """Mean PSNR of each test clip per method (the unit the intervals resample: frames of one clip
+    are not independent)."""
+    return {m: np.array([np.mean(frames) for frames in r.psnr]) for m, r in evaluation["results"].items()}
+
+
+def claims(evaluation: dict) -> list[Claim]:
+    """Fusion against each other method on the same test clips: PSNR difference (dB) with its
+    paired bootstrap interval over clips; holds when the interval lies above 0."""
+    psnr = clip_psnr(evaluation)
+    if "fusion" not in psnr or len(psnr["fusion"]) < 2:  # an interval needs two clips (stage_metrics says so)
+        return []
+    return [Claim.difference(f"fusion_beats_{m}_psnr", f"fusion beats {m} (PSNR dB, per clip)",
+                             paired_difference(psnr["fusion"], psnr[m], name=f"PSNR fusion - {m}"))
+            for m in psnr if m != "fusion"]
+
+
 def strip_outputs(evaluation: dict, clip: int = 0) -> tuple[str, dict]:
     """(clip id, per-method frames) of the `clip`-th kept test clip, for frame strips."""
     outputs = evaluation["outputs"]
@@ -262,6 +281,12 @@ def stage_metrics(ws, evaluation: dict, run: ColorRun | None = None) -> dict[str
     out = {k: metrics[k] for k in first if k in metrics}
     out.update({k: v for k, v in metrics.items() if k not in out})
     out["test_clips"] = len(next(iter(evaluation["results"].values())).cdc)
+    if out["test_clips"] >= 2:
+        out["psnr_intervals"] = {m: [(ci := bootstrap_interval(v, name=f"PSNR {m}")).low, ci.high]
+                                 for m, v in clip_psnr(evaluation).items()}
+    else:
+        out["claims_skipped"] = f"{out['test_clips']} test clip: intervals and claims need at least 2"
+    out["claims"] = [c.as_dict() for c in claims(evaluation)]
     if run is not None:
         for phase in ("exemplar", "fusion"):
             best = run.best(phase)

@@ -21,8 +21,10 @@ from ..errors import PolySpaceError
 @torch.no_grad()
 def accuracy_by_frames(model: torch.nn.Module, loader: Iterable, accelerator: Any = None,
                        device: torch.device | str | None = None, max_batches: int | None = None,
-                       desc: str = "eval") -> dict[int, dict[str, float]]:
-    """{T: {"acc": top-1 in percent, "loss": mean CE, "n": clips}} for every frame count T in the batches.
+                       desc: str = "eval", keep_correct: bool = False) -> dict[int, dict[str, Any]]:
+    """{T: {"acc": top-1 in percent, "loss": mean CE, "n": clips}} for every frame count T in the batches;
+    with keep_correct, also "correct": a bool array, one entry per clip in loader order (so paired
+    statistics can compare two models clip by clip).
 
     With an Accelerate `accelerator` (trainer, DDP) predictions are gathered across processes
     and the loader must be the prepared one; otherwise batches are moved to `device`
@@ -35,6 +37,7 @@ def accuracy_by_frames(model: torch.nn.Module, loader: Iterable, accelerator: An
     correct: dict[int, int] = {}
     loss_sum: dict[int, float] = {}
     count: dict[int, int] = {}
+    hits: dict[int, list[torch.Tensor]] = {}
     show = accelerator is None or accelerator.is_main_process
     for step, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=not show)):
         if max_batches is not None and step >= max_batches:
@@ -52,12 +55,15 @@ def accuracy_by_frames(model: torch.nn.Module, loader: Iterable, accelerator: An
             else:
                 targets = labels
             correct[frames] = correct.get(frames, 0) + int((predictions == targets).sum())
+            if keep_correct:
+                hits.setdefault(frames, []).append((predictions == targets).cpu())
             loss_sum[frames] = loss_sum.get(frames, 0.0) + float(losses.sum())
             count[frames] = count.get(frames, 0) + int(targets.numel())
     model.train(was_training)
     if not count:
         raise PolySpaceError("evaluation loader is empty; check the validation split")
-    return {t: {"acc": 100.0 * correct[t] / count[t], "loss": loss_sum[t] / count[t], "n": count[t]}
+    return {t: {"acc": 100.0 * correct[t] / count[t], "loss": loss_sum[t] / count[t], "n": count[t],
+                **({"correct": torch.cat(hits[t]).numpy()} if keep_correct else {})}
             for t in sorted(count)}
 
 

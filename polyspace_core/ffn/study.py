@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
+from ..stats import Claim, bootstrap_interval, mcnemar_exact, paired_difference, paired_statistic
 from .checkpoint import load_checkpoint
 from .data import MultiFrameClips
 from .evaluate import accuracy_by_frames, flops_per_frame_count
@@ -121,6 +123,33 @@ class Accuracy:
     results: dict[str, dict[int, float]]
     per_frame_count: dict[int, float] | None
     train_frames: tuple[int, ...]
+    correct: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)  # per clip, as results
+
+    def intervals(self) -> dict[str, dict[int, list[float]]]:
+        """95% bootstrap interval (percent) of each model's accuracy at each frame count."""
+        return {name: {t: [100 * (ci := bootstrap_interval(c, name=f"{name} {t}F")).low, 100 * ci.high]
+                       for t, c in by_frames.items()} for name, by_frames in self.correct.items()}
+
+    def claims(self) -> list[Claim]:
+        """FFN against TSM on the same test clips, in accuracy points: at every trained frame count
+        (paired bootstrap interval of FFN - TSM, exact McNemar test), and the TFD gap (TSM's gap
+        minus FFN's, resampled over clips: FFN's accuracy falls less from the most to the fewest frames)."""
+        if not {"TSM", "FFN"} <= set(self.correct):
+            return []
+        tsm, ffn = self.correct["TSM"], self.correct["FFN"]
+        claims = []
+        for t in self.train_frames:
+            diff = paired_difference(100.0 * ffn[t], 100.0 * tsm[t], name=f"FFN - TSM at {t}F")
+            claims.append(Claim.difference(f"ffn_beats_tsm_{t}f", f"FFN beats TSM at {t} frames (top-1, points)",
+                                           diff, mcnemar_exact(ffn[t], tsm[t])))
+        low, high = min(self.train_frames), max(self.train_frames)
+        gap = paired_statistic([tsm[high], tsm[low], ffn[high], ffn[low]],
+                               lambda a, b, c, d, axis=-1: 100.0 * ((a.mean(axis) - b.mean(axis))
+                                                                    - (c.mean(axis) - d.mean(axis))),
+                               name="TSM gap - FFN gap")
+        claims.append(Claim.difference("ffn_gap_below_tsm_gap", f"FFN's TFD gap ({high}F - {low}F) is smaller than "
+                                       f"TSM's (points)", gap))
+        return claims
 
     @property
     def rows(self) -> dict[str, dict[int, float]]:
@@ -196,10 +225,11 @@ def evaluate(ws, data: TFDData, tsm: TrainedModel, ffn: TrainedModel,
     "TSM per frame count" row (the model trained at T, tested at T)."""
     separate = separate or {}
     models = {"TSM": tsm.model, "FFN": ffn.model, **{f"TSM {t}F only": run.model for t, run in separate.items()}}
-    results = evaluate_models(models, data.test, device=ws.device)
+    correct = clip_correctness(models, data.test, device=ws.device)
+    results = {name: {t: 100.0 * float(c.mean()) for t, c in by_frames.items()} for name, by_frames in correct.items()}
     per_frame_count = (per_frame_count_accuracy(results, {t: f"TSM {t}F only" for t in separate})
                        if separate else None)
-    return Accuracy(results, per_frame_count, data.train_frames)
+    return Accuracy(results, per_frame_count, data.train_frames, correct)
 
 
 def flops(data: TFDData, tsm: TrainedModel, ffn: TrainedModel):
@@ -238,6 +268,11 @@ def stage_metrics(ws, accuracy: Accuracy, tsm: TrainedModel, ffn: TrainedModel, 
         low = min(train_frames)
         metrics["tfd_gap_separate"] = round(tfd_gap(per_frame_count, train_frames), 2)
         metrics["separate_low_below_high"] = bool(per_frame_count[low] < per_frame_count[high])
+    if accuracy.correct:
+        metrics["acc_intervals"] = {name.lower(): {f"{t}f": [round(v, 2) for v in ci] for t, ci in by_frames.items()}
+                                    for name, by_frames in accuracy.intervals().items() if name in ("TSM", "FFN")}
+        metrics["test_clips"] = int(len(next(iter(accuracy.correct["TSM"].values()))))
+        metrics["claims"] = [c.as_dict() for c in accuracy.claims()]
     return metrics
 
 
@@ -388,13 +423,22 @@ def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
 def evaluate_models(models: dict[str, torch.nn.Module], test: MultiFrameClips, batch_size: int = 32,
                     device: str | torch.device = "cpu") -> dict[str, dict[int, float]]:
     """Top-1 (%) of each model at every frame count of `test` -> {name: {frames: accuracy}}."""
+    correct = clip_correctness(models, test, batch_size, device)
+    return {name: {t: 100.0 * float(c.mean()) for t, c in by_frames.items()} for name, by_frames in correct.items()}
+
+
+def clip_correctness(models: dict[str, torch.nn.Module], test: MultiFrameClips, batch_size: int = 32,
+                     device: str | torch.device = "cpu") -> dict[str, dict[int, np.ndarray]]:
+    """Whether each model classifies each test clip right, per frame count -> {name: {frames:
+    bool array over the clips, in test order}} (the same clips for every model and frame count)."""
     loader = DataLoader(test, batch_size=batch_size)
-    results = {}
+    correct = {}
     for name, model in models.items():
         model.to(device)
-        results[name] = {t: r["acc"] for t, r in accuracy_by_frames(model, loader, device=device, desc=name).items()}
+        results = accuracy_by_frames(model, loader, device=device, desc=name, keep_correct=True)
+        correct[name] = {t: r["correct"] for t, r in results.items()}
         model.cpu()
-    return results
+    return correct
 
 
 def tfd_gap(accuracy: dict[int, float], frame_counts: Sequence[int]) -> float:

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
+from ..stats import Claim, bootstrap_interval, claims_table, mcnemar_exact, paired_difference
 from .data import TensorBatches, cached_batches, open_split_store
 from .head import count_trainable
 from .metrics import classification_metrics, confusion_matrix
@@ -46,7 +47,10 @@ class DownstreamReport:
     """rows: one dict per method (name, key, kind, top1, top5, mean_class_acc, params, gflops).
     confusion: method key -> (C, C) counts on the evaluation split. gates: per-teacher gate
     statistics of fusion. baselines: method key -> the baseline's training (FitResult: the trained
-    model, its per-epoch history, best epoch, ...). class_names, split."""
+    model, its per-epoch history, best epoch, ...). class_names, split. predictions: method key ->
+    predicted class per clip of the split, `labels` the true ones (so every figure can be
+    resampled); each row's top1_low/top1_high is its 95% bootstrap interval. claims: what 05
+    states about fusion against the student-only rows, with paired intervals and McNemar tests."""
 
     rows: list[dict[str, Any]]
     confusion: dict[str, np.ndarray]
@@ -55,6 +59,9 @@ class DownstreamReport:
     class_names: list[str]
     split: str
     costs: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    claims: list[Claim] = field(default_factory=list)
 
     def table(self):
         """The rows as a pandas DataFrame indexed by method name."""
@@ -74,7 +81,14 @@ class DownstreamReport:
         out["fusion_gain_over_student_matched"] = out["top1_fusion"] - out["top1_student_matched"]
         for teacher, stats in self.gates["per_teacher"].items():
             out[f"gate_mean_{teacher}"] = stats["mean"]
+        out["top1_intervals"] = {row["key"]: [row["top1_low"], row["top1_high"]] for row in self.rows
+                                 if "top1_low" in row}
+        out["claims"] = [c.as_dict() for c in self.claims]
         return out
+
+    def claims_table(self):
+        """The claims as a DataFrame: statement, value, interval, McNemar p, verdict."""
+        return claims_table(self.claims)
 
 
 def _row(method: str, key: str, kind: str, pred: dict[str, torch.Tensor], num_classes: int,
@@ -176,9 +190,12 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
     rows, confusion = [], {}
     pipeline = pipeline.to(acc.device)
 
+    predictions: dict[str, np.ndarray] = {}
+
     def run(model, key):
         pred = predict(model.to(acc.device), test_b, accelerator=acc)
         confusion[key] = confusion_matrix(pred["logits"].argmax(1), pred["label"], n_classes).numpy()
+        predictions[key] = pred["logits"].argmax(1).numpy()
         return pred
 
     # fusion, then the oracle with the same weights
@@ -242,9 +259,19 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
     rows.append(_row("fusion oracle (teacher features)", "fusion_oracle", "upper bound", oracle_pred, n_classes, pf,
                      gflops.get("fusion_oracle")))
 
+    labels = fusion_pred["label"].numpy()
+    correct = {key: predictions[key] == labels for key in predictions}
+    for row in rows:
+        ci = bootstrap_interval(correct[row["key"]], name=f"top-1 of {row['key']}")
+        row["top1_low"], row["top1_high"] = ci.low, ci.high
+    claims = [Claim.difference(f"fusion_beats_{key}", f"fusion beats the {name} (top-1, {split} split)",
+                               paired_difference(correct["fusion"], correct[key], name=f"fusion - {key}"),
+                               mcnemar_exact(correct["fusion"], correct[key]))
+              for key, name in (("student", "student linear probe"), ("student_matched", "student matched head"))]
     gates = gate_statistics(fusion_pred["gates"], fusion_pred["label"], c.teachers, n_classes)
     return DownstreamReport(rows=rows, confusion=confusion, gates=gates, baselines=baselines,
-                            class_names=class_names, split=split, costs=cost)
+                            class_names=class_names, split=split, costs=cost, predictions=predictions,
+                            labels=labels, claims=claims)
 
 
 # ---------------------------------------------------------------------------------------------

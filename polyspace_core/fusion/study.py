@@ -184,7 +184,10 @@ def downstream_report(ws, inputs: dict[str, Path]):
     atomic_write_json(ws.run_dir / "downstream.json",
                       {"rows": report.rows, "metrics": report.metrics(), "gates": report.gates, "costs": report.costs,
                        "confusion": {k: v.tolist() for k, v in report.confusion.items()},
-                       "class_names": report.class_names})
+                       "class_names": report.class_names,
+                       # per clip, so every figure and interval can be recomputed
+                       "labels": report.labels.tolist(),
+                       "predictions": {k: v.tolist() for k, v in report.predictions.items()}})
     return report
 
 
