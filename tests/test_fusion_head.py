@@ -237,3 +237,36 @@ def test_full_pass_serves_every_sample_once_in_order_whatever_the_share():
     assert set(batches[0]) == {"student", "label", "index"}
     assert torch.equal(torch.cat([b["student"] for b in batches]), feats["student"][[1, 3, 4, 6, 7, 9]])
     assert torch.cat([b["label"] for b in batches]).tolist() == (np.array([1, 3, 4, 6, 7, 9]) % 3).tolist()
+
+
+def where_features(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """2 classes told apart by ONE token (at a random place) carrying +-1.5 on dim 0 under unit
+    noise (the best possible accuracy is Phi(1.5) = 0.93): the mean over tokens dilutes it 8-fold,
+    a query that attends to the marked token reads it whole."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 8, D_S, generator=g)
+    labels = torch.arange(n) % 2
+    where = torch.randint(0, 8, (n,), generator=g)
+    z[torch.arange(n), where, 0] += 1.5 * (2 * labels.float() - 1)
+    z[torch.arange(n), where, 1] += 5.0  # the marker an attention score can find
+    return z, labels
+
+
+def test_attentive_probe_matches_the_fusion_size_and_reads_one_token(accelerator):
+    from polyspace_core.fusion.head import matched_attentive_probe
+    from polyspace_core.fusion.probes import train_attentive_probe
+
+    pipeline = make_pipeline()
+    target = count_trainable(pipeline)
+    probe = matched_attentive_probe(target, "student", D_S, T_S, 4)
+    assert abs(count_trainable(probe) - target) / target < 0.1 and probe.config.width % probe.config.heads == 0
+    (ztr, ytr), (zva, yva) = where_features(512, 0), where_features(256, 1)
+    train, val = TensorBatches({"student": ztr}, ytr, batch=32), TensorBatches({"student": zva}, yva, batch=128)
+    settings = TrainSettings(epochs=15, batch=32, lr=3e-3, seed=0)
+    linear = train_linear_probe(["student"], train, val, 2, settings, accelerator=accelerator, progress=False)
+    wide = FusionConfig(student="student", student_dim=D_S, student_tokens=8, teachers=["abs"], teacher_dims=[24],
+                        teacher_tokens=[16], num_classes=2, rank=8, gate_hidden=16, dropout=0.0)
+    attentive = train_attentive_probe(FusionPipeline(FusionHead(wide), [AbsConverter()]), train, val, settings,
+                                      accelerator=accelerator, progress=False)
+    assert attentive.best_val_top1 >= 0.8 and attentive.best_val_top1 > linear.best_val_top1 + 0.1, (
+        attentive.best_val_top1, linear.best_val_top1)

@@ -126,7 +126,8 @@ def test_downstream_table_has_every_baseline_and_costs(chain):
     report = evaluate_downstream(chain["root"] / "fusion_cached" / "best", chain["features"], device="cpu",
                                  probe_settings=TrainSettings(epochs=5, batch=8, lr=1e-2), progress=False)
     keys = [r["key"] for r in report.rows]
-    assert keys == ["student", "student_matched", "fusion", f"teacher_{TEACHER}", "teachers_concat", "fusion_oracle"]
+    assert keys == ["student", "student_matched", "student_attentive", "fusion", f"teacher_{TEACHER}",
+                    "teachers_concat", "fusion_oracle"]
     m = report.metrics()
     for key in keys:
         assert 0.0 <= m[f"top1_{key}"] <= 1.0 and m[f"top5_{key}"] == 1.0  # 3 classes: top-5 is everything
@@ -134,6 +135,7 @@ def test_downstream_table_has_every_baseline_and_costs(chain):
     for name, fit in report.baselines.items():
         assert fit.best_epoch >= 1 and len(fit.history) >= 1 and "train_loss" in fit.history[0], name
     assert report.baselines["student_matched"].params == pytest.approx(m["params_fusion"], rel=0.05)
+    assert report.baselines["student_attentive"].params == pytest.approx(m["params_fusion"], rel=0.1)
     # cost: backbones included; fusion = student + converter + head; oracle runs every backbone
     c = report.costs
     assert c["backbone_gflops"][STUDENT] > 0 and c["backbone_gflops"][TEACHER] > 0
@@ -148,7 +150,7 @@ def test_downstream_table_has_every_baseline_and_costs(chain):
         correct = report.predictions[row["key"]] == report.labels
         assert correct.mean() == pytest.approx(row["top1"]) and row["top1_low"] <= row["top1"] <= row["top1_high"]
     claims = {c.id: c for c in report.claims}
-    assert set(claims) == {"fusion_beats_student", "fusion_beats_student_matched"}
+    assert set(claims) == {"fusion_beats_student", "fusion_beats_student_matched", "fusion_beats_student_attentive"}
     assert claims["fusion_beats_student"].value == pytest.approx(m["top1_fusion"] - m["top1_student"])
     assert m["claims"][0]["id"] == "fusion_beats_student" and 0 <= m["claims"][0]["p_value"] <= 1
 

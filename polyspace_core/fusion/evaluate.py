@@ -38,7 +38,7 @@ from .data import TensorBatches, cached_batches, open_split_store
 from .head import count_trainable
 from .metrics import classification_metrics, confusion_matrix
 from .pipeline import load_fusion
-from .probes import train_linear_probe, train_matched_student_head
+from .probes import train_attentive_probe, train_linear_probe, train_matched_student_head
 from .train import FitResult, TrainSettings, predict
 
 
@@ -79,6 +79,7 @@ class DownstreamReport:
                     out[f"{metric}_{row['key']}"] = row[metric]
         out["fusion_gain_over_student"] = out["top1_fusion"] - out["top1_student"]
         out["fusion_gain_over_student_matched"] = out["top1_fusion"] - out["top1_student_matched"]
+        out["fusion_gain_over_student_attentive"] = out["top1_fusion"] - out["top1_student_attentive"]
         for teacher, stats in self.gates["per_teacher"].items():
             out[f"gate_mean_{teacher}"] = stats["mean"]
         out["top1_intervals"] = {row["key"]: [row["top1_low"], row["top1_high"]] for row in self.rows
@@ -211,12 +212,14 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                                        progress=progress, desc="student linear probe", log_dir=logs("student"))
     matched = train_matched_student_head(pipeline, train_b, val_b, head_settings, accelerator=acc, progress=progress,
                                          log_dir=logs("student_matched"))
+    attentive = train_attentive_probe(pipeline, train_b, val_b, head_settings, accelerator=acc, progress=progress,
+                                      log_dir=logs("student_attentive"))
     teacher_probes = {t: train_linear_probe([t], train_b, val_b, n_classes, probe_settings, accelerator=acc,
                                             progress=progress, desc=f"teacher {t} probe",
                                             log_dir=logs(f"teacher_{t.replace('/', '_')}")) for t in c.teachers}
     concat = train_linear_probe(list(c.teachers), train_b, val_b, n_classes, probe_settings, accelerator=acc,
                                 progress=progress, desc="teachers concat probe", log_dir=logs("teachers_concat"))
-    baselines = {"student": student_probe, "student_matched": matched,
+    baselines = {"student": student_probe, "student_matched": matched, "student_attentive": attentive,
                  **{f"teacher_{t}": r for t, r in teacher_probes.items()}, "teachers_concat": concat}
 
     # cost per clip, backbones included: what each row runs to predict one clip
@@ -234,12 +237,14 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                                      for t, conv_m in zip(c.teachers, pipeline.converters)},
                 "head_gflops": count_flops(pipeline.head, z0, teacher_feats).total / 1e9,
                 "probe_gflops": {key: _module_gflops(r.model, sample) for key, r in
-                                 [("student", student_probe), ("student_matched", matched), ("teachers_concat", concat),
+                                 [("student", student_probe), ("student_matched", matched),
+                                  ("student_attentive", attentive), ("teachers_concat", concat),
                                   *((f"teacher_{t}", r) for t, r in teacher_probes.items())]}}
         pipeline.to(acc.device)
         teachers_total = sum(backbone[t] for t in c.teachers)
         gflops = {"student": backbone[c.student] + cost["probe_gflops"]["student"],
                   "student_matched": backbone[c.student] + cost["probe_gflops"]["student_matched"],
+                  "student_attentive": backbone[c.student] + cost["probe_gflops"]["student_attentive"],
                   "fusion": backbone[c.student] + sum(cost["converter_gflops"].values()) + cost["head_gflops"],
                   **{f"teacher_{t}": backbone[t] + cost["probe_gflops"][f"teacher_{t}"] for t in c.teachers},
                   "teachers_concat": teachers_total + cost["probe_gflops"]["teachers_concat"],
@@ -250,6 +255,9 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                      count_trainable(student_probe.model), gflops.get("student")))
     rows.append(_row("student matched head", "student_matched", "baseline", run(matched.model, "student_matched"),
                      n_classes, count_trainable(matched.model), gflops.get("student_matched")))
+    rows.append(_row("student attentive probe", "student_attentive", "baseline",
+                     run(attentive.model, "student_attentive"), n_classes, count_trainable(attentive.model),
+                     gflops.get("student_attentive")))
     rows.append(_row("fusion", "fusion", "fusion", fusion_pred, n_classes, pf, gflops.get("fusion")))
     for t, r in teacher_probes.items():
         rows.append(_row(f"teacher {t} probe", f"teacher_{t}", "upper bound", run(r.model, f"teacher_{t}"), n_classes,
@@ -267,7 +275,8 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
     claims = [Claim.difference(f"fusion_beats_{key}", f"fusion beats the {name} (top-1, {split} split)",
                                paired_difference(correct["fusion"], correct[key], name=f"fusion - {key}"),
                                mcnemar_exact(correct["fusion"], correct[key]))
-              for key, name in (("student", "student linear probe"), ("student_matched", "student matched head"))]
+              for key, name in (("student", "student linear probe"), ("student_matched", "student matched head"),
+                                ("student_attentive", "student attentive probe"))]
     gates = gate_statistics(fusion_pred["gates"], fusion_pred["label"], c.teachers, n_classes)
     return DownstreamReport(rows=rows, confusion=confusion, gates=gates, baselines=baselines,
                             class_names=class_names, split=split, costs=cost, predictions=predictions,

@@ -20,6 +20,10 @@ The baselines in this file:
 - `StudentHead`: the same token -> pool -> classify structure on the student features alone, with a
   residual MLP whose width is chosen by `matched_student_head` so that it has as many trainable
   parameters as the fusion pipeline (a fusion gain is then not just a bigger head);
+- `AttentiveProbe`: how V-JEPA 2 reads a frozen encoder (learned queries cross-attending over the
+  tokens, a residual MLP, then a linear classifier), over the student's tokens, its width chosen by
+  `matched_attentive_probe` for the fusion pipeline's trainable size: the strongest way here to
+  read the student alone;
 - `LinearProbe`: standardised, mean-pooled features of one or more models (concatenated) -> linear.
 
 Every model here takes a batch dict {model name: (B, T, D) tensor, ...} and returns a dict with
@@ -336,6 +340,89 @@ def matched_student_head(target_params: int, student: str, student_dim: int, stu
     per_unit = size(2) - base  # parameters are affine in the width
     hidden = max(1, round(1 + (target_params - base) / per_unit))
     return StudentHead(StudentHeadConfig(student, student_dim, student_tokens, num_classes, hidden, pooling, dropout))
+
+
+@dataclass
+class AttentiveProbeConfig:
+    """Attentive probe over the student's tokens: project to `width`, `queries` learned queries
+    cross-attend (`heads` heads), residual MLP (4x), classifier on the concatenated queries."""
+
+    student: str
+    student_dim: int
+    student_tokens: int
+    num_classes: int
+    width: int = 64
+    heads: int = 4
+    queries: int = 1
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AttentiveProbe(nn.Module):
+    """batch -> {"logits", "aux_loss"}: standardise z0 (training statistics), project the tokens to
+    `width`, let learned queries attend over them (pre-norm cross-attention, residual), a residual
+    MLP, then LayerNorm + linear on the queries."""
+
+    def __init__(self, config: AttentiveProbeConfig):
+        super().__init__()
+        self.config = c = config
+        if c.width < c.heads or c.width % c.heads or c.queries < 1:
+            raise PolySpaceError(f"attentive probe width={c.width}, heads={c.heads}, queries={c.queries}: the width "
+                                 f"must be a positive multiple of the heads and there must be a query")
+        self.standardize = Standardize(c.student_dim)
+        self.project = nn.Linear(c.student_dim, c.width)
+        self.query = nn.Parameter(torch.randn(c.queries, c.width) * 0.02)
+        self.norm_kv = nn.LayerNorm(c.width)
+        self.norm_q = nn.LayerNorm(c.width)
+        self.attention = nn.MultiheadAttention(c.width, c.heads, dropout=c.dropout, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(c.width)
+        self.mlp = nn.Sequential(nn.Linear(c.width, 4 * c.width), nn.GELU(), nn.Linear(4 * c.width, c.width))
+        self.out_norm = nn.LayerNorm(c.width)
+        self.drop = nn.Dropout(c.dropout)
+        self.classifier = nn.Linear(c.queries * c.width, c.num_classes)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        z0 = batch[c.student]
+        if z0.ndim != 3 or z0.shape[2] != c.student_dim:
+            raise PolySpaceError(f"attentive probe expects {c.student!r} features (B, T, {c.student_dim}), "
+                                 f"got {tuple(z0.shape)}")
+        tokens = self.norm_kv(self.project(self.standardize(z0.float())))
+        q = self.query.expand(z0.shape[0], -1, -1)
+        q = q + self.attention(self.norm_q(q), tokens, tokens, need_weights=False)[0]
+        q = q + self.mlp(self.norm_mlp(q))
+        logits = self.classifier(self.drop(self.out_norm(q)).flatten(1))
+        return {"logits": logits, "aux_loss": logits.new_zeros(())}
+
+    @torch.no_grad()
+    def fit_input_statistics(self, batches) -> AttentiveProbe:
+        """Set the standardisation of z0 from an iterable of training batches; returns self."""
+        moments = Moments()
+        for batch in batches:
+            moments.add(batch[self.config.student])
+        self.standardize.set_statistics(moments)
+        return self
+
+
+def matched_attentive_probe(target_params: int, student: str, student_dim: int, student_tokens: int,
+                            num_classes: int, heads: int = 4, dropout: float = 0.1) -> AttentiveProbe:
+    """An AttentiveProbe whose width (a multiple of `heads`) brings its trainable parameters
+    closest to `target_params` (the fusion pipeline's)."""
+    def build(width: int) -> AttentiveProbe:
+        return AttentiveProbe(AttentiveProbeConfig(student, student_dim, student_tokens, num_classes, width, heads,
+                                                   dropout=dropout))
+
+    widths = range(heads, 4096 + heads, heads)
+    best, best_gap = heads, math.inf
+    for width in widths:  # parameters grow with the width: stop once past the target
+        gap = count_trainable(build(width)) - target_params
+        if abs(gap) < best_gap:
+            best, best_gap = width, abs(gap)
+        if gap > 0:
+            break
+    return build(best)
 
 
 class LinearProbe(nn.Module):

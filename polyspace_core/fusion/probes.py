@@ -4,6 +4,7 @@
     probe = train_linear_probe(["videomae"], train, val, ...)                     # a teacher's own features
     probe = train_linear_probe(teachers, train, val, ...)                         # all teachers concatenated
     head  = train_matched_student_head(fusion, train, val, settings)              # same capacity as fusion
+    probe = train_attentive_probe(fusion, train, val, settings)                   # V-JEPA 2's read-out, same size
 
 train / val are TensorBatches (cached features); selection on validation happens in `fit`.
 """
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from .data import TensorBatches
-from .head import LinearProbe, count_trainable, matched_student_head
+from .head import LinearProbe, count_trainable, matched_attentive_probe, matched_student_head
 from .train import FitResult, TrainSettings, fit
 
 
@@ -63,3 +64,21 @@ def train_matched_student_head(fusion: nn.Module, train: TensorBatches, val: Ten
                  log_dir=log_dir)
     return MatchedHeadResult.extend(result, params=count_trainable(head), params_fusion=target,
                                     hidden=head.config.hidden)
+
+
+def train_attentive_probe(fusion: nn.Module, train: TensorBatches, val: TensorBatches, settings: TrainSettings, *,
+                          accelerator=None, progress: bool = True,
+                          log_dir: str | Path | None = None) -> MatchedHeadResult:
+    """An attentive probe (learned queries cross-attending over the student's tokens, as V-JEPA 2
+    evaluates frozen encoders) with as many trainable parameters as `fusion`, trained like it; its
+    width is the result's `hidden`."""
+    c = fusion.config
+    target = count_trainable(fusion)
+    torch.manual_seed(settings.seed)
+    probe = matched_attentive_probe(target, c.student, c.student_dim, c.student_tokens, c.num_classes,
+                                    dropout=c.dropout)
+    probe.fit_input_statistics(train.full_pass([c.student]))
+    result = fit(probe, train, val, settings, accelerator=accelerator, progress=progress,
+                 desc="student attentive probe", log_dir=log_dir)
+    return MatchedHeadResult.extend(result, params=count_trainable(probe), params_fusion=target,
+                                    hidden=probe.config.width)
