@@ -6,8 +6,14 @@ BIN := $(VENV)/bin
 PRESET ?= default
 NB ?=
 PYTEST_ARGS ?=
+# make sweep: PARAMS holds the -p NAME VALUES pairs; NAME, JOBS, METRIC and OVERWRITE=1 are optional
+PARAMS ?=
+NAME ?=
+JOBS ?= 1
+METRIC ?=
+OVERWRITE ?=
 
-.PHONY: report test lint lab bench install clean-reports tensorboard
+.PHONY: report test lint lab bench install clean-reports tensorboard sweep
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +27,12 @@ install: $(VENV)/.installed
 
 report: install
 	$(BIN)/polyspace report --preset $(PRESET) $(if $(NB),--nb $(NB))
+
+# e.g. make sweep NB=04 PARAMS="-p fusion_lr 1e-3,3e-4 -p fusion_rank 16,32" PRESET=smoke
+#   -> reports/$(PRESET)/sweeps/<name>/index.html; rerunning it resumes
+sweep: install
+	$(BIN)/polyspace sweep $(if $(NB),--nb $(NB)) $(PARAMS) --preset $(PRESET) --jobs $(JOBS) \
+		$(if $(NAME),--name $(NAME)) $(if $(METRIC),--metric $(METRIC)) $(if $(OVERWRITE),--overwrite)
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -15,8 +15,15 @@ papermill injected after it), resolves the preset, coerces every value to its de
 where the preset is the notebook's `preset` value, or, when that was left at "default", the
 POLYSPACE_PRESET environment variable (how `make lab PRESET=smoke` and the nbval tests pick a
 preset without editing the notebook). A value counts as an explicit override when it differs from
-the default preset's value (papermill `-p`, or an edit in JupyterLab). Everything resolves against
-the project root, so a notebook runs the same from notebooks/, the root, or any other cwd.
+the default preset's value (papermill `-p`, or an edit in JupyterLab), or when POLYSPACE_EXPLICIT
+names it (comma-separated names; a sweep sets it, so a point's value wins even where it equals the
+default preset's). Everything resolves against the project root, so a notebook runs the same from
+notebooks/, the root, or any other cwd.
+
+Outputs go to runs/<preset>/<stage>/ and reports/<preset>/<stage>/. POLYSPACE_OUTPUTS=<sub>
+(a relative folder; `polyspace sweep` sets it per point) moves this stage's own outputs to
+runs/<preset>/<sub>/<stage>/ and reports/<preset>/<sub>/<stage>/; the stages it reads from stay
+where they are, so a point reuses the preset's upstream outputs and never replaces them.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +49,8 @@ from .stage_params import STAGES, all_params, stage_spec
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, tuple, Path)
 PRESET_ENV = "POLYSPACE_PRESET"
+EXPLICIT_ENV = "POLYSPACE_EXPLICIT"
+OUTPUTS_ENV = "POLYSPACE_OUTPUTS"
 
 
 # ----------------------------------------------------------------------------- coercion
@@ -181,11 +190,12 @@ def load_preset(name: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def resolve_params(stage: str, given: Mapping[str, Any], env_preset: str | None = None,
-                   root: Path | None = None) -> dict[str, Any]:
+                   root: Path | None = None, explicit: Collection[str] = ()) -> dict[str, Any]:
     """Notebook values (`given`) -> validated, typed params for `stage`. See the module docstring.
 
     `given` may hold keys of other stages (a flat preset file passed with papermill `-f`); those
-    are ignored. A name no stage declares is an error."""
+    are ignored. A name no stage declares is an error. `explicit` names values of `given` that
+    override the preset even where they equal the default preset's value."""
     root = root or project_root()
     spec = stage_spec(stage)
     known = all_params()
@@ -193,6 +203,10 @@ def resolve_params(stage: str, given: Mapping[str, Any], env_preset: str | None 
         if name not in known:
             raise PolySpaceError(f"unknown parameter {name!r} for stage {stage}; "
                                  f"it accepts {', '.join(spec)}")
+    for name in explicit:
+        if name not in spec or name not in given:
+            raise PolySpaceError(f"{EXPLICIT_ENV}: {name!r} is not a parameter given to stage {stage}; "
+                                 f"name only parameters the notebook is given")
     defaults = {k: coerce_value(k, v, spec[k], root) for k, v in load_preset("default", root).items() if k in spec}
     missing = sorted(set(spec) - set(defaults))
     if missing:
@@ -207,7 +221,7 @@ def resolve_params(stage: str, given: Mapping[str, Any], env_preset: str | None 
 
     resolved: dict[str, Any] = {}
     for name in spec:
-        if name in values and values[name] != defaults[name]:
+        if name in values and (name in explicit or values[name] != defaults[name]):
             resolved[name] = values[name]          # an explicit override wins
         elif name in preset_values:
             resolved[name] = preset_values[name]
@@ -228,6 +242,8 @@ class Workspace:
     interactive: bool
     provenance: dict[str, Any]
     started: float = field(default_factory=time.time)
+    # a sub-folder of runs/<preset>/ and reports/<preset>/ for this stage's own outputs (a sweep point's)
+    outputs: str | None = None
 
     @property
     def p(self) -> SimpleNamespace:
@@ -254,15 +270,19 @@ class Workspace:
         return self.stage_run_dir(self.stage)
 
     def stage_run_dir(self, stage: str) -> Path:
+        """runs/<preset>/<stage>/; this stage's own under its `outputs` sub-folder when it has one
+        (the stages it reads from are always the preset's)."""
         if stage not in STAGES:
             raise PolySpaceError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
         path = self.runs_dir / stage
+        if stage == self.stage and self.outputs:
+            path = self.runs_dir / self.outputs / stage
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
     def report_dir(self) -> Path:
-        return self.root / "reports" / self.preset / self.stage
+        return self.root / "reports" / self.preset / (self.outputs or "") / self.stage
 
     def path(self, p: str | os.PathLike) -> Path:
         """Resolve a path against the project root (absolute paths pass through)."""
@@ -342,17 +362,32 @@ def notebook_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
             if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PLAIN_TYPES)}
 
 
+def outputs_subfolder(value: str | None) -> str | None:
+    """POLYSPACE_OUTPUTS as a relative folder ("sweeps/lr/01_fusion_lr=0.001"), None when unset.
+    It must stay inside runs/<preset>/ and reports/<preset>/: no absolute path, no "..", and not a
+    stage's own name (the preset's outputs would be mixed with it)."""
+    if value is None or not value.strip():
+        return None
+    parts = Path(value.strip()).parts
+    if Path(value.strip()).is_absolute() or ".." in parts or parts[0] in STAGES:
+        raise PolySpaceError(f"{OUTPUTS_ENV}={value}: expected a relative folder inside runs/<preset>/ (no '..', "
+                             f"not a stage's name), e.g. sweeps/NAME/POINT")
+    return Path(*parts).as_posix()
+
+
 def open_stage(stage: str, namespace: Mapping[str, Any] | None = None) -> Workspace:
     """Validate the notebook's parameters, seed, pick the device, record provenance."""
     from .seeding import best_device, seed_everything
 
     root = project_root()
-    params = resolve_params(stage, notebook_values(namespace or {}), os.environ.get(PRESET_ENV), root)
+    explicit = [name.strip() for name in os.environ.get(EXPLICIT_ENV, "").split(",") if name.strip()]
+    params = resolve_params(stage, notebook_values(namespace or {}), os.environ.get(PRESET_ENV), root, explicit)
+    outputs = outputs_subfolder(os.environ.get(OUTPUTS_ENV))
     seed_everything(params["seed"])
     device = best_device(params["device"])
     interactive = in_jupyterlab() if params["interactive"] == "auto" else bool(params["interactive"])
     ws = Workspace(stage=stage, params=params, root=root, device=device, interactive=interactive,
-                   provenance=provenance(root, device, params))
+                   provenance=provenance(root, device, params), outputs=outputs)
     ws.stage_run_dir(stage)  # created on open so later cells can write into it
     return ws
 

@@ -27,3 +27,26 @@ def smoke_report():
         index = json.loads((ROOT / "reports" / "smoke" / "index.json").read_text())
         return [StageResult(**s) for s in index["stages"]]
     return run_report("smoke", root=ROOT)
+
+
+# the sweep the issue names, on the smoke report's upstream outputs
+SMOKE_SWEEP = ["sweep", "--nb", "04", "-p", "fusion_lr", "1e-3,3e-4", "--preset", "smoke"]
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(smoke_report):
+    """`polyspace sweep --nb 04 -p fusion_lr 1e-3,3e-4 --preset smoke`, run once per session
+    (with --overwrite, so a sweep an earlier session left is replaced) and at once a second time
+    (the resume: it must skip both points). Right after each other, so no other test's rerun of
+    an upstream notebook comes between them. Returns both runs and sweep.json after each."""
+    import json
+    import subprocess
+    import sys
+
+    folder = ROOT / "reports" / "smoke" / "sweeps" / "04-fusion_lr"
+    command = [sys.executable, "-m", "polyspace_core.cli", *SMOKE_SWEEP]
+    first = subprocess.run([*command, "--overwrite"], cwd=ROOT, capture_output=True, text=True)
+    after_first = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else None
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    after_second = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else None
+    return {"folder": folder, "first": first, "second": second, "sweep": after_first, "resumed": after_second}

@@ -161,7 +161,7 @@ def test_smoke_report_index_works_offline(browser, smoke_report):
     page.on("pageerror", lambda exc: console_errors.append(str(exc)))
 
     page.goto(index.as_uri())
-    links = page.locator("a[href$='.html']")
+    links = page.locator("table.stages a[href$='.html']")
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
     assert len(hrefs) == 8, hrefs
     for href in [None, *hrefs]:
@@ -181,4 +181,40 @@ def test_smoke_report_index_works_offline(browser, smoke_report):
     page.screenshot(path=str(ARTIFACTS / "report_smoke_index.png"), full_page=True)
     assert console_errors == [], console_errors
     assert requested_remote == [], f"the report fetched from the network: {requested_remote}"
+    context.close()
+
+
+def test_sweep_page_from_the_index_shows_both_points_and_sorts(browser, smoke_sweep):
+    """The index links the smoke sweep; its page, offline, shows both points and their figure,
+    and a click on a header sorts the rows by that column."""
+    sweep = smoke_sweep["sweep"]
+    context = browser.new_context(offline=True)
+    requested_remote: list[str] = []
+    context.route("http*://**", lambda route: (requested_remote.append(route.request.url), route.abort()))
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto((ROOT / "reports" / "smoke" / "index.html").as_uri())
+    page.locator("a.sweep", has_text="04-fusion_lr").click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("sweeps/04-fusion_lr/index.html")
+    rows = page.locator("#points tbody tr")
+    assert rows.count() == 2
+    names = rows.locator("td:first-child").all_inner_texts()
+    assert names == [p["point"] for p in sweep["points"]]
+    broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert page.locator("img").count() == 1 and broken == 0
+
+    # the column of the swept value: ascending, then descending
+    column = page.locator("#points thead th", has_text="fusion_lr")
+    by_lr = sorted(sweep["points"], key=lambda p: p["values"]["fusion_lr"])
+    column.click()
+    assert rows.locator("td:first-child").all_inner_texts() == [p["point"] for p in by_lr]
+    column.click()
+    assert rows.locator("td:first-child").all_inner_texts() == [p["point"] for p in reversed(by_lr)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report_smoke_sweep.png"), full_page=True)
+    assert errors == [] and requested_remote == [], (errors, requested_remote)
     context.close()

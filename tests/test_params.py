@@ -136,3 +136,33 @@ def test_open_stage_from_another_cwd(tmp_path, monkeypatch):
     assert ws.p.cached is False and ws.interactive is False
     assert ws.provenance["seed"] == 0 and "torch" in ws.provenance["versions"]
     assert "04_train_fusion" in ws._repr_html_()
+
+
+def test_explicit_names_win_even_at_the_default_presets_value(tmp_path):
+    """A sweep point whose value equals default.yaml's (POLYSPACE_EXPLICIT) still overrides the preset."""
+    base = load_preset("default", ROOT)
+    _write_presets(tmp_path, base, {**base, "preset": "other", "seed": base["seed"] + 1})
+    given = {"preset": "other", "seed": base["seed"]}
+    assert resolve_params("04_train_fusion", given, root=tmp_path)["seed"] == base["seed"] + 1
+    assert resolve_params("04_train_fusion", given, root=tmp_path, explicit=["seed"])["seed"] == base["seed"]
+    with pytest.raises(PolySpaceError, match="POLYSPACE_EXPLICIT: 'fusion_lr' is not a parameter given"):
+        resolve_params("04_train_fusion", given, root=tmp_path, explicit=["fusion_lr"])
+
+
+def test_outputs_env_moves_only_the_stages_own_folders(tmp_path, monkeypatch):
+    """POLYSPACE_OUTPUTS (a sweep point): this stage's run and report folders move under it; the
+    stages it reads stay the preset's."""
+    import shutil
+
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    monkeypatch.setenv("POLYSPACE_ROOT", str(tmp_path))
+    monkeypatch.setenv("POLYSPACE_OUTPUTS", "sweeps/lr/01_fusion_lr=0.001")
+    ws = open_stage("04_train_fusion", {"preset": "smoke", "device": "cpu"})
+    assert ws.run_dir == tmp_path / "runs" / "smoke" / "sweeps" / "lr" / "01_fusion_lr=0.001" / "04_train_fusion"
+    assert ws.stage_run_dir("04_train_fusion") == ws.run_dir
+    assert ws.report_dir == tmp_path / "reports" / "smoke" / "sweeps" / "lr" / "01_fusion_lr=0.001" / "04_train_fusion"
+    assert ws.stage_run_dir("01_featurize") == tmp_path / "runs" / "smoke" / "01_featurize"
+    for bad in ("/tmp/x", "../x", "sweeps/../../x", "04_train_fusion"):
+        monkeypatch.setenv("POLYSPACE_OUTPUTS", bad)
+        with pytest.raises(PolySpaceError, match="POLYSPACE_OUTPUTS"):
+            open_stage("04_train_fusion", {"preset": "smoke", "device": "cpu"})

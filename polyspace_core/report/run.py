@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,16 +120,20 @@ def _strip_remote_scripts(page: str) -> str:
     return _REMOTE_SCRIPT.sub("", page)
 
 
-def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int | None = None) -> StageResult:
-    """Execute one notebook with papermill; never raises for a failing notebook."""
+def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int | None = None,
+              parameters: Mapping[str, Any] | None = None) -> StageResult:
+    """Execute one notebook with papermill into `out_dir`; never raises for a failing notebook.
+    `parameters`: what papermill injects (default: the preset's values, stage_parameters)."""
     import papermill as pm
 
     source = notebook_path(stage, root)
     executed = out_dir / f"{stage}.ipynb"
+    if parameters is None:
+        parameters = stage_parameters(stage, preset, root)
     started = time.time()
     error = None
     try:
-        pm.execute_notebook(str(source), str(executed), parameters=stage_parameters(stage, preset, root),
+        pm.execute_notebook(str(source), str(executed), parameters=dict(parameters),
                             cwd=str(root / "notebooks"), kernel_name=KERNEL, progress_bar=False,
                             execution_timeout=timeout_s, extra_arguments=KERNEL_ARGUMENTS)
         status = "ok"
