@@ -43,10 +43,17 @@ def smoke_sweep(smoke_report):
     import subprocess
     import sys
 
+    def upstream_times() -> dict[str, str]:
+        # when the smoke report last ran 01 and 02 (later notebook tests run them again)
+        return {stage: json.loads((ROOT / "reports" / "smoke" / stage / "metrics.json").read_text())
+                ["provenance"]["time"] for stage in ("01_featurize", "02_train_converters")}
+
     folder = ROOT / "reports" / "smoke" / "sweeps" / "04-fusion_lr"
     command = [sys.executable, "-m", "polyspace_core.cli", *SMOKE_SWEEP]
+    upstream_before = upstream_times()
     first = subprocess.run([*command, "--overwrite"], cwd=ROOT, capture_output=True, text=True)
     after_first = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else None
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     after_second = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else None
-    return {"folder": folder, "first": first, "second": second, "sweep": after_first, "resumed": after_second}
+    return {"folder": folder, "first": first, "second": second, "sweep": after_first, "resumed": after_second,
+            "upstream_before": upstream_before, "upstream_after": upstream_times()}
