@@ -85,6 +85,25 @@ def test_failing_stage_is_reported_and_others_still_run(tiny_project, capfd):
     assert [s["stage"] for s in index["stages"]] == ["05_eval_downstream", "06_efficiency"]
 
 
+def test_a_report_of_other_parameters_is_never_replaced_silently(tiny_project, capsys):
+    from polyspace_core.cli import main
+
+    run_report("smoke", "05", root=tiny_project)
+    out = tiny_project / "reports" / "smoke"
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert not list(out.glob(".*.running"))  # the executed notebook was renamed into place
+    preset = tiny_project / "params" / "smoke.yaml"
+    preset.write_text(preset.read_text().replace("eval_probe_epochs: ", "eval_probe_epochs: 1"))  # 5 -> 15, 30 -> 130
+    capsys.readouterr()
+    assert main(["report", "--preset", "smoke", "--nb", "05"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: holds results made with other parameters: 05_eval_downstream "
+                          f"(eval_probe_epochs: ") and err.count("\n") == 1 and "--overwrite" in err, err
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["report", "--preset", "smoke", "--nb", "05", "--overwrite"]) == 0
+    assert json.loads((out / "index.json").read_text())["stages"][0]["metrics"]["params"]["eval_probe_epochs"] > 10
+
+
 def test_render_index_marks_failures():
     index = {"preset": "smoke", "generated": "now", "total_duration_s": 3.0,
              "provenance": {"git": {"commit": "abc", "dirty": True}, "versions": {"torch": "2"}, "device": "cpu",

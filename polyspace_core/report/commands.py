@@ -11,6 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="default", help="params/<preset>.yaml (default: default)")
     p.add_argument("--nb", default=None, help="only these notebooks: 04, 04_train_fusion or 01,02")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace stages the report holds with results of other parameters (else an error)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values; "
@@ -42,7 +44,7 @@ def _report(args: argparse.Namespace) -> int:
     from ..paths import project_root
     from .run import run_report
 
-    results = run_report(args.preset, args.nb, timeout_s=args.timeout)
+    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite)
     failed = [r.stage for r in results if r.status != "ok"]
     index = project_root() / "reports" / args.preset / "index.html"
     print(f"report: {index}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from ..errors import PolySpaceError
 from ..io import atomic_write_text
 from ..paths import project_root
 from ..stage_params import STAGES, stage_spec
-from ..workspace import load_preset
+from ..workspace import load_preset, resolve_params
 from .index import read_index_stages, write_index
 
 KERNEL = "python3"
@@ -128,12 +129,15 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
 
     source = notebook_path(stage, root)
     executed = out_dir / f"{stage}.ipynb"
+    # papermill writes the notebook as it runs: into a hidden name, renamed when the run ends, so a
+    # report killed mid-notebook leaves the stage's previous executed notebook as it was
+    running = out_dir / f".{stage}.ipynb.running"
     if parameters is None:
         parameters = stage_parameters(stage, preset, root)
     started = time.time()
     error = None
     try:
-        pm.execute_notebook(str(source), str(executed), parameters=dict(parameters),
+        pm.execute_notebook(str(source), str(running), parameters=dict(parameters),
                             cwd=str(root / "notebooks"), kernel_name=KERNEL, progress_bar=False,
                             execution_timeout=timeout_s, extra_arguments=KERNEL_ARGUMENTS)
         status = "ok"
@@ -142,6 +146,8 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
     except Exception as e:  # a kernel that died, a timeout: still a failed stage, not a crashed report
         status, error = "failed", f"{type(e).__name__}: {e}".splitlines()[0][:500]
     duration = time.time() - started
+    if running.is_file():
+        os.replace(running, executed)
 
     html_name = None
     if executed.is_file():
@@ -161,10 +167,31 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
                        html=html_name, metrics=metrics, error=error)
 
 
+def replaced_results(out_dir: Path, preset: str, root: Path, stages: list[str]) -> list[str]:
+    """Stages of `stages` that the report in `out_dir` holds as finished (status ok) with other
+    parameters than this run would use: "<stage> (<name>: <old> -> <new>, ...)"."""
+    previous = {s["stage"]: s for s in read_index_stages(out_dir / "index.json")}
+    changed = []
+    for stage in stages:
+        row = previous.get(stage)
+        if row is None or row.get("status") != "ok" or "params" not in row.get("metrics", {}):
+            continue
+        old = row["metrics"]["params"]
+        new = json.loads(json.dumps(resolve_params(stage, stage_parameters(stage, preset, root), root=root),
+                                    default=str))
+        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)]
+        if diff:
+            changed.append(f"{stage} ({', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''})")
+    return changed
+
+
 def run_report(preset: str = "default", nb: str | None = None, root: Path | None = None,
-               timeout_s: int | None = None) -> list[StageResult]:
+               timeout_s: int | None = None, overwrite: bool = False) -> list[StageResult]:
     """Run the selected notebooks on `preset` and write the report; returns one result per stage.
-    Stages not selected keep their earlier entry in the index (so `NB=04` updates one row)."""
+    Stages not selected keep their earlier entry in the index (so `NB=04` updates one row). A
+    stage the report holds as finished with other parameters (the preset was edited) is never
+    replaced silently: that is a one-line error before anything runs, unless `overwrite`."""
     from tqdm.auto import tqdm
 
     root = root or project_root()
@@ -173,6 +200,11 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = select_stages(nb)
     read_index_stages(out_dir / "index.json")  # a damaged index fails here, before any notebook runs
+    changed = replaced_results(out_dir, preset, root, stages)
+    if changed and not overwrite:
+        raise PolySpaceError(f"{out_dir}: holds results made with other parameters: {'; '.join(changed)}; pass "
+                             f"--overwrite (make report OVERWRITE=1) to replace them, or keep both with "
+                             f"`polyspace sweep` or another preset")
     results = []
     for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
         result = run_stage(stage, preset, root, out_dir, timeout_s)
