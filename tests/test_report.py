@@ -114,6 +114,27 @@ def test_render_index_marks_failures():
     assert "1 failed" in page and "ValueError: x" in page and "abc (dirty)" in page
 
 
+def test_the_index_opens_with_every_claim_and_shows_each_stages_headline():
+    claim = {"id": "fusion_beats_student", "statement": "fusion beats the student linear probe", "value": 0.065,
+             "ci_low": 0.02, "ci_high": 0.11, "p_value": 0.004, "holds": True, "rule": "interval above 0"}
+    weak = {**claim, "id": "fusion_beats_student_matched", "statement": "fusion beats the matched head",
+            "ci_low": -0.01, "p_value": 0.2, "holds": False}
+    metrics = {"eval_split": "test", **{f"gflops_{i}": float(i) for i in range(20)}, "top1_fusion": 0.42,
+               "top1_student": 0.355, "claims": [claim, weak]}
+    index = {"preset": "default", "generated": "now", "total_duration_s": 3.0,
+             "provenance": {"git": {"commit": "abc", "dirty": False}, "versions": {}, "device": "cpu", "params": {}},
+             "stages": [{"stage": "05_eval_downstream", "status": "ok", "duration_s": 1.0,
+                         "html": "05_eval_downstream.html", "metrics": metrics}]}
+    page = render_index(index)
+    findings = page[page.index("<h2>Findings</h2>"):page.index("<h2>Stages</h2>")]
+    assert "1 of 2 claims hold" in findings and "fusion beats the student linear probe" in findings
+    assert "[0.02, 0.11]" in findings and "0.004" in findings and "does not hold" in findings
+    assert 'href="05_eval_downstream.html"' in findings
+    stages = page[page.index("<h2>Stages</h2>"):]
+    # the stage's declared headline figures, not its first twelve numbers
+    assert "top1_fusion" in stages and "top1_student" in stages and "gflops_0" not in stages
+
+
 def test_index_writes_merge_with_what_another_report_wrote_meanwhile(tmp_path):
     """Two reports of one preset (NB=01 in one shell, NB=08 in another) keep each other's rows."""
     from polyspace_core.report import StageResult, write_index

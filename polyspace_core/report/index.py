@@ -28,14 +28,16 @@ META_KEYS = {"stage", "preset", "params", "provenance", "elapsed_s"}
 HEADLINE: dict[str, list[str]] = {
     "01_featurize": ["train_ok", "train_failed", "*_store_mb"],
     "02_train_converters": ["test_r2_*", "test_cka_*"],
-    "03_alignment": ["cka_converted_teacher_*", "cka_student_teacher_*"],
+    "03_alignment": ["cka_converted_teacher_*", "cka_student_teacher_*", "cka_gain_*"],
     "04_train_fusion": ["val_top1", "val_top5", "val_mean_class_acc", "best_epoch", "train_samples_per_s"],
-    "05_eval_downstream": ["top1_fusion", "top1_student", "top1_student_matched", "fusion_gain_over_student",
+    "05_eval_downstream": ["top1_fusion", "top1_student", "top1_student_matched", "top1_student_attentive",
+                           "top1_teachers_concat", "top1_fusion_oracle", "fusion_gain_over_student",
                            "fusion_gain_over_student_matched"],
     "06_efficiency": ["gflops_fusion_pipeline", "params_fusion_pipeline", "cost_fusion_over_student",
                       "cost_teachers_over_fusion"],
     "07_ffn_tfd": ["tfd_gap_ffn", "tfd_gap_tsm", "acc_ffn_*", "acc_tsm_*"],
-    "08_colorization": ["psnr_fusion", "ssim_fusion", "cdc_fusion", "warp_error_fusion"],
+    "08_colorization": ["psnr_fusion", "psnr_exemplar", "psnr_temporal", "ssim_fusion", "cdc_fusion",
+                        "warp_error_fusion"],
 }
 
 
@@ -147,12 +149,49 @@ def report_provenance(root: Path, preset: str, params: Mapping[str, Any] | None 
                       load_preset(preset, root) if params is None else params)
 
 
+def stage_figures(stage: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What the index shows for a stage: its HEADLINE figures (all of them), else its first numbers."""
+    keys = headline_keys(stage, metrics)
+    return {k: metrics[k] for k in keys} if keys else key_figures(dict(metrics))
+
+
+def findings(index: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every claim of every finished stage ({stage, html, claim fields}), in stage order."""
+    rows = []
+    for s in index["stages"]:
+        for claim in s.get("metrics", {}).get("claims", []) or []:
+            rows.append({"stage": s["stage"], "html": s.get("html"), **claim})
+    return rows
+
+
+def render_findings(rows: list[dict[str, Any]]) -> str:
+    """The index's findings panel: one row per claim (statement, value, 95% interval, McNemar p
+    where there is one, the verdict its rule gives, a link to the stage)."""
+    if not rows:
+        return "<h2>Findings</h2><p>No stage has recorded a claim yet.</p>"
+    esc = html.escape
+    body = []
+    for r in rows:
+        interval = (f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r.get("ci_low") is not None else "&mdash;")
+        p = f"{r['p_value']:.2g}" if r.get("p_value") is not None else "&mdash;"
+        verdict = "holds" if r["holds"] else "does not hold"
+        link = f'<a href="{esc(r["html"])}">{esc(r["stage"])}</a>' if r.get("html") else esc(r["stage"])
+        body.append(f'<tr class="{"holds" if r["holds"] else "fails"}"><td>{link}</td><td>{esc(r["statement"])}</td>'
+                    f'<td>{r["value"]:.4g}</td><td>{interval}</td><td>{p}</td>'
+                    f'<td title="{esc(r.get("rule", ""))}">{verdict}</td></tr>')
+    held = sum(r["holds"] for r in rows)
+    return (f"<h2>Findings</h2><p>{held} of {len(rows)} claims hold by their rule (hover a verdict for it).</p>"
+            '<table class="findings"><tr><th>stage</th><th>claim</th><th>value</th><th>95% interval</th>'
+            f"<th>McNemar p</th><th>verdict</th></tr>{''.join(body)}</table>")
+
+
 def render_index(index: dict[str, Any]) -> str:
-    """The report's front page: one row per stage with status, duration, key figures, links."""
+    """The report's front page: the findings panel (every stage's claims with their verdicts), then
+    one row per stage with status, duration, headline figures, links."""
     esc = html.escape
     rows = []
     for s in index["stages"]:
-        figures = key_figures(s.get("metrics", {}))
+        figures = stage_figures(s["stage"], s.get("metrics", {}))
         figure_text = "<br>".join(f"<code>{esc(k)}</code> {v:.4g}" if isinstance(v, float)
                                   else f"<code>{esc(k)}</code> {v}"
                                   for k, v in figures.items()) or "&mdash;"
@@ -176,11 +215,14 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; vertical-align: top; text-align: left; }}
 tr.ok td:nth-child(2) {{ color: #1a7f37; }} tr.failed td:nth-child(2) {{ color: #cf222e; font-weight: bold; }}
+tr.holds td:last-child {{ color: #1a7f37; }} tr.fails td:last-child {{ color: #cf222e; font-weight: bold; }}
 </style></head><body>
 <h1>PolySpace Workspace report &mdash; preset <code>{esc(index['preset'])}</code></h1>
 <p>Generated {esc(index['generated'])}; {len(index['stages'])} stages, {failed} failed;
 total notebook time {index['total_duration_s']:.1f} s.</p>
-<table class="stages"><tr><th>stage</th><th>status</th><th>duration</th><th>seed</th><th>key figures</th></tr>
+{render_findings(findings(index))}
+<h2>Stages</h2>
+<table class="stages"><tr><th>stage</th><th>status</th><th>duration</th><th>seed</th><th>headline figures</th></tr>
 {''.join(rows)}</table>
 {sweeps}
 <h2>Provenance</h2>
