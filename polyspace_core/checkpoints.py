@@ -1,5 +1,6 @@
 """What every checkpoint format here shares: an optimizer's state as tensors + JSON, a strict
-weight load with a one-line error, and a small module saved as config.json + model.safetensors.
+weight load with a one-line error, a small module saved as config.json + model.safetensors, and
+the one weights-only reader of torch files that other projects wrote.
 
 The formats themselves (a converter set, a fusion head, an FFN run, a colorization system) live
 beside their models; they are built from these pieces so that each is written, checked and
@@ -9,6 +10,8 @@ failed on the same way.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,3 +86,30 @@ def read_module(folder: str | os.PathLike, kind: str, map_location: str | torch.
     fix = f"save the {kind} again (save_pretrained)"
     verify_recorded(weights, config.pop("checksums", None), fix=fix)
     return config, load_safetensors(weights, map_location, fix=fix)
+
+
+def read_torch_file(path: str | os.PathLike, fix: str) -> Any:
+    """What a torch.save file holds, read with `torch.load(weights_only=True)` onto the CPU.
+
+    For files other projects wrote (torchvision's ImageNet weights, released checkpoints): tensors,
+    numbers, strings and containers of them load; a missing, truncated or damaged file, or one that
+    holds other Python objects (which a weights-only load refuses), is a one-line PolySpaceError
+    naming the file and ending with `fix`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PolySpaceError(f"{path}: file not found; {fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message is many lines; the refused class is the part that tells the user something
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if refused:
+            raise PolySpaceError(f"{path}: holds a Python object ({refused.group(1)}) that a weights-only load "
+                                 f"refuses; {fix}") from None
+        raise PolySpaceError(f"{path}: not a readable torch file (damaged, truncated or another format); "
+                             f"{fix}") from None
+    except Exception as e:  # noqa: BLE001 - zip, EOF and OS errors all mean a damaged or truncated file
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise PolySpaceError(f"{path}: not a readable torch file ({detail}): damaged, truncated or another "
+                             f"format; {fix}") from None

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from polyspace_core.errors import PolySpaceError
+from polyspace_core.ffn.pretrained import load_imagenet_weights
 from polyspace_core.ffn.shift import ShiftedConv, temporal_shift
-from polyspace_core.ffn.tsm_resnet import StreamBatchNorm2d, build_model, load_imagenet_weights
+from polyspace_core.ffn.tsm_resnet import StreamBatchNorm2d, build_model
 
 
 def _ffn(**kw):
@@ -164,7 +165,7 @@ def test_resnet50_matches_torchvision_and_loads_imagenet_weights(tmp_path):
     with pytest.raises(PolySpaceError, match="r50.pth"):
         load_imagenet_weights(build_model("small", num_classes=7), tmp_path / "r50.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(PolySpaceError, match="cannot read"):
+    with pytest.raises(PolySpaceError, match="not a readable torch file"):
         load_imagenet_weights(shifted, tmp_path / "junk.pth")
 
 

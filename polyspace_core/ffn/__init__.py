@@ -7,10 +7,14 @@ same network with a single stream. Modules:
 
     archs.py        the ResNet presets by name (resnet50, resnet101, small, tiny)
     shift.py        temporal shift and the shifted first conv of a bottleneck
-    tsm_resnet.py   config-driven TSM ResNet (torchvision Bottleneck blocks), ImageNet loading
+    tsm_resnet.py   config-driven TSM ResNet (torchvision Bottleneck blocks)
+    pretrained.py   the ImageNet start: torchvision's ResNet files (given, or from its cache folder)
+                    into every stream
     loss.py         CE on the teacher stream + KL(teacher || student) for the other streams
     data.py         multi-frame-count clips from one decode with one shared crop
-    checkpoint.py   safetensors + JSON checkpoints
+    checkpoint.py   safetensors + JSON checkpoints; load_model also reads official releases
+    released.py     the official FFN-pytorch and temporal-shift-module release files, mapped onto
+                    our model key by key
     train.py        TSMTrainer (one frame count) and FFNTrainer (several), Accelerate-ready; the
                     history is a list of per-epoch dicts
     evaluate.py     accuracy per frame count, the TFD gap, FLOPs per frame count

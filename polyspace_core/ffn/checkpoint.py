@@ -7,6 +7,7 @@
 
 Both are written atomically, tensors first; the JSON names the tensors' checksum, so a pair
 torn by a crash between the two writes is detected on load instead of silently mixing epochs.
+`load_model` also reads the official FFN and TSM release files (their layouts: `released.py`).
 """
 
 from __future__ import annotations
@@ -79,10 +80,28 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     return info, model_state, optimizer_tensors
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild the TSM/FFN model stored in a checkpoint, with its weights, in eval mode."""
+def is_polyspace_checkpoint(path: str | Path) -> bool:
+    """Whether `path` names a checkpoint of ours: a .json / .safetensors name, or a stem whose JSON
+    exists. Anything else is read as an official release file (released.py)."""
+    path = Path(path)
+    return path.suffix in (".json", ".safetensors") or checkpoint_paths(path)[0].is_file()
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu",
+               layout: str | None = None) -> torch.nn.Module:
+    """Rebuild the TSM/FFN model stored in a checkpoint, with its weights, in eval mode.
+
+    `path` is one of ours (`<name>.json`, see above) or an official FFN-pytorch /
+    temporal-shift-module release file (.pth / .pth.tar), mapped onto our model by
+    `released.read_release` (`layout`: None/auto detects ffn and tsm; ffn-tsm and tsn are named).
+    """
     from .tsm_resnet import TSMConfig, TSMResNet
 
+    path = Path(path)
+    if not is_polyspace_checkpoint(path):
+        from .released import read_release
+
+        return read_release(path, layout).build().to(map_location).eval()
     info, model_state, _ = load_checkpoint(path)
     model = TSMResNet(TSMConfig.from_dict(info["model_config"]))
     model.load_state_dict(model_state)

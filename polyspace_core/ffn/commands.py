@@ -4,6 +4,11 @@
         --epochs 50 --batch_size 8                        # full training
     polyspace train-ffn ... --test_run                    # 2 batches of train and validation
     polyspace train-ffn ... --eval_only --resume checkpoints/ffn/best.json
+    polyspace train-ffn ... --eval_only --resume ckpt.best.pth.tar   # an official FFN/TSM release
+
+A new ResNet-50/101 run starts from torchvision's ImageNet weights (--pretrained imagenet, the
+default for those archs): --imagenet_weights FILE, or the file in torchvision's cache folder
+($TORCH_HOME/hub/checkpoints). --pretrained none trains from random weights, and says so.
 
 Runs single-process, or under `accelerate launch` / `torchrun` for several GPUs or nodes.
 """
@@ -31,7 +36,12 @@ def register(subparsers) -> None:
     p.add_argument("--num_frames_l", type=int, default=4, help="low frame count")
     p.add_argument("--test_run", action="store_true", help="one epoch of 2 batches (train and validation)")
     p.add_argument("--eval_only", action="store_true", help="evaluate the --resume checkpoint at l/m/h frames")
-    p.add_argument("--resume", default=None, help="checkpoint (.json) to resume from or to evaluate")
+    p.add_argument("--resume", default=None,
+                   help="checkpoint to resume from or to evaluate: ours (.json), or an official FFN-pytorch / "
+                        "temporal-shift-module release (.pth/.pth.tar), whose weights then start the run")
+    p.add_argument("--release_layout", default="auto", choices=["auto", "ffn", "tsm", "ffn-tsm", "tsn"],
+                   help="layout of an official --resume file; auto detects ffn and tsm by their keys (FFN-pytorch's "
+                        "TSM baseline, ffn-tsm, and TSN share key names: name those)")
     p.add_argument("--save_dir", default="checkpoints/ffn", help="where best/epoch_N/final checkpoints go")
     p.add_argument("--overwrite", action="store_true",
                    help="train afresh into a --save_dir that holds a run with other settings (replacing its "
@@ -39,8 +49,14 @@ def register(subparsers) -> None:
     p.add_argument("--arch", default="resnet50", choices=list(ARCHS), help="TSM ResNet size")
     p.add_argument("--model", default="ffn", choices=["ffn", "tsm"],
                    help="ffn: all three frame counts; tsm: vanilla TSM trained at --num_frames_h")
+    p.add_argument("--pretrained", default="auto", choices=["auto", "imagenet", "none"],
+                   help="what a new run starts from: imagenet (torchvision's ResNet weights) or none (random "
+                        "weights); auto: imagenet for resnet50/resnet101, none for the small archs (they have no "
+                        "ImageNet weights); the start is printed and recorded either way")
     p.add_argument("--imagenet_weights", default=None,
-                   help="torchvision ResNet state dict (.pth/.safetensors) to start from")
+                   help="torchvision ResNet state dict (.pth/.safetensors) for --pretrained imagenet; default: "
+                        "torchvision's cache folder, $TORCH_HOME/hub/checkpoints (resnet50-19c8e357.pth, "
+                        "resnet50-0676ba61.pth or resnet50-11ad3fa6.pth)")
     p.add_argument("--size", type=int, default=224, help="crop side in pixels")
     p.add_argument("--short_side", type=int, default=256, help="resize the short side to this before cropping")
     p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
@@ -58,16 +74,24 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     from ..errors import PolySpaceError
     from ..io import atomic_write_json
     from ..seeding import best_device, seed_everything
-    from .checkpoint import load_model
+    from .checkpoint import is_polyspace_checkpoint, load_model
     from .data import MultiFrameClips, load_ssv2_split
     from .evaluate import evaluate_tfd
+    from .released import read_release
     from .train import FFNTrainer, TrainConfig, TSMTrainer, saved_run
-    from .tsm_resnet import build_model, load_imagenet_weights
+    from .tsm_resnet import build_model
 
+    if args.pretrained == "none" and args.imagenet_weights:
+        raise PolySpaceError("--pretrained none with --imagenet_weights: choose one (leave out --imagenet_weights "
+                             "to train from scratch)")
     seed_everything(args.seed)
     frames = (args.num_frames_l, args.num_frames_m, args.num_frames_h)
     if not (0 < frames[0] < frames[1] < frames[2]):
         raise PolySpaceError(f"--num_frames_l/m/h must increase, got {frames}")
+    # an official FFN/TSM file is read (and checked) before any data is
+    release = None
+    if args.resume and not is_polyspace_checkpoint(args.resume):
+        release = read_release(args.resume, args.release_layout, default_frames=args.num_frames_h)
     data_kw = dict(size=args.size, short_side=args.short_side, cache=args.cache, seed=args.seed)
     val_split = load_ssv2_split(args.video_dir, args.labels_dir, "validation")
     val_data = MultiFrameClips(val_split, frames, train=False, **data_kw)
@@ -75,9 +99,14 @@ def run_train_ffn(args: argparse.Namespace) -> int:
 
     if args.eval_only:
         if not args.resume:
-            raise PolySpaceError("--eval_only needs --resume <checkpoint.json> to evaluate")
+            raise PolySpaceError("--eval_only needs --resume <checkpoint.json or official .pth> to evaluate")
+        _note_unused_start(args, "--eval_only evaluates the weights of --resume")
         device = best_device(args.device)
-        model = load_model(args.resume, map_location=device)
+        if release is not None:
+            print(release.describe())
+            model = release.build().to(device).eval()
+        else:
+            model = load_model(args.resume, map_location=device)
         if model.config.num_classes != len(val_split.class_names):
             raise PolySpaceError(f"--resume {args.resume}: model has {model.config.num_classes} classes, "
                                  f"the labels have {len(val_split.class_names)}")
@@ -96,25 +125,33 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     model = build_model(args.arch, num_classes=len(train_split.class_names),
                         frame_counts=frames if ffn else frames[-1:],
                         ffn=ffn, class_names=list(train_split.class_names))
-    if args.imagenet_weights:
-        load_imagenet_weights(model, args.imagenet_weights)
+    start = _start_choice(args, release)
     config = TrainConfig(epochs=1 if args.test_run else args.epochs, batch_size=args.batch_size, lr=args.lr,
                          lambda_kl=args.lambda_kl, eval_every=args.eval_every, save_every=args.save_every,
                          max_batches=2 if args.test_run else None, num_workers=args.workers,
                          device=args.device, seed=args.seed)
     trainer = (FFNTrainer if ffn else TSMTrainer)(model, train_data, val_data, config, args.save_dir)
+    trainer.start = start
     main = trainer.accelerator.is_main_process
     if main:
         print(f"{args.model.upper()} training on {trainer.device} ({trainer.accelerator.num_processes} process(es))")
         print(f"training samples: {len(train_data)}  validation samples: {len(val_data)}  epochs: {config.epochs}"
               + (f"  lambda KL: {config.lambda_kl}" if ffn else ""))
-    resume = args.resume
+    resume = args.resume if release is None else None
     if resume is None and not args.overwrite:
         resume = saved_run(args.save_dir, trainer)  # the same run again continues; another is refused
     if resume is not None:
-        start = trainer.resume(resume)
+        done = trainer.resume(resume)
         if main:
-            print(f"resumed from {resume} after epoch {start}")
+            print(f"resumed from {resume} after epoch {done}"
+                  + (f" (the run started from {trainer.start})" if trainer.start else ""))
+            if args.resume and release is None:
+                _note_unused_start(args, "the weights come from --resume")
+    else:
+        # weights are set after the trainer exists: a resumed run must not need the ImageNet file
+        note = _apply_start(trainer, start, args, release)
+        if main:
+            print(note)
     if trainer.epoch < config.epochs:
         trainer.train()
     elif main:
@@ -125,6 +162,47 @@ def run_train_ffn(args: argparse.Namespace) -> int:
         _print_tfd(results)
         print(f"checkpoints in {args.save_dir}")
     return 0
+
+
+def _start_choice(args: argparse.Namespace, release) -> str:
+    """What a new run's weights start from: '<layout> release', 'imagenet' or 'none'. The default
+    is ImageNet wherever torchvision has weights for the arch (as the paper always starts)."""
+    from ..errors import PolySpaceError
+    from .pretrained import IMAGENET_FILES
+
+    if release is not None:
+        if args.pretrained != "auto" or args.imagenet_weights:
+            raise PolySpaceError(f"--resume {args.resume}: an official release, whose weights start this run; "
+                                 "leave out --pretrained / --imagenet_weights")
+        return f"{release.layout} release"
+    if args.pretrained != "auto":
+        return args.pretrained
+    return "imagenet" if args.imagenet_weights or args.arch in IMAGENET_FILES else "none"
+
+
+def _apply_start(trainer, start: str, args: argparse.Namespace, release) -> str:
+    """Set the new run's weights as `start` says; returns the line that announces it."""
+    from .pretrained import find_imagenet_weights, load_imagenet_weights
+
+    model = trainer.unwrapped_model
+    if release is not None:
+        release.load_into(model)
+        trainer.start_source = str(release.path)
+        return (f"starting from {release.describe()}; weights only (its optimizer state and schedule are not "
+                "carried over), training starts at epoch 1")
+    if start == "imagenet":
+        path = find_imagenet_weights(args.arch, args.imagenet_weights)
+        counts = load_imagenet_weights(model, path)
+        trainer.start_source = str(path)
+        return (f"starting from ImageNet weights {path} ({counts['source_tensors']} tensors; every stream's "
+                "BatchNorms from the same ImageNet BatchNorm, a new classifier)")
+    why = "--pretrained none" if args.pretrained == "none" else f"--arch {args.arch} has no ImageNet weights"
+    return f"starting from random weights ({why}): training from scratch"
+
+
+def _note_unused_start(args: argparse.Namespace, why: str) -> None:
+    if args.pretrained != "auto" or args.imagenet_weights:
+        print(f"note: --pretrained / --imagenet_weights not used: {why}")
 
 
 def _print_tfd(results: dict) -> None:

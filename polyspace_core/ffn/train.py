@@ -93,7 +93,11 @@ def run_identity(trainer: TSMTrainer) -> dict[str, Any]:
     """What must match for a saved run to stand in for this trainer's: the model config and the
     training config (display-only fields left out)."""
     train = {k: v for k, v in asdict(trainer.config).items() if k not in ("verbose", "num_workers")}
-    return {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
+    identity = {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
+    if trainer.start is not None:
+        # a run started from ImageNet and one from random weights are different runs
+        identity["start"] = trainer.start
+    return identity
 
 
 def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
@@ -110,6 +114,8 @@ def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
     ours = run_identity(trainer)
     theirs = {"model_config": info.get("model_config"),
               "train_config": {k: v for k, v in info.get("train_config", {}).items() if k in ours["train_config"]}}
+    if "start" in ours:
+        theirs["start"] = info.get("start")
     if info.get("kind") != trainer.kind or theirs != ours:
         differs = [k for k in ours if theirs.get(k) != ours[k]] or ["kind"]
         raise PolySpaceError(f"{save_dir}: holds a {info.get('kind')} run with another "
@@ -175,6 +181,10 @@ class TSMTrainer:
         self.curve: list[dict[str, float]] = []  # loss terms every log_every steps
         self.train_seconds = 0.0                 # wall time in train_epoch, summed over resumes
         self.scalars = ScalarLog(None)           # TensorBoard curves while train() runs
+        # what a new run's weights started from (train-ffn sets them: imagenet / none / release, and
+        # the file); recorded in checkpoints, and `start` is part of the run's identity
+        self.start: str | None = None
+        self.start_source: str | None = None
 
     # --- what differs between TSM and FFN ---------------------------------------------------
     def _check_model(self, model: TSMResNet) -> None:
@@ -343,6 +353,8 @@ class TSMTrainer:
             "history": self.history,
             "curve": self.curve,
         }
+        if self.start is not None:
+            info.update(start=self.start, start_source=self.start_source)
         return info
 
     def save(self, name: str) -> Path | None:
@@ -387,6 +399,8 @@ class TSMTrainer:
                                if k.startswith("best_acc_") and k.endswith("f")}
         self.history = list(info.get("history", []))
         self.curve = list(info.get("curve", []))
+        if "start" in info:  # the run keeps the start it was begun with
+            self.start, self.start_source = info["start"], info.get("start_source")
         return self.epoch
 
 

@@ -14,15 +14,14 @@ stream whose trained frame count is nearest to T (ties go to the higher count), 
 
 Input clips are (B, C, T, H, W) float; the T frames are folded into the batch for the 2D convs
 and the per-frame logits are averaged (TSN consensus). Parameter names follow torchvision's
-ResNet, so ImageNet ResNet-50 weights map one to one (see `load_imagenet_weights`).
+ResNet, so ImageNet ResNet-50 weights map one to one (`pretrained.py`); the official FFN and TSM
+release files map onto it too (`released.py`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -215,55 +214,3 @@ def build_model(arch: str, num_classes: int, frame_counts: tuple[int, ...] | lis
     settings = {**ARCHS[arch], **overrides}
     return TSMResNet(TSMConfig(num_classes=num_classes, frame_counts=tuple(frame_counts), adaconv=ffn,
                                arch=arch, **settings))
-
-
-def _torchvision_key(key: str) -> str:
-    """Our parameter name -> the torchvision ResNet name it corresponds to."""
-    key = re.sub(r"\.bns\.\d+\.", ".", key)          # every stream starts from the same BN
-    return key.replace(".conv1.conv.", ".conv1.")     # the shifted conv wraps the original conv1
-
-
-def load_imagenet_weights(model: TSMResNet, path: str | Path) -> dict[str, int]:
-    """Load a torchvision ResNet state dict (ImageNet weights) into `model`, except the classifier.
-
-    `path` is a .safetensors file or a torch file read with weights_only=True. Every stream's
-    BatchNorms start from the same ImageNet BatchNorm; adaconvs and fc keep their init.
-    Shapes and key sets must match the model's arch exactly. Returns counts of what was loaded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PolySpaceError(f"{path}: ImageNet weights not found; pass a torchvision ResNet state dict file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any read failure is the file's fault
-        raise PolySpaceError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PolySpaceError(f"{path}: not a state dict of tensors; save torchvision's model.state_dict()")
-
-    new_state, used = {}, set()
-    for key, value in model.state_dict().items():
-        if key.startswith("fc.") or ".adaconvs." in key:
-            continue  # new classifier and FFN-only parameters keep their init
-        source = _torchvision_key(key)
-        if source not in state:
-            raise PolySpaceError(
-                f"{path}: has no '{source}' for model arch {model.config.arch!r}; use weights of the same ResNet depth")
-        if state[source].shape != value.shape:
-            raise PolySpaceError(
-                f"{path}: '{source}' is {tuple(state[source].shape)} but arch {model.config.arch!r} needs "
-                f"{tuple(value.shape)}; use weights of the same ResNet width and depth")
-        new_state[key] = state[source].to(value.dtype)
-        used.add(source)
-    unused = sorted(k for k in state if k not in used and not k.startswith("fc."))
-    if unused:
-        raise PolySpaceError(
-            f"{path}: {len(unused)} tensors (e.g. '{unused[0]}') have no place in arch {model.config.arch!r}; "
-            "the file is a different ResNet")
-    model.load_state_dict(new_state, strict=False)
-    return {"loaded": len(new_state), "source_tensors": len(used)}
