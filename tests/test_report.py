@@ -91,7 +91,7 @@ def test_a_report_of_other_parameters_is_never_replaced_silently(tiny_project, c
     run_report("smoke", "05", root=tiny_project)
     out = tiny_project / "reports" / "smoke"
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert not list(out.glob(".*.running"))  # the executed notebook was renamed into place
+    assert not list(out.glob(".*.running.ipynb"))  # the executed notebook was renamed into place
     preset = tiny_project / "params" / "smoke.yaml"
     preset.write_text(preset.read_text().replace("eval_probe_epochs: ", "eval_probe_epochs: 1"))  # 5 -> 15, 30 -> 130
     capsys.readouterr()

@@ -131,7 +131,7 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
     executed = out_dir / f"{stage}.ipynb"
     # papermill writes the notebook as it runs: into a hidden name, renamed when the run ends, so a
     # report killed mid-notebook leaves the stage's previous executed notebook as it was
-    running = out_dir / f".{stage}.ipynb.running"
+    running = out_dir / f".{stage}.running.ipynb"  # papermill wants the .ipynb suffix
     if parameters is None:
         parameters = stage_parameters(stage, preset, root)
     started = time.time()
