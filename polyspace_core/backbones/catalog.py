@@ -16,7 +16,10 @@ device for counting, where nothing is allocated, so ViT-g (1B parameters) costs 
 
 V-JEPA 2 takes any frame count; 16 is what the pipeline extracts (`--frames 16`). The tiny presets
 (`vjepa2_tiny`, ...) come from `backbones.TINY_PRESETS`, so they are exactly the as-run zoo
-architectures. A local checkpoint folder is costed from its own config.json and processor.
+architectures. Any other checkpoint — a local folder, or a hub id outside the table
+(videomae-huge, timesformer-hr, vjepa2-vitg-384, ...) — is costed from its own config.json: read
+from the folder, or for a hub id through the HF cache (HF_HUB_OFFLINE=1 reads only the cache) or
+the hub. Only the config is read, never the weights.
 
 Models are built with PyTorch SDPA attention where the class supports it (TimeSformer has its own
 matmul attention): that is what a deployment runs and the fast path on CPU, so latencies are not
@@ -28,6 +31,7 @@ predictor's parameters are excluded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -151,36 +155,42 @@ def _with_clip(spec: BackboneSpec, frames: int | None, size: int | None) -> Back
     return replace(spec, config=config, frames=frames, size=size)
 
 
-def _local_spec(name: str, folder: Path, frames: int | None) -> BackboneSpec:
-    """Spec of a checkpoint folder from its config.json and processor (no weights are read)."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
+# config.json keys that describe the checkpoint file, not the architecture
+_NOT_ARCHITECTURE = ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "id2label",
+                     "label2id", "_name_or_path")
 
-    from .models import ARCHS, _clip_spec
 
+def _config_spec(name: str, source: str, frames: int | None, *, folder: Path | None = None) -> BackboneSpec:
+    """Spec of a checkpoint from its config.json alone (no weights, no processor): a local folder,
+    or a hub id read through the HF cache (offline with HF_HUB_OFFLINE=1) or the hub.
+
+    The clip is the config's own: its input size (`image_size`; V-JEPA 2's `crop_size`) and, for
+    the fixed-frame architectures, `num_frames` (V-JEPA 2 takes `frames`, default 16). That is the
+    size the checkpoint's position embeddings are built for; a store's recorded clip overrides it
+    through resolve_backbone(frames=, size=) (stored_model_spec)."""
+    from transformers import AutoConfig
+
+    from .models import ARCHS
+
+    where = f"the local folder {folder}" if folder is not None else f"the hub id {source!r}"
+    kwargs = {"local_files_only": True} if folder is not None else {}
     try:
-        config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise PolySpaceError(f"model {name!r}: cannot read the config of {folder} ({str(e).splitlines()[0][:120]}); "
-                             f"it must be a folder written by save_pretrained") from None
+        config = AutoConfig.from_pretrained(folder if folder is not None else source, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        fix = ("it must hold the config.json written by save_pretrained" if folder is not None else
+               f"fetch its config where there is network (`hf download {source} config.json`; with "
+               f"HF_HUB_OFFLINE=1 only the HF cache is read) or pass a local folder holding its config.json")
+        raise PolySpaceError(f"model {name!r}: cannot read the config of {where} "
+                             f"({str(e).splitlines()[0][:120]}); {fix}") from None
     if config.model_type not in ARCHS:
-        raise PolySpaceError(f"model {name!r}: {folder} is a {config.model_type!r} checkpoint, not one of the "
+        raise PolySpaceError(f"model {name!r}: {where} is a {config.model_type!r} checkpoint, not one of the "
                              f"video backbones ({', '.join(ARCHS)})")
-    try:
-        processor = AutoVideoProcessor.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError):
-        try:
-            processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError):
-            raise PolySpaceError(f"model {name!r}: {folder} has no processor config; save the processor "
-                                 f"into it with processor.save_pretrained") from None
     arch = config.model_type
-    kwargs = {k: v for k, v in config.to_diff_dict().items()
-              if k not in ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype",
-                           "id2label", "label2id", "_name_or_path")}
-    fixed = ARCHS[arch].fixed_frames
-    n_frames = int(config.num_frames) if fixed else int(frames or 16)
-    clip = _clip_spec(processor, n_frames)
-    return BackboneSpec(name.replace("-", "_"), arch, str(folder), kwargs, n_frames, clip.height)
+    kwargs = {k: v for k, v in config.to_diff_dict().items() if k not in _NOT_ARCHITECTURE}
+    n_frames = int(config.num_frames) if ARCHS[arch].fixed_frames else int(frames or 16)
+    size = int(config.crop_size if arch == "vjepa2" else config.image_size)
+    return BackboneSpec(name.replace("-", "_"), arch, str(folder) if folder is not None else source, kwargs,
+                        n_frames, size)
 
 
 def _as_folder(source: str) -> Path | None:
@@ -202,9 +212,11 @@ def _as_folder(source: str) -> Path | None:
 
 def resolve_backbone(spec: str, frames: int | None = None, size: int | None = None) -> BackboneSpec:
     """A backbone spec from a catalogue name (vjepa2_vitl, videomae_tiny, ...), a models.py
-    registry key or tiny preset (vjepa2, videomae-tiny, ...), one of the catalogue's hub ids, a
-    local checkpoint folder, or NAME=SOURCE; optionally at another frame count / crop size."""
-    from .models import parse_model_spec
+    registry key or tiny preset (vjepa2, videomae-tiny, ...), a local checkpoint folder, any hub id
+    of a supported architecture (the catalogue's from the table above, any other from its
+    config.json: HF cache or hub), or NAME=SOURCE; optionally at another frame count / crop size.
+    A source whose config cannot be read is a one-line PolySpaceError naming it."""
+    from .models import _looks_like_hub_id, parse_model_spec
 
     text = str(spec).strip()
     name, source = parse_model_spec(text) if "=" in text else (None, text)
@@ -215,16 +227,33 @@ def resolve_backbone(spec: str, frames: int | None = None, size: int | None = No
     if key in catalogue:
         found = catalogue[key]
     elif folder is not None:
-        found = _local_spec(name or folder.name, folder, frames)
+        found = _config_spec(name or folder.name, source, frames, folder=folder)
+    elif _looks_like_hub_id(source):
+        found = _config_spec(name or source.split("/")[-1], source, frames)
     else:
         raise PolySpaceError(f"model {text!r}: not a known backbone ({', '.join(backbone_names())}, or the "
-                             f"registry keys {', '.join(k for k in ALIASES if '/' not in k)}) nor a local "
-                             f"checkpoint folder; pick one of those")
+                             f"registry keys {', '.join(k for k in ALIASES if '/' not in k)}), a local "
+                             f"checkpoint folder nor a hub id like org/name; pick one of those")
     if name:
         found = replace(found, name=name.replace("-", "_"))
     if frames is not None or size is not None:
         found = _with_clip(found, frames, size)
     return found
+
+
+def stored_model_spec(name: str, info: Mapping[str, Any]) -> BackboneSpec:
+    """The backbone behind a feature store's model entry (its manifest record: source and clip),
+    at the frames and size it was extracted with (a clip without a recorded height: the config's
+    own size). A model without a backbone source (features imported from the original's caches)
+    or whose config cannot be read is a one-line error."""
+    source, clip = info.get("source"), info.get("clip")
+    if not source or not isinstance(clip, Mapping) or "frames" not in clip:
+        raise PolySpaceError(f"model {name!r}: the feature store records no backbone for it (source "
+                             f"{source!r}, e.g. features imported from a pickle cache), so its cost cannot be "
+                             f"counted; featurize with the backbone itself, or leave the costs out "
+                             f"(eval --no_costs; 05's eval_costs: false)")
+    size = int(clip["height"]) if clip.get("height") is not None else None
+    return resolve_backbone(f"{name}={source}", frames=int(clip["frames"]), size=size)
 
 
 def build_backbone(spec: BackboneSpec, device: torch.device | str = "meta") -> tuple[nn.Module, dict[str, Any]]:

@@ -3,6 +3,7 @@
     polyspace flops --model vjepa2_vitl                      # real configuration, counted on meta
     polyspace flops --model videomae --frames 16 --size 224  # a registry key at another clip
     polyspace flops --model data/zoo/vjepa2-tiny --latency   # a local checkpoint folder
+    polyspace flops --model MCG-NJU/videomae-huge-finetuned-kinetics  # any hub id: its config.json
     polyspace flops --model tsm_r50 --frames 8               # TSM ResNet-50 (ffn_r50: the FFN model)
 
 FLOPs are true FLOPs (2 per multiply-add) of matmuls, convolutions and attention, counted with
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True,
                    help="a backbone (vjepa2_vitl, vjepa2_vith, vjepa2_vitg, videomae_base, timesformer_base, "
-                        "vivit_base, the *_tiny presets, registry keys like videomae, a local checkpoint folder) "
+                        "vivit_base, the *_tiny presets, registry keys like videomae, a local checkpoint folder, "
+                        "any hub id of those architectures: counted from its config.json) "
                         "or tsm_r50 / ffn_r50 / tsm_small")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's own)")
     p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: the model's own)")

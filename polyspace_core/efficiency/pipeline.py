@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..backbones.catalog import BackboneSpec, backbone_cost, resolve_backbone
+from ..backbones.catalog import BackboneSpec, backbone_cost, resolve_backbone, stored_model_spec
 from ..errors import PolySpaceError
 from ..measure import Measurement
 from .components import converter_cost, fusion_head_config, fusion_head_cost, student_head_cost
@@ -126,7 +126,7 @@ def spec_from_fusion_checkpoint(fusion_dir: str | Path, stores_root: str | Path 
 
     def spec_of(name: str) -> BackboneSpec:
         info = store.model_info(name)
-        found = resolve_backbone(f"{name}={info['source']}", frames=int(info["clip"]["frames"]))
+        found = stored_model_spec(name, info)
         if found.tokens(store.tokens) != int(info["T"]) or found.width != int(info["dim"]):
             raise PolySpaceError(f"model {name!r}: the store has features (T={info['T']}, D={info['dim']}) but "
                                  f"{info['source']} gives (T={found.tokens(store.tokens)}, D={found.width})")

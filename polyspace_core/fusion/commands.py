@@ -72,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="with --fusion: the full table of 05 (probes, matched head, teachers, oracle, GFLOPs)")
     p.add_argument("--split", default="test", help="split to report on (default test)")
+    p.add_argument("--no_costs", action="store_true",
+                   help="with --baselines: leave out the GFLOPs (e.g. features imported without their backbones)")
     p.add_argument("--probe_epochs", type=int, default=30)
     p.add_argument("--probe_lr", type=float, default=1e-2)
     p.add_argument("--out", default=None, help="write the result as JSON here")
@@ -138,7 +140,7 @@ def _eval(args: argparse.Namespace) -> int:
         log_dir = Path(fusion_dir).resolve().parent / LOG_FOLDER / f"baselines_{args.split}"
         report = evaluate_downstream(fusion_dir, _features_root(args), split=args.split,
                                      probe_settings=probe, features_fp16=args.features_fp16 or None,
-                                     device=args.device, log_dir=log_dir)
+                                     costs=not args.no_costs, device=args.device, log_dir=log_dir)
         print(f"baseline training curves: {log_dir}")
         print(report.table().to_string(float_format=lambda v: f"{v:.4f}"))
         result = {"rows": report.rows, "metrics": report.metrics(), "gates": report.gates}

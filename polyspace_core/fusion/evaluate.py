@@ -134,13 +134,13 @@ def _module_gflops(module: nn.Module, batch: Mapping[str, torch.Tensor]) -> floa
 
 
 def backbone_gflops(store, name: str) -> float:
-    """GFLOPs of one clip through a stored model's backbone at the clip spec it was extracted with
-    (counted on the meta device: no weights are loaded)."""
-    from ..backbones.catalog import backbone_cost, resolve_backbone
+    """GFLOPs of one clip through a stored model's backbone at the clip (frames, size) it was
+    extracted with, from the checkpoint's config alone (a catalogue entry, a local folder or any
+    hub id: HF cache or hub), counted on the meta device: no weights are loaded. A model whose
+    config cannot be read is a one-line PolySpaceError naming it."""
+    from ..backbones.catalog import backbone_cost, stored_model_spec
 
-    info = store.model_info(name)
-    spec = resolve_backbone(info["source"], frames=int(info["clip"]["frames"]))
-    return backbone_cost(spec).flops / 1e9
+    return backbone_cost(stored_model_spec(name, store.model_info(name))).flops / 1e9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +181,10 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
         raise PolySpaceError(f"{stores[split].split_dir}: split {split!r} has unlabeled videos; "
                              f"evaluate on a labeled split")
     n_classes = len(class_names)
+
+    # the backbones' cost first: a model whose config cannot be read stops here, before any
+    # baseline is trained (not after all of them, losing that work)
+    backbone = {m: backbone_gflops(stores[split], m) for m in models} if costs else {}
 
     probe_settings = probe_settings or TrainSettings(epochs=30, batch=64, lr=1e-2, weight_decay=1e-4)
     head_settings = head_settings or TrainSettings(**pipeline.info["settings"])
@@ -231,7 +235,6 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
         sample = next(iter(TensorBatches({m: test_b.features[m] for m in models}, test_b.labels, batch=1)))
         pipeline.cpu()
         z0, teacher_feats = sample[c.student], [sample[t] for t in c.teachers]
-        backbone = {m: backbone_gflops(stores[split], m) for m in models}
         cost = {"backbone_gflops": backbone,
                 "converter_gflops": {t: count_flops(conv_m, z0).total / 1e9
                                      for t, conv_m in zip(c.teachers, pipeline.converters)},
