@@ -1,10 +1,9 @@
-"""Feature store: round trip per dtype, memory-mapping, resume receipts, damage detection, pickle import."""
+"""Feature store: round trip per dtype, memory-mapping, resume receipts, damage detection (the import of the
+original's caches: test_features_pickle_import.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import pickle
 
 import numpy as np
 import pytest
@@ -167,77 +166,6 @@ def test_open_errors_are_one_line(tmp_path):
         store.array("student")
     with pytest.raises(PolySpaceError, match="checksum|not a readable"):
         store.verify()
-
-
-# ---------------------------------------------------------------------------------- pickle import
-
-
-def write_pickle_cache(tmp_path, n=6, sharded=False):
-    rng = np.random.default_rng(0)
-    records = [{"path": f"/data/v{i}.mp4", "label": i % 2, "student": rng.normal(size=(4, 8)).astype(np.float16),
-                "videomae": rng.normal(size=(4, 12)).astype(np.float16),
-                "timesformer": torch.randn(12)} for i in range(n)]
-    if not sharded:
-        path = tmp_path / "features_x_train.pkl"
-        path.write_bytes(pickle.dumps(records))
-        return path, records
-    names = []
-    for k in range(2):
-        names.append(f"features_x_train_shard_{k:05d}.pkl")
-        (tmp_path / names[-1]).write_bytes(pickle.dumps(records[k * 3:(k + 1) * 3]))
-    path = tmp_path / "features_x_train.index.json"
-    path.write_text(json.dumps({"shards": names, "class_names": ["walk", "run"]}))
-    return path, records
-
-
-def test_pickle_import_needs_explicit_permission(tmp_path):
-    from polyspace_core.features.pickle_import import import_pickle
-
-    path, _ = write_pickle_cache(tmp_path)
-    with pytest.raises(PolySpaceError, match="--allow-pickle"):
-        import_pickle(path, tmp_path / "out" / "train")
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("sharded", [False, True])
-def test_pickle_import_converts_records(tmp_path, sharded):
-    from polyspace_core.features.pickle_import import import_pickle
-
-    path, records = write_pickle_cache(tmp_path, sharded=sharded)
-    store = import_pickle(path, tmp_path / "out" / "train", allow_pickle=True, shard_size=4)
-    assert store.models == ["student", "videomae", "timesformer"] and store.student == "student"
-    assert store.dtype == torch.float16  # the cache's dtype
-    assert store.shape("timesformer") == (1, 12)  # a clip vector becomes one token
-    assert torch.equal(store.array("videomae")[5], torch.from_numpy(records[5]["videomae"]))
-    assert store.labels.tolist() == [0, 1, 0, 1, 0, 1]
-    assert store.class_names == (["walk", "run"] if sharded else ["0", "1"])
-
-
-class _RunsCode:
-    def __reduce__(self):
-        return (os.system, ("echo pwned",))
-
-
-def test_pickle_import_refuses_anything_but_arrays_even_when_allowed(tmp_path):
-    from polyspace_core.features.pickle_import import import_pickle
-
-    path = tmp_path / "features_x_train.pkl"
-    path.write_bytes(pickle.dumps([{"path": "/v.mp4", "label": 0, "student": _RunsCode()}]))
-    with pytest.raises(PolySpaceError, match="refusing to build posix.system|refusing to build os.system"):
-        import_pickle(path, tmp_path / "out" / "train", allow_pickle=True)
-
-
-def test_cli_import_pickle(tmp_path, capsys):
-    from polyspace_core.cli import main
-
-    path, _ = write_pickle_cache(tmp_path)
-    assert main(["featurize", "--import-pickle", str(path), "--out", str(tmp_path / "o")]) == 2
-    assert "--allow-pickle" in capsys.readouterr().err
-    assert main(["featurize", "--import-pickle", str(path), "--allow-pickle", "--out", str(tmp_path / "o"),
-                 "--split", "validation"]) == 0
-    assert len(FeatureStore.open(tmp_path / "o" / "validation")) == 6
-    assert main(["features-info", str(tmp_path / "o" / "validation"), "--verify"]) == 0
-    assert "student" in capsys.readouterr().out
 
 
 def test_nan_features_of_an_ok_sample_stop_training_and_evaluation_readers(tmp_path):

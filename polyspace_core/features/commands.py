@@ -42,17 +42,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", help="video backend: auto | decord | pyav")
     p.add_argument("--overwrite", action="store_true", help="replace a store made with other settings")
     p.add_argument("--import-pickle", dest="import_pickle", metavar="FILE",
-                   help="instead of extracting, convert an original pickle cache (.pkl or .index.json)")
+                   help="instead of extracting, convert an original feature cache (as import-pickle)")
     p.add_argument("--allow-pickle", dest="allow_pickle", action="store_true",
                    help="permit unpickling --import-pickle FILE (pickle can run code: trusted files only)")
     p.set_defaults(func=run_featurize)
 
-    p = sub.add_parser("import-pickle", help="convert an original pickle feature cache into a feature store")
-    p.add_argument("file", help="features_<ds>_<split>.pkl or .index.json")
+    p = sub.add_parser("import-pickle", help="convert an original PolySpace feature cache into a feature store",
+                       description="Reads every layout the original featurize wrote: features_<ds>_<split>.json "
+                                   "(first version), .pkl (one pickle), .index.json with pickle shards or npy_dir "
+                                   "shard folders (its default), or a folder holding one .index.json.")
+    p.add_argument("file", help="features_<ds>_<split>.index.json, .pkl or .json (or the folder of one .index.json)")
     p.add_argument("--out", required=True, help="store root; written to OUT/SPLIT/")
     p.add_argument("--split", default="train")
     p.add_argument("--allow-pickle", dest="allow_pickle", action="store_true",
-                   help="required: pickle can run code, so only import files you made or trust")
+                   help="required for the pickle layouts (.pkl, pkl shards): pickle can run code, so only import "
+                        "files you made or trust; JSON and npy_dir hold no pickle and need no permission")
     p.add_argument("--fp16", action="store_true", help="store float16 (default: the cache's dtype)")
     p.add_argument("--shard_size", type=int, default=1000)
     p.add_argument("--overwrite", action="store_true")
