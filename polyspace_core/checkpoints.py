@@ -1,6 +1,7 @@
 """What every checkpoint format here shares: an optimizer's state as tensors + JSON, a strict
-weight load with a one-line error, a small module saved as config.json + model.safetensors, and
-the one weights-only reader of torch files that other projects wrote.
+weight load with a one-line error, a small module saved as config.json + model.safetensors, the
+one weights-only reader of torch files that other projects wrote, and the folder a path in the
+original scripts' file form (`converters_ep10.pt`) stands for.
 
 The formats themselves (a converter set, a fusion head, an FFN run, a colorization system) live
 beside their models; they are built from these pieces so that each is written, checked and
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,34 @@ def read_torch_file(path: str | os.PathLike, fix: str) -> Any:
         detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise PolySpaceError(f"{path}: not a readable torch file ({detail}): damaged, truncated or another "
                              f"format; {fix}") from None
+
+
+# the original scripts' checkpoint files: <save_dir>/converters_ep10.pt, <save_dir>/fusion_ep5.pt,
+# and the seeds' shorthand ./checkpoints/converters.pt
+_ORIGINAL_FILE = re.compile(r"^(?P<stem>.+?)(?:_ep(?P<epoch>\d+))?\.(?:pt|pth)$")
+
+
+def folder_for_original_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], what: str,
+                             fix: str) -> tuple[Path, int | None]:
+    """Where the original scripts wrote one torch file per epoch (`<save_dir>/converters_ep10.pt`,
+    `<save_dir>/fusion_ep5.pt`) ours write a folder. A path in the original's form that does not
+    exist names the folder `is_ours` accepts among: its parent (the save_dir that held the
+    per-epoch files) and the path without its suffix (`./checkpoints/converters.pt` ->
+    `./checkpoints/converters`, the original's default save_dir). Returns (folder, N of an
+    `_ep<N>` name, else None); the caller checks N against what the folder holds. An existing
+    file (the original's own pickled checkpoint, never unpickled here), no such folder or two of
+    them is a one-line error; `what` names the flag, `fix` says how to make a folder."""
+    given, path = os.fspath(path), Path(path)  # messages quote the path as the user wrote it
+    match = _ORIGINAL_FILE.match(path.name)
+    if path.is_file():
+        raise PolySpaceError(f"{what} {given}: a file; ours are folders ({fix}); the original's own checkpoints "
+                             f"hold its other converter and head classes and are not converted")
+    if match is None:
+        raise PolySpaceError(f"{what} {given}: no such folder; {fix}")
+    candidates = list(dict.fromkeys(p for p in (path.parent, path.with_suffix("")) if is_ours(p)))
+    if len(candidates) != 1:
+        looked = " and ".join(str(p) for p in (path.parent, path.with_suffix("")))
+        problem = "both hold one, so it is ambiguous" if candidates else "neither holds one"
+        raise PolySpaceError(f"{what} {given}: names the original's file; looked for ours in {looked}: "
+                             f"{problem}; pass the folder ({fix})")
+    return candidates[0], int(match["epoch"]) if match["epoch"] else None

@@ -57,3 +57,45 @@ def smoke_sweep(smoke_report):
     after_second = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else None
     return {"folder": folder, "first": first, "second": second, "sweep": after_first, "resumed": after_second,
             "upstream_before": upstream_before, "upstream_after": upstream_times()}
+
+
+class OfflineHFCache:
+    """An HF hub cache in a temp folder, read offline: what HF_HUB_CACHE=<root> HF_HUB_OFFLINE=1
+    give a process (set on huggingface_hub's constants, which the library reads at each call,
+    because the environment is only read when it is imported). `add` lays a folder out as the hub
+    cache does for a repo id (refs/main -> snapshots/<revision>/), as a download would."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def add(self, repo_id: str, folder: Path) -> str:
+        import shutil
+
+        repo = self.root / ("models--" + repo_id.replace("/", "--"))
+        revision = "0" * 40
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(revision)
+        shutil.copytree(folder, repo / "snapshots" / revision)
+        return repo_id
+
+
+def _offline_hf_cache(root: Path, patch) -> OfflineHFCache:
+    import huggingface_hub.constants as hub
+
+    root.mkdir(parents=True, exist_ok=True)
+    patch.setattr(hub, "HF_HUB_CACHE", str(root))
+    patch.setattr(hub, "HF_HUB_OFFLINE", True)
+    return OfflineHFCache(root)
+
+
+@pytest.fixture
+def offline_hf_cache(tmp_path, monkeypatch) -> OfflineHFCache:
+    """An empty offline HF cache for one test."""
+    return _offline_hf_cache(tmp_path / "hf_cache", monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_offline_hf_cache(tmp_path_factory):
+    """An empty offline HF cache shared by the tests of one module."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield _offline_hf_cache(tmp_path_factory.mktemp("hf_cache"), patch)

@@ -73,28 +73,6 @@ def vit_flops(config, frames: int, size: int) -> int:
     return 2 * n * d * 3 * patch_volume + layers * (8 * n * d * d + 4 * n * d * inner + 4 * n * n * d)
 
 
-def hf_cache(root: Path, repo_id: str, folder: Path) -> Path:
-    """Lay `folder` out as the HF hub cache does for `repo_id` (refs/main -> snapshots/<rev>/)."""
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    revision = "0" * 40
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)
-    shutil.copytree(folder, repo / "snapshots" / revision)
-    return root
-
-
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    """An empty HF cache, read offline (what HF_HUB_OFFLINE=1 and HF_HUB_CACHE set at startup)."""
-    import huggingface_hub.constants as hub
-
-    cache = tmp_path / "hf_cache"
-    cache.mkdir()
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 @pytest.mark.parametrize("name", list(OUTSIDE_CATALOGUE))
 def test_a_config_folder_outside_the_catalogue_is_costed_from_its_config(tmp_path, name):
     folder = config_folder(tmp_path, name)
@@ -128,9 +106,9 @@ def test_vit_flops_follow_the_token_count(tmp_path):
     assert counts[16, 224] / 16 < counts[16, 112] < counts[16, 224] / 4
 
 
-def test_a_hub_id_outside_the_catalogue_is_read_from_the_hf_cache_offline(tmp_path, offline_cache):
+def test_a_hub_id_outside_the_catalogue_is_read_from_the_hf_cache_offline(tmp_path, offline_hf_cache):
     folder = config_folder(tmp_path, "timesformer-hr")
-    hf_cache(offline_cache, "facebook/timesformer-hr-finetuned-k600", folder)
+    offline_hf_cache.add("facebook/timesformer-hr-finetuned-k600", folder)
     spec = resolve_backbone("facebook/timesformer-hr-finetuned-k600")
     assert (spec.name, spec.arch, spec.frames, spec.size) == ("timesformer_hr_finetuned_k600", "timesformer", 16, 448)
     assert spec.source == "facebook/timesformer-hr-finetuned-k600"
@@ -188,13 +166,13 @@ def write_store(root: Path, models: dict[str, tuple[str, dict, int, int]], per_c
 
 
 @pytest.fixture
-def outside_store(tmp_path, offline_cache):
+def outside_store(tmp_path, offline_hf_cache):
     """Student: a local timesformer-hr config folder; teacher: videomae-huge by hub id, its config
     in the offline HF cache. Converters (ridge) and a one-epoch fusion head trained on it."""
     from polyspace_core.fusion.train import HeadOptions, TrainSettings, train_fusion
 
     student = config_folder(tmp_path, "timesformer-hr")
-    hf_cache(offline_cache, "MCG-NJU/videomae-huge-finetuned-kinetics", config_folder(tmp_path, "videomae-huge"))
+    offline_hf_cache.add("MCG-NJU/videomae-huge-finetuned-kinetics", config_folder(tmp_path, "videomae-huge"))
     models = {"student": (str(student), {"frames": 16, "height": 448, "width": 448}, 16, 768),
               "teacher": ("MCG-NJU/videomae-huge-finetuned-kinetics", {"frames": 16, "height": 224, "width": 224},
                           8, 1280)}
@@ -227,12 +205,12 @@ def test_eval_baselines_reports_the_gflops_of_backbones_outside_the_catalogue(ou
     assert m["gflops_fusion_oracle"] > expected["student"] + expected["teacher"]
 
 
-def test_eval_stops_before_any_baseline_when_a_config_cannot_be_read(outside_store, offline_cache, capsys,
+def test_eval_stops_before_any_baseline_when_a_config_cannot_be_read(outside_store, offline_hf_cache, capsys,
                                                                       monkeypatch):
     import polyspace_core.fusion.evaluate as evaluate
 
     root = outside_store
-    shutil.rmtree(offline_cache)  # the teacher's config is no longer in the cache
+    shutil.rmtree(offline_hf_cache.root)  # the teacher's config is no longer in the cache
     trained = []
     real_probe = evaluate.train_linear_probe
     monkeypatch.setattr(evaluate, "train_linear_probe", lambda *a, **k: trained.append(1) or real_probe(*a, **k))

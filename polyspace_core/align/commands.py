@@ -7,6 +7,12 @@
 Trains on `<features>/train`, selects the epoch on `<features>/validation`, and writes
 `<save_dir>/<teacher>/` checkpoints plus `<save_dir>/converters.json`. A teacher whose checkpoint
 was already written with the same settings is skipped (rerun to resume; --overwrite to retrain).
+
+As in the seeds, `--features` may name the original's entry file of the training split,
+`<out>/features_<dataset>_<split>.json` (or .index.json / .pkl): where featurize wrote that split
+as a store, `<out>/<split>/`, that is read (checked to hold <dataset>); an original cache file
+itself is converted first with `polyspace import-pickle`. --save_dir defaults to the original's
+./checkpoints/converters.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from ..io import read_json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-converter", help="train student->teacher converters from the feature store",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--features", required=True, help="feature store root holding <split>/manifest.json")
+    p.add_argument("--features", required=True,
+                   help="feature store root holding <split>/manifest.json (or the original's entry file "
+                        "<root>/features_<ds>_<split>.json naming that split)")
     p.add_argument("--teachers", nargs="+", default=None,
                    help="teacher model names (default: every teacher in the store)")
     p.add_argument("--student", default=None, help="student model name (default: the store's student)")
@@ -31,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--save_dir", required=True, help="output folder for the converter set")
+    p.add_argument("--save_dir", default="./checkpoints/converters",
+                   help="output folder for the converter set (default ./checkpoints/converters, the original's)")
     p.add_argument("--kind", default="mlp",
                    help="procrustes, ridge, mlp, attention (A), resampler (B) or linear (C); default mlp")
     p.add_argument("--loss_weights", default="1,1,0,0,0,0",
@@ -69,7 +78,7 @@ def _train_converter(args: argparse.Namespace) -> int:
         write_converter_index,
     )
 
-    root = Path(args.features)
+    root = _store_root(Path(args.features), args.train_split)
     if (root / "manifest.json").is_file():
         raise PolySpaceError(f"--features {root}: this is one split of a store; pass its parent folder "
                              f"(train-converter reads <features>/{args.train_split} and <features>/{args.val_split})")
@@ -143,6 +152,33 @@ def _train_converter(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v:.3f}" for k, v in fidelity.items()) + f" (validation) -> {folder}")
     print(f"converters: {save_dir / 'converters.json'}")
     return 0
+
+
+def _store_root(path: Path, train_split: str) -> Path:
+    """The store root `--features` names: itself, or for the original's entry file of a split
+    (`./features/features_hmdb51_train.json`, as seed 003 passes it) the folder featurize wrote
+    that split under, checked to be the training split of the dataset the name says."""
+    from ..features.store import FeatureStore, original_entry
+
+    entry = original_entry(path)
+    if entry is None or path.is_dir():
+        return path
+    dataset, split = entry
+    if path.is_file():
+        raise PolySpaceError(f"--features {path}: a cache of the original featurize; convert it first "
+                             f"(`polyspace import-pickle {path} --out DIR --split {split}`, --allow-pickle for its "
+                             f"pickles) and pass DIR")
+    store_dir = path.parent / split
+    if not (store_dir / "manifest.json").is_file():
+        raise PolySpaceError(f"--features {path}: no such file, and no {split} split featurized at {store_dir}; "
+                             f"featurize --out {path.parent} --split {split} writes it there")
+    if split != train_split:
+        raise PolySpaceError(f"--features {path}: names the {split} split; converters train on --train_split "
+                             f"{train_split}")
+    found = (FeatureStore.open(store_dir).manifest.get("dataset") or {}).get("name")
+    if found not in (None, dataset):
+        raise PolySpaceError(f"--features {path}: names {dataset} features, but {store_dir} holds {found} features")
+    return path.parent
 
 
 def _finished_here(folder: Path, config, train_args: dict) -> bool:

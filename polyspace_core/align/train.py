@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoints import load_state_dict_strict
+from ..checkpoints import folder_for_original_file, load_state_dict_strict
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 from ..scalar_log import ScalarLog
@@ -338,6 +338,36 @@ def save_converter_set(directory: str | Path, student: str, converters: Mapping[
         save_converter(directory / converter_folder(teacher), converter, record=(records or {}).get(teacher),
                        info={"student": student, "teacher": teacher, **dict(info or {})})
     return directory
+
+
+def resolve_converter_set(path: str | Path) -> tuple[Path, str | None]:
+    """(converter set folder, a note saying how `path` was read, or None when it is the folder).
+
+    The seeds pass the original's files: `--converters ./checkpoints/converters.pt` (the set in
+    ./checkpoints/converters, the original's default --save_dir, or in ./checkpoints) and
+    `--converters ./checkpoints/converters/converters_ep10.pt` (the original's file after epoch
+    10 of `train_converter --epochs 10 --save_dir ./checkpoints/converters`). Ours is one folder
+    per set keeping each teacher's epoch selected on validation, not a file per epoch, so
+    `converters_ep<N>.pt` stands for the set in its folder trained with --epochs N — the last
+    file such a run wrote, the one the seeds pass — and another N is an error naming the
+    epochs the set was trained for."""
+    given, path = str(path), Path(path)  # messages quote the path as the user wrote it
+    if path.is_dir():
+        return path, None
+    fix = "train one with `polyspace train-converter --save_dir DIR` and pass DIR"
+    folder, epoch = folder_for_original_file(path, lambda p: (p / "converters.json").is_file(), "--converters", fix)
+    index = read_json(folder / "converters.json")
+    teachers = index.get("teachers", {}) if isinstance(index, dict) else {}
+    trained = {t: (read_json(folder / f / "config.json").get("train_args") or {}).get("epochs")
+               for t, f in teachers.items() if (folder / f / "config.json").is_file()}
+    if epoch is not None and (not trained or set(trained.values()) != {epoch}):
+        had = ", ".join(f"{t}: {e if e is not None else 'not recorded'}" for t, e in trained.items()) or "none"
+        raise PolySpaceError(f"--converters {given}: names the converters after epoch {epoch}; the set in "
+                             f"{folder} "
+                             f"was trained for other epochs ({had}) and keeps each teacher's epoch selected on "
+                             f"validation, not one file per epoch; pass {folder}")
+    return folder, (f"--converters {given}: the converter set in {folder}"
+                    + (f" (trained {epoch} epochs; each teacher's epoch selected on validation)" if epoch else ""))
 
 
 def load_converter_set(directory: str | Path, device: str | torch.device = "cpu",

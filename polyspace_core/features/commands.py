@@ -1,8 +1,10 @@
 """`polyspace featurize`, `polyspace import-pickle`, `polyspace features-info` and `polyspace zoo`.
 
 Flags keep the original featurize.py names (`--dataset --root --split --out --student
---teachers --batch --workers --frames --shard_size --fp16`); `--bf16`, `--tokens`,
-`--on_error`, `--device`, `--overwrite` are new. Rerunning a command resumes it.
+--teachers --batch --workers --frames --shard_size --fp16`) and its defaults for --out
+(./features), --student (vjepa2) and --teachers (videomae timesformer vivit), which the seeds'
+shorter commands rely on; `--bf16`, `--tokens`, `--on_error`, `--device`, `--overwrite` are new.
+Rerunning a command resumes it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="dataset folder")
     p.add_argument("--split", default="train", help="train | validation | test (default train)")
     p.add_argument("--split_id", type=int, default=1, help="official split number (HMDB51/UCF101)")
-    p.add_argument("--out", required=True, help="store root; the split goes to OUT/SPLIT/")
-    p.add_argument("--student", help="backbone: registry key, tiny preset, hub id or local dir (NAME=SOURCE ok)")
-    p.add_argument("--teachers", nargs="*", default=[], help="teacher backbones, same forms as --student")
+    p.add_argument("--out", default="./features", help="store root; the split goes to OUT/SPLIT/ (default ./features)")
+    p.add_argument("--student", default="vjepa2",
+                   help="backbone: registry key, tiny preset, hub id or local dir (NAME=SOURCE ok); default vjepa2")
+    p.add_argument("--teachers", nargs="*", default=["videomae", "timesformer", "vivit"],
+                   help="teacher backbones, same forms as --student (default videomae timesformer vivit; "
+                        "--teachers with no name: none)")
     p.add_argument("--batch", type=int, default=8, help="clips per forward pass")
     p.add_argument("--workers", type=int, default=2, help="loader processes for decoding + preprocessing")
     p.add_argument("--min_frames", type=int, default=1,
@@ -92,7 +97,7 @@ def run_featurize(args: argparse.Namespace) -> int:
         return 0
     if args.allow_pickle:
         raise PolySpaceError("--allow-pickle: only meaningful with --import-pickle FILE")
-    missing = [f"--{k}" for k in ("dataset", "root", "student") if not getattr(args, k)]
+    missing = [f"--{k}" for k in ("dataset", "root") if not getattr(args, k)]
     if missing:
         raise PolySpaceError(f"featurize: {', '.join(missing)} required (or --import-pickle FILE)")
     from ..datasets import load_split

@@ -28,6 +28,7 @@ import hashlib
 import json
 import mmap
 import os
+import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +59,18 @@ DTYPES: dict[str, torch.dtype] = {
 _ST_DTYPES: dict[str, torch.dtype] = {
     "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
 }
+
+
+# the entry file the original featurize wrote for a split under --out (seed 003 passes
+# `--features ./features/features_hmdb51_train.json`); ours writes <out>/<split>/ instead
+ORIGINAL_ENTRY = re.compile(r"^features_(?P<dataset>.+)_(?P<split>train|validation|test)(?:\.index)?\.(?:json|pkl)$")
+
+
+def original_entry(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(dataset, split) when `path` is named like the original's entry file of a split
+    (features_<dataset>_<split>.json / .index.json / .pkl), else None."""
+    match = ORIGINAL_ENTRY.match(Path(path).name)
+    return (match["dataset"], match["split"]) if match else None
 
 
 def dtype_name(dtype: str | torch.dtype) -> str:

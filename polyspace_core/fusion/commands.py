@@ -12,6 +12,16 @@ In cached mode `--root` is the feature store root (as in the original: "change -
 features directory"); `--features` says the same explicitly. The feature dtype is read from the
 manifest; `--features_fp16` is accepted and checked against it. Both commands run unchanged under
 `accelerate launch` / `torchrun` (DDP; --batch is the global batch).
+
+The seeds' commands run as written. `--converters` and `--fusion` also take the original's file
+form: `./checkpoints/converters.pt` is the converter set in ./checkpoints/converters (or
+./checkpoints), `<dir>/converters_ep10.pt` the set in <dir> trained with --epochs 10, and
+`<dir>/fusion_ep5.pt` the run in <dir> trained with --epochs 5 (our folders keep the epoch selected
+on validation, not a file per epoch; align/train.resolve_converter_set,
+fusion/evaluate.locate_fusion_checkpoint). train-fusion keeps the original's defaults where a seed
+relies on them: --save_dir ./checkpoints/fusion and --epochs 5 (so a default run ends at the
+seeds' fusion_ep5.pt). eval takes the original's --teachers, --converters and --classes and
+checks them against the checkpoint, which carries its own converters (--student and --frames too).
 """
 
 from __future__ import annotations
@@ -48,9 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train", help="training split (default train)")
     p.add_argument("--val_split", default="validation", help="selection split (default validation)")
     p.add_argument("--teachers", nargs="+", default=None, help="teachers to fuse (default: every converter)")
-    p.add_argument("--converters", required=True, help="converter set folder (train-converter --save_dir)")
+    p.add_argument("--converters", required=True,
+                   help="converter set folder (train-converter --save_dir), or the original's file form "
+                        "(DIR/converters_epN.pt, ./checkpoints/converters.pt)")
     p.add_argument("--classes", type=int, default=None, help="number of classes, checked against the data")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5, the original's)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight_decay", type=float, default=0.05)
     p.add_argument("--rank", type=int, default=64, help="rank of each teacher's projection")
@@ -60,13 +72,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gate_l1", type=float, default=0.0, help="gate sparsity penalty weight (0 = off)")
     p.add_argument("--finetune_converters", action="store_true", help="train the converters with the head")
     p.add_argument("--tokens", default="temporal", help="video mode: token rule (as featurize used)")
-    p.add_argument("--save_dir", required=True, help="checkpoints: best/, last/ (resume), history.json")
+    p.add_argument("--save_dir", default="./checkpoints/fusion",
+                   help="checkpoints: best/, last/ (resume), history.json (default ./checkpoints/fusion, the "
+                        "original's)")
     p.add_argument("--no_resume", action="store_true", help="start over even if save_dir has a checkpoint")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a fusion checkpoint and/or the student-only and teacher baselines")
     _common(p)
-    p.add_argument("--fusion", default=None, help="fusion checkpoint folder (or the train-fusion --save_dir)")
+    p.set_defaults(frames=None)  # checked against the checkpoint when given (video mode: its student's clips)
+    p.add_argument("--fusion", default=None,
+                   help="fusion checkpoint folder, the train-fusion --save_dir, or the original's DIR/fusion_epN.pt")
+    p.add_argument("--teachers", nargs="+", default=None,
+                   help="with --fusion: the teachers it fuses (checked against the checkpoint)")
+    p.add_argument("--converters", default=None,
+                   help="with --fusion: the converter set it was trained with (checked; the checkpoint carries "
+                        "its own converters); a folder or the original's file form")
+    p.add_argument("--classes", type=int, default=None, help="number of classes, checked against the data")
     p.add_argument("--student_only", action="store_true",
                    help="train a student-only linear probe (train split, selected on validation) and report it")
     p.add_argument("--baselines", action="store_true",
@@ -90,16 +112,20 @@ def _features_root(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..align.train import resolve_converter_set
     from ..seeding import seed_everything
     from .train import HeadOptions, TrainSettings, train_fusion
 
     seed_everything(args.seed)
+    converters, note = resolve_converter_set(args.converters)
+    if note:
+        print(note)
     settings = TrainSettings(epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                              seed=args.seed)
     head = HeadOptions(rank=args.rank, gate_hidden=args.gate_hidden, pooling=args.pooling, dropout=args.dropout,
                        gate_l1=args.gate_l1, finetune_converters=args.finetune_converters)
     cached = args.use_cached_features
-    run = train_fusion(mode="cached" if cached else "video", converters=args.converters, settings=settings, head=head,
+    run = train_fusion(mode="cached" if cached else "video", converters=converters, settings=settings, head=head,
                        features=_features_root(args) if cached else None, dataset=args.dataset,
                        root=None if cached else args.root, student=args.student, teachers=args.teachers,
                        num_classes=args.classes, frames=args.frames, tokens=args.tokens, train_split=args.split,
@@ -125,17 +151,30 @@ def _eval(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     if not args.fusion and not args.student_only:
         raise PolySpaceError("eval: give --fusion CHECKPOINT and/or --student_only")
+    if not args.fusion and (args.teachers or args.converters):
+        raise PolySpaceError("--teachers/--converters describe a fusion checkpoint: give --fusion with them "
+                             "(--student_only uses the student alone)")
+    fusion_dir = None
+    if args.fusion:
+        from .evaluate import check_checkpoint_flags, locate_fusion_checkpoint
+
+        fusion_dir, note = locate_fusion_checkpoint(args.fusion)
+        # a video-mode --student is a backbone spec, checked by name when it is loaded
+        student = args.student if args.use_cached_features else None
+        notes = check_checkpoint_flags(fusion_dir, student=student, teachers=args.teachers,
+                                       converters=args.converters, num_classes=args.classes)
+        for line in ([note] if note else []) + notes:
+            print(line)
     probe = TrainSettings(epochs=args.probe_epochs, batch=args.batch, lr=args.probe_lr, weight_decay=1e-4,
                           seed=args.seed)
     result: dict = {}
     if args.baselines:
         from ..scalar_log import LOG_FOLDER
-        from .evaluate import evaluate_downstream, resolve_fusion_dir
+        from .evaluate import evaluate_downstream
 
         if not args.fusion or not args.use_cached_features:
             raise PolySpaceError("--baselines needs --fusion and --use_cached_features (the baselines train on the "
                                  "stored teacher features)")
-        fusion_dir = resolve_fusion_dir(args.fusion)
         # the baselines' curves go beside the fusion run's own: <train-fusion --save_dir>/tensorboard/
         log_dir = Path(fusion_dir).resolve().parent / LOG_FOLDER / f"baselines_{args.split}"
         report = evaluate_downstream(fusion_dir, _features_root(args), split=args.split,
@@ -148,11 +187,13 @@ def _eval(args: argparse.Namespace) -> int:
         if args.fusion:
             from .evaluate import evaluate_checkpoint
 
-            m = evaluate_checkpoint(args.fusion, split=args.split,
+            m = evaluate_checkpoint(fusion_dir, split=args.split,
                                     features=_features_root(args) if args.use_cached_features else None,
-                                    dataset=args.dataset, root=args.root, student=args.student,
+                                    dataset=args.dataset, root=args.root,
+                                    student=None if args.use_cached_features else args.student,
                                     features_fp16=args.features_fp16 or None, batch=args.batch, workers=args.workers,
-                                    on_error=args.on_error, split_seed=args.split_seed, device=args.device)
+                                    on_error=args.on_error, split_seed=args.split_seed, device=args.device,
+                                    frames=args.frames)
             print(f"fusion on {args.split} ({m['mode']} mode): top-1 {m['top1']:.4f}, top-5 {m['top5']:.4f}, "
                   f"mean per-class {m['mean_class_acc']:.4f} (n={m['n']})")
             result["fusion"] = m
@@ -173,13 +214,18 @@ def _student_only(args: argparse.Namespace, probe) -> dict:
     from .data import cached_batches, open_split_store
     from .metrics import classification_metrics
     from .probes import train_linear_probe
-    from .train import predict
+    from .train import check_classes, predict
 
     acc = make_accelerator(args.device)
     splits = ("train", "validation", args.split)
     if args.use_cached_features:
         stores = [open_split_store(_features_root(args), s, args.features_fp16 or None) for s in splits]
         student = stores[0].student
+        source = stores[0].model_info(student).get("source")
+        if args.student is not None and args.student not in (student, source):
+            raise PolySpaceError(f"--student {args.student!r}: the feature store's student is {student!r} ({source}); "
+                                 f"pass that or omit --student")
+        check_classes(args.classes, stores[0].class_names, str(stores[0].split_dir))
         data = [cached_batches(s, [student], batch=args.batch, shuffle=False, preload=True) for s in stores]
         classes, mode = len(stores[0].class_names), "cached"
     else:
@@ -189,14 +235,16 @@ def _student_only(args: argparse.Namespace, probe) -> dict:
         if args.dataset is None or args.root is None or args.student is None:
             raise PolySpaceError("--student_only on videos needs --dataset, --root and --student "
                                  "(or --use_cached_features with a store)")
-        backbone = load_backbone(args.student, frames=args.frames, device=acc.device)
+        backbone = load_backbone(args.student, frames=args.frames or 16, device=acc.device)
         student = backbone.name
         data = [video_student_features(args.dataset, args.root, s, backbone, batch=args.batch, workers=args.workers,
                                        on_error=args.on_error, split_seed=args.split_seed, accelerator=acc)
                 for s in splits]
         from ..datasets.registry import load_split
 
-        classes, mode = len(load_split(args.dataset, args.root, "train", seed=args.split_seed).class_names), "video"
+        class_names = load_split(args.dataset, args.root, "train", seed=args.split_seed).class_names
+        check_classes(args.classes, class_names, f"{args.dataset} at {args.root}")
+        classes, mode = len(class_names), "video"
     result = train_linear_probe([student], data[0], data[1], classes, probe, accelerator=acc)
     pred = predict(result.model, data[2], accelerator=acc)
     m = classification_metrics(pred["logits"], pred["label"], classes)

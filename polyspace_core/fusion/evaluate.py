@@ -290,15 +290,101 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
 # one checkpoint, either mode (the `polyspace eval` of the original scripts)
 
 
-def resolve_fusion_dir(path: str | Path) -> Path:
-    """A fusion checkpoint folder, given it or the save_dir holding `best/`."""
-    path = Path(path)
+def _fusion_folder(path: Path) -> Path | None:
     if (path / "fusion.json").is_file():
         return path
     if (path / "best" / "fusion.json").is_file():
         return path / "best"
-    raise PolySpaceError(f"{path}: no fusion checkpoint (fusion.json) here or in {path / 'best'}; "
-                         f"train one with `polyspace train-fusion --save_dir {path}`")
+    return None
+
+
+def locate_fusion_checkpoint(path: str | Path) -> tuple[Path, str | None]:
+    """(fusion checkpoint folder, a note saying how `path` was read, or None when it is a folder).
+
+    `path` is the checkpoint folder, the train-fusion --save_dir holding `best/`, or the
+    original's file form the seeds pass: `--fusion ./checkpoints/fusion/fusion_ep5.pt`, the file
+    the original wrote after epoch 5 of `train_fusion --epochs 5 --save_dir ./checkpoints/fusion`.
+    Our run keeps the epoch selected on validation (`best/`), not one file per epoch, so
+    `fusion_ep<N>.pt` stands for the finished run in its folder trained with --epochs N (the last
+    file such a run wrote, the one the seeds pass); another N, or a run not finished, is an error."""
+    given, path = str(path), Path(path)  # messages quote the path as the user wrote it
+    if path.is_dir():
+        found = _fusion_folder(path)
+        if found is None:
+            raise PolySpaceError(f"{path}: no fusion checkpoint (fusion.json) here or in {path / 'best'}; "
+                                 f"train one with `polyspace train-fusion --save_dir {path}`")
+        return found, None
+    from ..checkpoints import folder_for_original_file
+    from ..io import read_json
+
+    folder, epoch = folder_for_original_file(path, lambda p: _fusion_folder(p) is not None, "--fusion",
+                                             "train one with `polyspace train-fusion --save_dir DIR` and pass DIR")
+    found = _fusion_folder(folder)
+    if epoch is None:
+        return found, f"--fusion {given}: the fusion checkpoint {found}"
+    history = folder / "history.json"
+    record = read_json(history) if history.is_file() else {}
+    record = record if isinstance(record, dict) else {}
+    epochs = (record.get("settings") or {}).get("epochs")
+    if not record.get("complete") or epochs != epoch:
+        state = (f"was trained for {epochs} epochs" if record.get("complete") else
+                 f"has not finished (no complete {history.name})")
+        raise PolySpaceError(f"--fusion {given}: names the head after epoch {epoch}; the run in {folder} {state} and "
+                             f"keeps the epoch selected on validation, not one file per epoch; pass {found}")
+    return found, (f"--fusion {given}: the run in {folder} ({epoch} epochs); its checkpoint {found.name}/ "
+                   f"(epoch {record.get('best_epoch')}, selected on validation)")
+
+
+def check_checkpoint_flags(fusion_dir: str | Path, *, student: str | None = None,
+                           teachers: Sequence[str] | None = None, converters: str | Path | None = None,
+                           num_classes: int | None = None) -> list[str]:
+    """Check what the original eval's flags say of a fusion checkpoint against it; notes to show.
+
+    The original eval rebuilt the pipeline from --student, --teachers, --converters and --classes;
+    ours reads the student's name, the teachers, the converters (their weights are in the
+    checkpoint) and the classes from the checkpoint itself, so each flag given must agree with
+    it: a student by name or source, the same teachers (any order), a converter set that is the
+    one it was trained with (its folder, or the same weights), the same number of classes.
+    Anything else is a one-line error; nothing is substituted."""
+    import torch
+
+    from ..align.train import load_converter_set, resolve_converter_set
+
+    pipeline = load_fusion(fusion_dir)
+    c, info = pipeline.config, pipeline.info
+    source = (info.get("data") or {}).get("student_source")
+    if student is not None and student not in (c.student, source):
+        raise PolySpaceError(f"--student {student!r}: the fusion checkpoint {fusion_dir} was trained on student "
+                             f"{c.student!r} ({source}); pass that or omit --student")
+    if teachers is not None and sorted(teachers) != sorted(c.teachers):
+        raise PolySpaceError(f"--teachers {' '.join(teachers)}: the fusion checkpoint {fusion_dir} fuses "
+                             f"{' '.join(c.teachers)}; pass those or omit --teachers")
+    if num_classes is not None and num_classes != len(info["class_names"]):
+        raise PolySpaceError(f"--classes {num_classes}: the fusion checkpoint {fusion_dir} classifies "
+                             f"{len(info['class_names'])} classes")
+    notes = []
+    if converters is not None:
+        folder, note = resolve_converter_set(converters)
+        notes += [note] if note else []
+        recorded = info.get("converters_dir")
+        same = recorded is not None and Path(recorded).resolve() == folder.resolve()
+        if not same and not pipeline.finetune_converters:
+            # a copy of the set it was trained with: the same weights
+            trained_on, convs = load_converter_set(folder, teachers=c.teachers)
+            same = trained_on == c.student and all(
+                a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+                for a, b in ((convs[t].state_dict(), m.state_dict()) for t, m in zip(c.teachers, pipeline.converters)))
+        if not same:
+            raise PolySpaceError(f"--converters {converters}: the fusion checkpoint {fusion_dir} was trained with the "
+                                 f"converters in {recorded}, {folder} holds others; pass those or omit --converters "
+                                 f"(the checkpoint carries its own)")
+    return notes
+
+
+def resolve_fusion_dir(path: str | Path) -> Path:
+    """A fusion checkpoint folder, given it, the save_dir holding `best/`, or the original's file
+    form (see locate_fusion_checkpoint)."""
+    return locate_fusion_checkpoint(path)[0]
 
 
 def video_student_features(dataset: str, root: str | Path, split: str, backbone, tokens: str = "temporal",
@@ -332,10 +418,11 @@ def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features
                         dataset: str | None = None, root: str | Path | None = None, student: str | None = None,
                         features_fp16: bool | None = None, batch: int = 64, workers: int = 0,
                         on_error: str = "error", split_seed: int = 0, device: str = "auto",
-                        progress: bool = True) -> dict[str, Any]:
+                        frames: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Top-1 / top-5 / mean per-class accuracy and the confusion matrix of one fusion checkpoint on
     `split`: from the store at `features` (cached) or from the videos (`dataset`, `root`; the
-    student defaults to the one the checkpoint was trained with)."""
+    student defaults to the one the checkpoint was trained with). `frames`: the student's frames
+    per clip, checked against the checkpoint's (video mode) or the store's (cached mode)."""
     from .data import StudentFeatures, VideoBatches
 
     acc = make_accelerator(device)
@@ -348,6 +435,10 @@ def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features
         if store.student != c.student:
             raise PolySpaceError(f"{store.split_dir}: the store's student is {store.student!r}, the checkpoint's "
                                  f"is {c.student!r}")
+        clip = store.model_info(c.student).get("clip") or {}
+        if frames is not None and clip.get("frames") not in (None, frames):
+            raise PolySpaceError(f"--frames {frames}: the store's {c.student!r} features were extracted from "
+                                 f"{clip['frames']}-frame clips ({store.split_dir})")
         batches = cached_batches(store, [c.student], batch=batch, shuffle=False)
         class_names, mode = store.class_names, "cached"
     else:
@@ -358,7 +449,11 @@ def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features
             raise PolySpaceError("evaluating on videos needs --dataset and --root "
                                  "(or --use_cached_features with a store)")
         spec = student or f"{c.student}={pipeline.info['data']['student_source']}"
-        backbone = load_backbone(spec, frames=int(pipeline.info["data"].get("frames", 16)), device=acc.device)
+        trained_frames = int(pipeline.info["data"].get("frames", 16))
+        if frames is not None and frames != trained_frames:
+            raise PolySpaceError(f"--frames {frames}: the fusion checkpoint {fusion_dir} was trained on "
+                                 f"{trained_frames}-frame student clips")
+        backbone = load_backbone(spec, frames=trained_frames, device=acc.device)
         if backbone.name != c.student:
             raise PolySpaceError(f"--student {spec!r} is named {backbone.name!r}; the checkpoint's student is "
                                  f"{c.student!r} (write {c.student}=SOURCE)")

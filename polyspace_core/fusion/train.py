@@ -457,7 +457,8 @@ def _training_pass(batches, source, device):
         yield source(batch) if source is not None else batch
 
 
-def _check_classes(num_classes: int | None, class_names: Sequence[str], where: str) -> None:
+def check_classes(num_classes: int | None, class_names: Sequence[str], where: str) -> None:
+    """The seeds' --classes N, checked against the classes the data has (one-line error)."""
     if num_classes is not None and num_classes != len(class_names):
         raise PolySpaceError(f"--classes {num_classes}: {where} has {len(class_names)} classes; "
                              f"drop --classes or pass {len(class_names)}")
@@ -506,7 +507,7 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
         if val_store.shape(student_name) != shape:
             raise PolySpaceError(f"{features}: student features differ in shape between {train_split} and {val_split}")
         class_names = train_store.class_names
-        _check_classes(num_classes, class_names, str(train_store.split_dir))
+        check_classes(num_classes, class_names, str(train_store.split_dir))
         train_b = cached_batches(train_store, [student_name], batch=settings.batch, shuffle=True, seed=settings.seed)
         val_b = cached_batches(val_store, [student_name], batch=settings.batch, shuffle=False)
         data_info = {"features": str(Path(features).resolve()), "dtype": train_store.manifest["dtype"],
@@ -525,7 +526,7 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
         train_split_obj = load_split(dataset, root, train_split, seed=split_seed)
         val_split_obj = load_split(dataset, root, val_split, seed=split_seed)
         class_names = list(train_split_obj.class_names)
-        _check_classes(num_classes, class_names, f"{dataset} at {root}")
+        check_classes(num_classes, class_names, f"{dataset} at {root}")
         shape = (backbone.num_tokens(tokens), backbone.dim)
         train_b = VideoBatches(train_split_obj.items, train_split_obj.labels, backbone, batch=settings.batch,
                                shuffle=True, seed=settings.seed, workers=workers, on_error=on_error)
