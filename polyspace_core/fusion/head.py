@@ -283,7 +283,21 @@ class StudentHeadConfig:
         return cls(**data)
 
 
-class StudentHead(nn.Module):
+class StudentStatistics:
+    """For heads over the student's tokens alone: `fit_input_statistics` sets `self.standardize`
+    from the training batches' `self.config.student` features."""
+
+    @torch.no_grad()
+    def fit_input_statistics(self, batches):
+        """Set the standardisation of z0 from an iterable of training batches; returns self."""
+        moments = Moments()
+        for batch in batches:
+            moments.add(batch[self.config.student])
+        self.standardize.set_statistics(moments)
+        return self
+
+
+class StudentHead(StudentStatistics, nn.Module):
     """Student features only: z = z0 + MLP(LN(z0)) per token, then the fusion head's read-out
     (norm, pooling, dropout, linear). batch -> {"logits", "aux_loss"}."""
 
@@ -312,15 +326,6 @@ class StudentHead(nn.Module):
         z = z0 + self.fc2(F.gelu(self.fc1(self.norm(z0))))
         logits = self.classifier(self.drop(self.pool(self.out_norm(z))))
         return {"logits": logits, "aux_loss": logits.new_zeros(())}
-
-    @torch.no_grad()
-    def fit_input_statistics(self, batches) -> StudentHead:
-        """Set the standardisation of z0 from an iterable of training batches; returns self."""
-        moments = Moments()
-        for batch in batches:
-            moments.add(batch[self.config.student])
-        self.standardize.set_statistics(moments)
-        return self
 
 
 def count_trainable(module: nn.Module) -> int:
@@ -360,7 +365,7 @@ class AttentiveProbeConfig:
         return asdict(self)
 
 
-class AttentiveProbe(nn.Module):
+class AttentiveProbe(StudentStatistics, nn.Module):
     """batch -> {"logits", "aux_loss"}: standardise z0 (training statistics), project the tokens to
     `width`, let learned queries attend over them (pre-norm cross-attention, residual), a residual
     MLP, then LayerNorm + linear on the queries."""
@@ -395,15 +400,6 @@ class AttentiveProbe(nn.Module):
         q = q + self.mlp(self.norm_mlp(q))
         logits = self.classifier(self.drop(self.out_norm(q)).flatten(1))
         return {"logits": logits, "aux_loss": logits.new_zeros(())}
-
-    @torch.no_grad()
-    def fit_input_statistics(self, batches) -> AttentiveProbe:
-        """Set the standardisation of z0 from an iterable of training batches; returns self."""
-        moments = Moments()
-        for batch in batches:
-            moments.add(batch[self.config.student])
-        self.standardize.set_statistics(moments)
-        return self
 
 
 def matched_attentive_probe(target_params: int, student: str, student_dim: int, student_tokens: int,
