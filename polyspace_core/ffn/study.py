@@ -226,7 +226,7 @@ def evaluate(ws, data: TFDData, tsm: TrainedModel, ffn: TrainedModel,
     separate = separate or {}
     models = {"TSM": tsm.model, "FFN": ffn.model, **{f"TSM {t}F only": run.model for t, run in separate.items()}}
     correct = clip_correctness(models, data.test, device=ws.device)
-    results = {name: {t: 100.0 * float(c.mean()) for t, c in by_frames.items()} for name, by_frames in correct.items()}
+    results = accuracy_from_correctness(correct)
     per_frame_count = (per_frame_count_accuracy(results, {t: f"TSM {t}F only" for t in separate})
                        if separate else None)
     return Accuracy(results, per_frame_count, data.train_frames, correct)
@@ -423,7 +423,11 @@ def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
 def evaluate_models(models: dict[str, torch.nn.Module], test: MultiFrameClips, batch_size: int = 32,
                     device: str | torch.device = "cpu") -> dict[str, dict[int, float]]:
     """Top-1 (%) of each model at every frame count of `test` -> {name: {frames: accuracy}}."""
-    correct = clip_correctness(models, test, batch_size, device)
+    return accuracy_from_correctness(clip_correctness(models, test, batch_size, device))
+
+
+def accuracy_from_correctness(correct: dict[str, dict[int, np.ndarray]]) -> dict[str, dict[int, float]]:
+    """{name: {frames: bool per clip}} -> {name: {frames: top-1 in percent}}."""
     return {name: {t: 100.0 * float(c.mean()) for t, c in by_frames.items()} for name, by_frames in correct.items()}
 
 
