@@ -86,3 +86,18 @@ def best_device(prefer: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PolySpaceError(f"device {prefer!r} requested but CUDA is not available; use device=auto or cpu")
     return dev
+
+
+def training_seeds(seeds, seed: int) -> list[int]:
+    """The seeds a cheap training stage repeats over: `seeds` (a list parameter) when given, else
+    the notebook's own `seed`. The first one's run is the one later stages read; the others give
+    the spread (mean +- std over seeds) the report shows beside each figure."""
+    from .errors import PolySpaceError
+
+    out = [seed] if seeds is None or len(seeds) == 0 else list(seeds)
+    for s in out:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise PolySpaceError(f"seeds: {s!r} is not a non-negative integer")
+    if len(set(out)) != len(out):
+        raise PolySpaceError(f"seeds: {out} repeats a seed; each run needs its own")
+    return out

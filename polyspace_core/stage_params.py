@@ -42,6 +42,7 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "featurize_synth_frames": "int",
         "featurize_synth_size": "int",
         "featurize_synth_seed": "int",
+        "featurize_synth_test_fraction": "float",  # share of each class in the test split
         "featurize_splits": "list[str]",         # every split 02-05 read: train, validation, test
         "featurize_student": "str",              # registry key, tiny preset, hub id or local dir (NAME=SOURCE ok)
         "featurize_teachers": "list[str]",
@@ -87,12 +88,14 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "fusion_gate_l1": "float",              # gate sparsity penalty (0 = off)
         "fusion_finetune_converters": "bool",   # train the converters with the head (else frozen)
         "fusion_workers": "int",                # video mode: decoding worker processes (0 = in the kernel)
+        "seeds": "list[int]",                   # training repeated per seed (empty = seed); the first is kept
     },
     "05_eval_downstream": {
         "eval_split": "str",                    # the split reported once (test)
         "eval_probe_epochs": "int",             # linear probes: epochs (selected on validation)
         "eval_probe_lr": "float",
         "eval_costs": "bool",                   # count GFLOPs per clip (backbones included)
+        "seeds": "list[int]",                   # baselines retrained per seed, each against 04's run of it
     },
     "06_efficiency": {
         "cost_student": "str",              # as-run student, used when 04 left no fusion checkpoint

@@ -124,6 +124,14 @@ def index_bootstrap(n: int, statistic: Callable[[np.ndarray], float], *, resampl
                     float(result.confidence_interval.high), n, confidence, resamples, seed)
 
 
+def seed_spread(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; None for one seed) of one figure over seeds."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        raise PolySpaceError("seed_spread: no values")
+    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else None, "n_seeds": int(x.size)}
+
+
 def mcnemar_exact(correct_a: Any, correct_b: Any) -> float:
     """Two-sided exact McNemar p-value of two classifiers scored on the same clips: a binomial test
     of the discordant pairs (a right & b wrong vs a wrong & b right) against p = 1/2. 1.0 when
@@ -154,12 +162,16 @@ class Claim:
 
     @classmethod
     def difference(cls, id: str, statement: str, diff: Interval, p_value: float | None = None,
-                   alpha: float = 0.05) -> Claim:
+                   alpha: float = 0.05, seeds: int = 1) -> Claim:
         """"A beats B": holds when the paired interval of A - B lies above 0 (and, with a test,
-        its p-value is below `alpha`)."""
+        its p-value is below `alpha`). seeds > 1: the difference is of per-clip means over the
+        seeds' runs and `p_value` the largest of the seeds' McNemar p-values (every seed's test
+        must pass)."""
         holds = diff.low > 0 and (p_value is None or p_value < alpha)
-        rule = f"{int(100 * diff.confidence)}% paired-bootstrap interval of the difference above 0" + (
-            f" and McNemar p < {alpha}" if p_value is not None else "")
+        over = f" (per-clip mean over {seeds} seeds)" if seeds > 1 else ""
+        test = "the largest McNemar p over the seeds" if seeds > 1 else "McNemar p"
+        rule = f"{int(100 * diff.confidence)}% paired-bootstrap interval of the difference{over} above 0" + (
+            f" and {test} < {alpha}" if p_value is not None else "")
         return cls(id, statement, diff.value, diff.low, diff.high, p_value, bool(holds), rule)
 
     def as_dict(self) -> dict[str, Any]:

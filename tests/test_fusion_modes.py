@@ -188,3 +188,49 @@ def test_stage_inputs_come_from_the_store_manifest(chain, tmp_path):
     # no store under the featurize run dir: a clear error that says what to run
     with pytest.raises(PolySpaceError, match="run 01_featurize"):
         inputs_from_runs(tmp_path, tmp_path, tmp_path, cached=True, converters=chain["converters"])
+
+
+def test_seeds_combine_clip_by_clip(chain):
+    """05 over seeds: rows are means over the seeds, std beside them; intervals and claims come
+    from each clip's correctness averaged over the seeds, McNemar's p is the largest per seed."""
+    import dataclasses
+
+    import numpy as np
+
+    from polyspace_core.fusion.evaluate import combine_seeds, evaluate_downstream
+    from polyspace_core.stats import bootstrap_interval, mcnemar_exact, paired_difference
+
+    reports = {seed: evaluate_downstream(chain["root"] / "fusion_cached" / "best", chain["features"], device="cpu",
+                                         probe_settings=TrainSettings(epochs=3, batch=8, lr=1e-2, seed=seed),
+                                         costs=False, progress=False) for seed in (0, 1)}
+    both = combine_seeds(reports)
+    assert both.seeds == [0, 1]
+    for row in both.rows:
+        per_seed = [next(r["top1"] for r in reports[s].rows if r["key"] == row["key"]) for s in (0, 1)]
+        assert row["top1"] == pytest.approx(np.mean(per_seed))
+        assert row["top1_std"] == pytest.approx(np.std(per_seed, ddof=1))
+        pooled = np.mean([reports[s].predictions[row["key"]] == reports[s].labels for s in (0, 1)], axis=0)
+        ci = bootstrap_interval(pooled)
+        assert (row["top1_low"], row["top1_high"]) == pytest.approx((ci.low, ci.high))
+    claim = next(c for c in both.claims if c.id == "fusion_beats_student")
+    correct = {k: [reports[s].predictions[k] == reports[s].labels for s in (0, 1)] for k in ("fusion", "student")}
+    diff = paired_difference(np.mean(correct["fusion"], 0), np.mean(correct["student"], 0))
+    assert (claim.value, claim.ci_low, claim.ci_high) == pytest.approx((diff.value, diff.low, diff.high))
+    assert claim.p_value == max(mcnemar_exact(correct["fusion"][s], correct["student"][s]) for s in (0, 1))
+    assert "2 seeds" in claim.rule
+    m = both.metrics()
+    assert m["seeds"] == [0, 1] and set(m["top1_seed_std"]) == {r["key"] for r in both.rows}
+
+    # seeds scored on other clips cannot be combined
+    other = dataclasses.replace(reports[1], labels=reports[1].labels[::-1].copy())
+    with pytest.raises(PolySpaceError, match="other clips"):
+        combine_seeds({0: reports[0], 1: other})
+
+
+def test_training_seeds_parameter():
+    from polyspace_core.seeding import training_seeds
+
+    assert training_seeds([3, 1], 0) == [3, 1] and training_seeds([], 5) == [5] and training_seeds(None, 2) == [2]
+    for bad in ([1, 1], [-1], [1.5], [True]):
+        with pytest.raises(PolySpaceError, match="seeds"):
+            training_seeds(bad, 0)

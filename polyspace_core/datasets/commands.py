@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video (default 16, at least 8)")
     p.add_argument("--size", type=int, default=64, help="square frame size in pixels, even (default 64)")
     p.add_argument("--seed", type=int, default=0, help="everything is derived from it (default 0)")
+    p.add_argument("--test-fraction", "--test_fraction", dest="test_fraction", type=float, default=0.2,
+                   help="share of each class's videos in the test split (default 0.2)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="processes rendering and encoding (0 = in this process)")
     p.set_defaults(func=_synth)
@@ -49,7 +51,7 @@ def _synth(args: argparse.Namespace) -> int:
         [c.strip() for c in args.classes.split(",") if c.strip()]
     start = time.perf_counter()
     info = generate_synthmotion(args.out, args.layout, classes, args.clips_per_class, args.frames,
-                                args.size, args.seed, args.workers)
+                                args.size, args.seed, args.workers, test_fraction=args.test_fraction)
     took = "already there" if info["cached"] else f"generated in {time.perf_counter() - start:.1f} s"
     counts = ", ".join(f"{k} {v}" for k, v in info["split_counts"].items())
     print(f"SynthMotion ({info['layout']} layout) at {info['root']}: {info['videos']} videos, "

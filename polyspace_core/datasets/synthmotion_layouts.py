@@ -10,8 +10,9 @@ Caching: files are written atomically; a finished set is marked by `synthmotion.
 its parameters, and a second call with the same parameters returns at once. An interrupted
 run resumes (the clips already on disk are complete, because writes are atomic).
 
-Splits are made per class: 20% test, 10% validation where the layout has a validation split
-(hmdb51-csv, ssv2), the rest train. Layouts without one get their validation split from the
+Splits are made per class: 20% test (`test_fraction`; the built-in demo asks for more, so its
+test split has enough clips for tight intervals), 10% validation where the layout has a
+validation split (hmdb51-csv, ssv2), the rest train. Layouts without one get their validation split from the
 parser's seeded hold-out, as the real datasets do.
 """
 
@@ -41,7 +42,7 @@ TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
 FPS = 25
 # what decides the content of a set; a marker with other values is another set
-_KEYS = ("version", "layout", "classes", "clips_per_class", "frames", "size", "seed", "fps")
+_KEYS = ("version", "layout", "classes", "clips_per_class", "frames", "size", "seed", "fps", "test_fraction")
 
 
 @dataclass(frozen=True)
@@ -57,19 +58,19 @@ class PlannedClip:
     video_id: str
 
 
-def _split_counts(n: int, with_validation: bool) -> tuple[int, int]:
+def _split_counts(n: int, with_validation: bool, test_fraction: float = TEST_FRACTION) -> tuple[int, int]:
     """(test, validation) clips of a class with n clips; at least one test clip from 2 clips on."""
-    n_test = max(1, round(TEST_FRACTION * n)) if n >= 2 else 0
+    n_test = max(1, round(test_fraction * n)) if n >= 2 else 0
     n_val = 0
     if with_validation and n - n_test >= 2:
         n_val = max(1, round(VAL_FRACTION * n))
     return n_test, n_val
 
 
-def _assign_splits(class_index: int, n: int, seed: int, with_validation: bool, salt: int = 0
-                   ) -> list[str]:
+def _assign_splits(class_index: int, n: int, seed: int, with_validation: bool, salt: int = 0,
+                   test_fraction: float = TEST_FRACTION) -> list[str]:
     """Split of each clip of one class: a seeded shuffle, then test / validation / train."""
-    n_test, n_val = _split_counts(n, with_validation)
+    n_test, n_val = _split_counts(n, with_validation, test_fraction)
     order = np.random.default_rng([seed, class_index, 1_000_003 + salt]).permutation(n)
     split = ["train"] * n
     for rank, clip in enumerate(order):
@@ -77,7 +78,8 @@ def _assign_splits(class_index: int, n: int, seed: int, with_validation: bool, s
     return split
 
 
-def plan_clips(layout: str, classes: Sequence[str], clips_per_class: int, seed: int) -> list[PlannedClip]:
+def plan_clips(layout: str, classes: Sequence[str], clips_per_class: int, seed: int,
+               test_fraction: float = TEST_FRACTION) -> list[PlannedClip]:
     """Every clip of the set with its split, file name and id, in class order."""
     with_validation = layout in ("hmdb51-csv", "ssv2")
     total = len(classes) * clips_per_class
@@ -86,7 +88,7 @@ def plan_clips(layout: str, classes: Sequence[str], clips_per_class: int, seed: 
     plan = []
     for ci, name in enumerate(classes):
         class_index = CLASS_NAMES.index(name)
-        splits = _assign_splits(class_index, clips_per_class, seed, with_validation)
+        splits = _assign_splits(class_index, clips_per_class, seed, with_validation, test_fraction=test_fraction)
         for clip in range(clips_per_class):
             number = int(uid[ci * clips_per_class + clip])
             if layout == "hmdb51":
@@ -131,7 +133,7 @@ def _write_hmdb51(root: Path, plan: list[PlannedClip], classes: list[str], param
                 splits = [p.split for p in members]
             else:  # the other official splits: other seeded shuffles of the same clips
                 splits = _assign_splits(members[0].class_index, len(members), params["seed"],
-                                        False, salt=split_id)
+                                        False, salt=split_id, test_fraction=params["test_fraction"])
             code = {"train": 1, "validation": 1, "test": 2}
             # "<video>.avi <id> " with a trailing space, as in the official files
             lines = [f"{Path(p.file).name} {code[s]} " for p, s in zip(members, splits)]
@@ -157,7 +159,7 @@ def _write_ucf101(root: Path, plan: list[PlannedClip], classes: list[str], param
             members = [p for p in plan if p.class_name == name]
             splits = ([p.split for p in members] if split_id == 1 else
                       _assign_splits(members[0].class_index, len(members), params["seed"], False,
-                                     salt=split_id))
+                                     salt=split_id, test_fraction=params["test_fraction"]))
             for p, s in zip(members, splits):
                 (test.append(p.file) if s == "test" else train.append(f"{p.file} {ci + 1}"))
         atomic_write_text(lists / f"trainlist{split_id:02d}.txt", crlf.join(train) + crlf)
@@ -223,12 +225,14 @@ def read_synthmotion_marker(root: str | Path) -> dict:
 
 def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: int | Sequence[str] = 12,
                          clips_per_class: int = 100, frames: int = 16, size: int = 64, seed: int = 0,
-                         workers: int = 0, *, fps: int = FPS, progress: bool = True) -> dict:
+                         workers: int = 0, *, fps: int = FPS, test_fraction: float = TEST_FRACTION,
+                         progress: bool = True) -> dict:
     """Generate a SynthMotion set in `layout` under `out` (or return at once if it is there).
 
     classes: how many of SYNTHMOTION_CLASSES (the first N, reversal pairs together) or their
     names. clips_per_class: videos per class. frames, size: clip length and square frame size
-    in pixels (even). seed: everything is derived from it. workers: processes for rendering and
+    in pixels (even). seed: everything is derived from it. test_fraction: share of each
+    class's clips in the test split (0 < f < 1; validation stays 10%). workers: processes for rendering and
     encoding (0 = in this process). Returns the set's marker: parameters, split counts, root
     and the parser name (`dataset`) to load it with `load_split(dataset, root, split)`.
     """
@@ -242,14 +246,17 @@ def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: i
                             ("workers", workers, 0), ("fps", fps, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise PolySpaceError(f"{key}={value!r}: must be an integer >= {low}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 0.8:
+        raise PolySpaceError(f"test_fraction={test_fraction!r}: must be a number between 0 and 0.8")
     root = Path(out).expanduser()
     params = {"version": GENERATOR_VERSION, "layout": layout, "classes": names,
               "clips_per_class": int(clips_per_class), "frames": int(frames), "size": int(size),
-              "seed": int(seed), "fps": int(fps)}
+              "seed": int(seed), "fps": int(fps), "test_fraction": float(test_fraction)}
 
     marker_path = root / MARKER
     if marker_path.is_file():
         marker = read_synthmotion_marker(root)
+        marker.setdefault("test_fraction", TEST_FRACTION)  # sets made before the parameter existed
         if {k: marker.get(k) for k in _KEYS} == params:
             return {**marker, "root": os.fspath(root), "cached": True}
         if marker.get("version") != GENERATOR_VERSION:
@@ -262,6 +269,7 @@ def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: i
     partial_path = root / PARTIAL
     if partial_path.is_file():  # an interrupted run: resume only if it was this same set
         previous = read_json(partial_path)
+        previous.setdefault("test_fraction", TEST_FRACTION)
         if previous != params:
             raise PolySpaceError(f"{root}: holds an unfinished SynthMotion set with other parameters; "
                                  "choose another --out or delete it")
@@ -269,7 +277,7 @@ def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: i
         raise PolySpaceError(f"{root}: exists and is not empty; choose an empty --out for SynthMotion")
     atomic_write_json(partial_path, params)
 
-    plan = plan_clips(layout, names, int(clips_per_class), int(seed))
+    plan = plan_clips(layout, names, int(clips_per_class), int(seed), float(test_fraction))
     jobs = [(os.fspath(root), p, int(frames), int(size), int(seed), int(fps)) for p in plan]
     bar = tqdm(total=len(jobs), desc=f"SynthMotion {layout}", unit="clip", disable=not progress)
     if workers > 0:
@@ -287,7 +295,7 @@ def generate_synthmotion(out: str | Path, layout: str = "hmdb51-csv", classes: i
     counts = {s: sum(p.split == s for p in plan) for s in ("train", "validation", "test")}
     marker = {"generator": "synthmotion", **params, "dataset": layout, "videos": len(plan),
               "split_counts": counts,
-              "split_rule": (f"per class: {TEST_FRACTION:.0%} test, "
+              "split_rule": (f"per class: {test_fraction:.0%} test, "
                              + (f"{VAL_FRACTION:.0%} validation, " if layout in ("hmdb51-csv", "ssv2")
                                 else "validation held out of train by the parser, ")
                              + "rest train (seeded shuffle)")}

@@ -33,7 +33,8 @@ def prepare_dataset(ws) -> dict[str, Any]:
     if p.featurize_dataset == "synthmotion":
         kwargs = dict(layout=p.featurize_synth_layout, classes=p.featurize_synth_classes,
                       clips_per_class=p.featurize_synth_clips_per_class, frames=p.featurize_synth_frames,
-                      size=p.featurize_synth_size, seed=p.featurize_synth_seed, workers=p.featurize_workers)
+                      size=p.featurize_synth_size, seed=p.featurize_synth_seed, workers=p.featurize_workers,
+                      test_fraction=p.featurize_synth_test_fraction)
         try:
             generate_synthmotion(root, **kwargs)
         except PolySpaceError:

@@ -50,7 +50,10 @@ class DownstreamReport:
     model, its per-epoch history, best epoch, ...). class_names, split. predictions: method key ->
     predicted class per clip of the split, `labels` the true ones (so every figure can be
     resampled); each row's top1_low/top1_high is its 95% bootstrap interval. claims: what 05
-    states about fusion against the student-only rows, with paired intervals and McNemar tests."""
+    states about fusion against the student-only rows, with paired intervals and McNemar tests.
+    seeds: the training seeds combined (`combine_seeds`); with several, each row's top1 (top5,
+    mean_class_acc) is the mean over seeds, top1_std their std, `predictions`/`confusion`/`gates`
+    are the first seed's and `correct` holds every seed's per-clip correctness (S, N)."""
 
     rows: list[dict[str, Any]]
     confusion: dict[str, np.ndarray]
@@ -62,6 +65,8 @@ class DownstreamReport:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     labels: np.ndarray | None = None
     claims: list[Claim] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    correct: dict[str, np.ndarray] = field(default_factory=dict)
 
     def table(self):
         """The rows as a pandas DataFrame indexed by method name."""
@@ -85,6 +90,9 @@ class DownstreamReport:
         out["top1_intervals"] = {row["key"]: [row["top1_low"], row["top1_high"]] for row in self.rows
                                  if "top1_low" in row}
         out["claims"] = [c.as_dict() for c in self.claims]
+        if len(self.seeds) > 1:
+            out["seeds"] = list(self.seeds)
+            out["top1_seed_std"] = {row["key"]: row["top1_std"] for row in self.rows}
         return out
 
     def claims_table(self):
@@ -271,19 +279,60 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                      gflops.get("fusion_oracle")))
 
     labels = fusion_pred["label"].numpy()
-    correct = {key: predictions[key] == labels for key in predictions}
-    for row in rows:
-        ci = bootstrap_interval(correct[row["key"]], name=f"top-1 of {row['key']}")
-        row["top1_low"], row["top1_high"] = ci.low, ci.high
-    claims = [Claim.difference(f"fusion_beats_{key}", f"fusion beats the {name} (top-1, {split} split)",
-                               paired_difference(correct["fusion"], correct[key], name=f"fusion - {key}"),
-                               mcnemar_exact(correct["fusion"], correct[key]))
-              for key, name in (("student", "student linear probe"), ("student_matched", "student matched head"),
-                                ("student_attentive", "student attentive probe"))]
+    correct = {key: (predictions[key] == labels)[None] for key in predictions}
+    claims = score_rows(rows, correct, split)
     gates = gate_statistics(fusion_pred["gates"], fusion_pred["label"], c.teachers, n_classes)
     return DownstreamReport(rows=rows, confusion=confusion, gates=gates, baselines=baselines,
                             class_names=class_names, split=split, costs=cost, predictions=predictions,
-                            labels=labels, claims=claims)
+                            labels=labels, claims=claims, correct=correct)
+
+
+CLAIMED = (("student", "student linear probe"), ("student_matched", "student matched head"),
+           ("student_attentive", "student attentive probe"))
+
+
+def score_rows(rows: list[dict[str, Any]], correct: Mapping[str, np.ndarray], split: str) -> list[Claim]:
+    """Each row's 95% top-1 interval (top1_low/top1_high) and the claims of fusion against the
+    student-only rows, from per-clip correctness (S seeds, N clips): clips are resampled with each
+    clip's correctness averaged over the seeds; McNemar runs per seed and the largest p counts."""
+    seeds = next(iter(correct.values())).shape[0]
+    pooled = {key: c.mean(axis=0) for key, c in correct.items()}
+    for row in rows:
+        ci = bootstrap_interval(pooled[row["key"]], name=f"top-1 of {row['key']}")
+        row["top1_low"], row["top1_high"] = ci.low, ci.high
+    return [Claim.difference(f"fusion_beats_{key}", f"fusion beats the {name} (top-1, {split} split)",
+                             paired_difference(pooled["fusion"], pooled[key], name=f"fusion - {key}"),
+                             max(mcnemar_exact(correct["fusion"][s], correct[key][s]) for s in range(seeds)),
+                             seeds=seeds)
+            for key, name in CLAIMED]
+
+
+def combine_seeds(reports: Mapping[int, DownstreamReport]) -> DownstreamReport:
+    """One report from the same evaluation repeated under several training seeds (seed -> report,
+    same split and clips): rows carry the mean over seeds (and top1_std), intervals and claims are
+    recomputed from every seed's per-clip correctness; confusion, gates, predictions, baselines and
+    costs are the first seed's. One report comes back with its `seeds` set."""
+    seeds = list(reports)
+    first = reports[seeds[0]]
+    for seed, r in reports.items():
+        if r.split != first.split or not np.array_equal(r.labels, first.labels):
+            raise PolySpaceError(f"seed {seed}: evaluated on other clips than seed {seeds[0]}; "
+                                 "seeds are combined clip by clip")
+    correct = {key: np.concatenate([reports[s].correct[key] for s in seeds]) for key in first.correct}
+    rows = []
+    for row in first.rows:
+        per_seed = [next(r for r in reports[s].rows if r["key"] == row["key"]) for s in seeds]
+        merged = dict(row)
+        for metric in ("top1", "top5", "mean_class_acc"):
+            merged[metric] = float(np.mean([r[metric] for r in per_seed]))
+        merged["top1_std"] = float(np.std([r["top1"] for r in per_seed], ddof=1)) if len(seeds) > 1 else None
+        merged["seeds"] = len(seeds)
+        rows.append(merged)
+    claims = score_rows(rows, correct, first.split)
+    return DownstreamReport(rows=rows, confusion=first.confusion, gates=first.gates, baselines=first.baselines,
+                            class_names=first.class_names, split=first.split, costs=first.costs,
+                            predictions=first.predictions, labels=first.labels, claims=claims, seeds=seeds,
+                            correct=correct)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,13 +1,19 @@
 """What notebooks 04 and 05 call, one function per cell, reading the earlier stages' outputs.
 
     inputs = fusion_inputs(ws)                  # 04: 01's feature store, 02's converters, the videos
-    run = train_fusion_stage(ws, inputs)        # cached or video mode, per ws.p.cached
+    runs = train_fusion_stage(ws, inputs)       # cached or video mode, per ws.p.cached, once per seed
+    run = runs.main                             # the first seed's run: what 05 and the figures read
     val = validation_view(ws, run, inputs)      # the selected checkpoint on the validation split
-    ws.write_metrics(stage_metrics(ws, run, val))
+    ws.write_metrics(stage_metrics(ws, runs, val))
 
     inputs = downstream_inputs(ws)              # 05: the checkpoint 04 recorded, its feature store
-    report = downstream_report(ws, inputs)      # the side-by-side table on ws.p.eval_split
+    report = downstream_report(ws, inputs)      # the side-by-side table on ws.p.eval_split, every seed
     ws.write_metrics(stage_metrics(ws, report))
+
+Seeds: `seeds` (a list parameter; empty = the notebook's `seed`) repeats the fusion training (04)
+and every baseline's training (05) once per seed; 05 evaluates each seed's fusion checkpoint with
+baselines trained under the same seed. Tables show the mean and std over seeds; intervals and
+claims resample clips with each clip's correctness averaged over the seeds.
 
 Video mode takes its data and student from the feature store's manifest (the dataset parser, its
 root and the student's source and clip), so both modes train on the same videos with the same
@@ -25,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
 from ..scalar_log import LOG_FOLDER
+from ..seeding import training_seeds
+from ..stats import seed_spread
 from .train import FusionRun, HeadOptions, TrainSettings, train_fusion
 
 if TYPE_CHECKING:
@@ -115,38 +123,72 @@ def inputs_from_runs(root: Path, featurize_run_dir: Path, converters_run_dir: Pa
     return inputs
 
 
-def fusion_settings(ws) -> tuple[TrainSettings, HeadOptions]:
-    """The notebook parameters as training settings and head options."""
+def fusion_settings(ws, seed: int | None = None) -> tuple[TrainSettings, HeadOptions]:
+    """The notebook parameters as training settings (under `seed`, default the notebook's) and head options."""
     p = ws.p
-    settings = TrainSettings(epochs=p.fusion_epochs, batch=p.fusion_batch, lr=p.fusion_lr, seed=ws.seed)
+    settings = TrainSettings(epochs=p.fusion_epochs, batch=p.fusion_batch, lr=p.fusion_lr,
+                             seed=ws.seed if seed is None else seed)
     head = HeadOptions(rank=p.fusion_rank, pooling=p.fusion_pooling, gate_l1=p.fusion_gate_l1,
                        finetune_converters=p.fusion_finetune_converters)
     return settings, head
 
 
-def train_fusion_stage(ws, inputs: FusionInputs) -> FusionRun:
-    """Train (or resume) the fusion head in the inputs' mode under `<run dir>/fusion_<mode>/`;
-    a checkpoint made with other settings is announced and replaced. Records the checkpoint in
-    `<run dir>/latest.json` for 05."""
-    settings, head = fusion_settings(ws)
-    save_dir = ws.run_dir / f"fusion_{inputs.mode}"
+@dataclass
+class SeedRuns:
+    """The fusion training repeated over seeds: seed -> FusionRun, in the order of `seeds`; the
+    first seed's run (`main`) is the one 05 and the figures read."""
+
+    runs: dict[int, FusionRun]
+
+    @property
+    def main(self) -> FusionRun:
+        return next(iter(self.runs.values()))
+
+    def spread(self) -> dict[str, Any]:
+        """Mean and std over seeds of the selected checkpoints' validation top-1."""
+        return seed_spread([r.best_val_top1 for r in self.runs.values()])
+
+
+def _seed_dir(run_dir: Path, mode: str, seed: int, first: bool) -> Path:
+    # the first seed keeps the folder a single-seed run has always used
+    return run_dir / (f"fusion_{mode}" if first else f"fusion_{mode}_seed{seed}")
+
+
+def train_fusion_stage(ws, inputs: FusionInputs) -> SeedRuns:
+    """Train (or resume) the fusion head in the inputs' mode once per seed of `seeds`, under
+    `<run dir>/fusion_<mode>/` (first seed) and `fusion_<mode>_seed<N>/`; a checkpoint made with
+    other settings is announced and replaced. Records the checkpoints in `<run dir>/latest.json`
+    for 05."""
     if inputs.mode == "cached":
         data: dict[str, Any] = {"features": inputs.features}
     else:
         data = {"dataset": inputs.dataset, "root": inputs.videos, "student": inputs.student, "frames": inputs.frames,
                 "tokens": inputs.tokens, "workers": ws.p.fusion_workers}
-    run = train_fusion(mode=inputs.mode, converters=inputs.converters, settings=settings, head=head,
-                       save_dir=save_dir, device=str(ws.device), on_mismatch="restart", **data)
-    atomic_write_json(ws.run_dir / LATEST, {"checkpoint": str(save_dir / "best"), "mode": inputs.mode,
-                                            "features": str(inputs.features)})
-    return run
+    seeds = training_seeds(ws.p.seeds, ws.seed)
+    runs = {}
+    for i, seed in enumerate(seeds):
+        settings, head = fusion_settings(ws, seed)
+        runs[seed] = train_fusion(mode=inputs.mode, converters=inputs.converters, settings=settings, head=head,
+                                  save_dir=_seed_dir(ws.run_dir, inputs.mode, seed, i == 0), device=str(ws.device),
+                                  on_mismatch="restart", **data)
+    dirs = {str(seed): str(run.save_dir / "best") for seed, run in runs.items()}
+    atomic_write_json(ws.run_dir / LATEST, {"checkpoint": dirs[str(seeds[0])], "seed_checkpoints": dirs,
+                                            "mode": inputs.mode, "features": str(inputs.features)})
+    return SeedRuns(runs)
 
 
-def run_summary(run: FusionRun):
-    """One-row table of a fusion run: mode, epochs, best epoch, validation accuracy, throughput."""
+def run_summary(runs: SeedRuns | FusionRun):
+    """A fusion run per row (seed, mode, epochs, best epoch, validation accuracy, throughput), and
+    with several seeds a mean and a std row of the validation figures."""
     import pandas as pd
 
-    return pd.DataFrame([run.summary()]).set_index("mode")
+    runs = runs if isinstance(runs, SeedRuns) else SeedRuns({0: runs})
+    table = pd.DataFrame([{"seed": seed, **run.summary()} for seed, run in runs.runs.items()]).set_index("seed")
+    if len(runs.runs) > 1:
+        numeric = table[["val_top1", "val_loss", "best_epoch"]]
+        table.loc["mean"] = numeric.mean()
+        table.loc["std"] = numeric.std(ddof=1)
+    return table
 
 
 def validation_view(ws, run: FusionRun, inputs: FusionInputs) -> dict[str, Any]:
@@ -164,30 +206,47 @@ def validation_view(ws, run: FusionRun, inputs: FusionInputs) -> dict[str, Any]:
 # 05
 
 
-def downstream_inputs(ws) -> dict[str, Path]:
-    """The fusion checkpoint 04 recorded last and the feature store it was trained with."""
+def downstream_inputs(ws) -> dict[str, Any]:
+    """The fusion checkpoints 04 recorded last (one per seed of 05's `seeds`) and the feature
+    store they were trained with. 05's seeds must be ones 04 trained."""
     latest = ws.stage_run_dir("04_train_fusion") / LATEST
     if not latest.is_file():
         raise PolySpaceError(f"{latest}: no fusion checkpoint recorded; run 04_train_fusion for this preset first")
     record = read_json(latest)
-    return {"fusion": Path(record["checkpoint"]), "features": Path(record["features"]), "trained_in": record["mode"]}
+    recorded = record.get("seed_checkpoints") or {str(ws.seed): record["checkpoint"]}
+    seeds = training_seeds(ws.p.seeds, ws.seed)
+    missing = [s for s in seeds if str(s) not in recorded]
+    if missing:
+        raise PolySpaceError(f"{latest}: 04 trained fusion under seeds {sorted(int(s) for s in recorded)}, not "
+                             f"{missing}; run 04_train_fusion with the same seeds first")
+    return {"fusion": Path(recorded[str(seeds[0])]), "features": Path(record["features"]),
+            "trained_in": record["mode"], "seed_checkpoints": {s: Path(recorded[str(s)]) for s in seeds}}
 
 
-def downstream_report(ws, inputs: dict[str, Path]):
-    """05's table on ws.p.eval_split; also written to `<run dir>/downstream.json`."""
-    from .evaluate import evaluate_downstream
+def downstream_report(ws, inputs: dict[str, Any]):
+    """05's table on ws.p.eval_split, every seed's fusion checkpoint against baselines trained
+    under the same seed, combined over seeds; also written to `<run dir>/downstream.json`."""
+    from .evaluate import combine_seeds, evaluate_downstream
 
-    probe = TrainSettings(epochs=ws.p.eval_probe_epochs, batch=64, lr=ws.p.eval_probe_lr, weight_decay=1e-4,
-                          seed=ws.seed)
-    report = evaluate_downstream(inputs["fusion"], inputs["features"], split=ws.p.eval_split, probe_settings=probe,
-                                 costs=ws.p.eval_costs, device=str(ws.device), log_dir=ws.run_dir / LOG_FOLDER)
+    reports = {}
+    for i, (seed, checkpoint) in enumerate(inputs["seed_checkpoints"].items()):
+        probe = TrainSettings(epochs=ws.p.eval_probe_epochs, batch=64, lr=ws.p.eval_probe_lr, weight_decay=1e-4,
+                              seed=seed)
+        log_dir = ws.run_dir / LOG_FOLDER / (f"seed{seed}" if i else "")
+        # costs do not depend on the seed: counted once
+        reports[seed] = evaluate_downstream(checkpoint, inputs["features"], split=ws.p.eval_split,
+                                            probe_settings=probe, costs=ws.p.eval_costs and i == 0,
+                                            device=str(ws.device), log_dir=log_dir)
+    report = combine_seeds(reports)
     atomic_write_json(ws.run_dir / "downstream.json",
                       {"rows": report.rows, "metrics": report.metrics(), "gates": report.gates, "costs": report.costs,
                        "confusion": {k: v.tolist() for k, v in report.confusion.items()},
                        "class_names": report.class_names,
-                       # per clip, so every figure and interval can be recomputed
-                       "labels": report.labels.tolist(),
-                       "predictions": {k: v.tolist() for k, v in report.predictions.items()}})
+                       # per clip and seed, so every figure and interval can be recomputed
+                       "labels": report.labels.tolist(), "seeds": report.seeds,
+                       "predictions": {k: v.tolist() for k, v in report.predictions.items()},
+                       "seed_predictions": {str(s): {k: v.tolist() for k, v in r.predictions.items()}
+                                            for s, r in reports.items()}})
     return report
 
 
@@ -195,18 +254,25 @@ def downstream_report(ws, inputs: dict[str, Path]):
 # metrics.json of 04 and 05
 
 
-def stage_metrics(ws, result: FusionRun | DownstreamReport, validation: dict[str, Any] | None = None) -> dict[str, Any]:
+def stage_metrics(ws, result: SeedRuns | FusionRun | DownstreamReport,
+                  validation: dict[str, Any] | None = None) -> dict[str, Any]:
     """metrics.json of the stage `ws.stage` is.
 
-    04_train_fusion: `result` is the FusionRun and `validation` its validation_view: mode,
-    throughput, selection and the validation figures (top-1, top-5, mean per-class, mean gate per
-    teacher). 05_eval_downstream: `result` is the DownstreamReport: its flat metrics
-    (top1_/top5_/mean_class_acc_/gflops_/params_<method>, the fusion gains, the mean gates)."""
+    04_train_fusion: `result` is the SeedRuns (or one FusionRun) and `validation` the first
+    seed's validation_view: mode, throughput, selection and the validation figures (top-1, top-5,
+    mean per-class, mean gate per teacher), plus the validation top-1's mean and std over seeds.
+    05_eval_downstream: `result` is the DownstreamReport: its flat metrics (top1_/top5_/
+    mean_class_acc_/gflops_/params_<method>, the fusion gains, the mean gates; seeds combined)."""
     if ws.stage == "04_train_fusion":
         if validation is None:
             raise PolySpaceError("stage_metrics of 04_train_fusion: pass the validation view, "
                                  "stage_metrics(ws, run, validation_view(ws, run, inputs))")
-        return training_metrics(result, validation)
+        runs = result if isinstance(result, SeedRuns) else SeedRuns({ws.seed: result})
+        metrics = training_metrics(runs.main, validation)
+        spread = runs.spread()
+        metrics.update({"seeds": list(runs.runs), "val_top1_seed_mean": spread["mean"],
+                        "val_top1_seed_std": spread["std"]})
+        return metrics
     if ws.stage == "05_eval_downstream":
         return result.metrics()
     raise PolySpaceError(f"fusion stage_metrics: stage {ws.stage} is not 04_train_fusion or 05_eval_downstream")

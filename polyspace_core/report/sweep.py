@@ -90,7 +90,8 @@ class GeneratedData:
 GENERATED_DATA: dict[str, GeneratedData] = {
     "01_featurize": GeneratedData("featurize_root", (
         "featurize_synth_layout", "featurize_synth_classes", "featurize_synth_clips_per_class",
-        "featurize_synth_frames", "featurize_synth_size", "featurize_synth_seed"),
+        "featurize_synth_frames", "featurize_synth_size", "featurize_synth_seed",
+        "featurize_synth_test_fraction"),
         when=("featurize_dataset", "synthmotion")),
     # 07 seeds its SynthMotion set with the notebook's seed
     "07_ffn_tfd": GeneratedData("ffn_root", ("seed", "ffn_classes", "ffn_clips_per_class", "ffn_video_frames",
