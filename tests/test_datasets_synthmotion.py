@@ -291,3 +291,17 @@ def test_generate_rejects_bad_parameters(tmp_path: Path):
     with pytest.raises(PolySpaceError, match="classes=\\['move_left', 'fly'\\]"):
         generate_synthmotion(tmp_path / "x", "ssv2", ["move_left", "fly"], 2, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_test_fraction_sets_the_test_split(tmp_path: Path):
+    """A larger test share (the demo's, for tight intervals) moves clips from train to test per
+    class; validation keeps its 10%; a share out of range is one line."""
+    info = generate_synthmotion(tmp_path / "a", layout="hmdb51-csv", classes=2, clips_per_class=10, frames=8,
+                                size=16, seed=0, test_fraction=0.5, progress=False)
+    assert info["split_counts"] == {"train": 8, "validation": 2, "test": 10}
+    assert info["test_fraction"] == 0.5 and "50% test" in info["split_rule"]
+    assert len(load_split(info["dataset"], info["root"], "test").items) == 10
+    for bad in (0, 0.9, "0.3", True):
+        with pytest.raises(PolySpaceError, match="test_fraction"):
+            generate_synthmotion(tmp_path / "b", layout="hmdb51-csv", classes=2, clips_per_class=10, frames=8,
+                                 size=16, test_fraction=bad, progress=False)
