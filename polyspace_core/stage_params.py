@@ -67,6 +67,7 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "converter_depth": "int",
         "converter_select_on": "choice:r2|cosine|cka|mutual_knn|retrieval_top1",  # validation metric
         "converter_eval_split": "str",           # held-out split of the fidelity table
+        "seeds": "list[int]",                   # the selected converters retrained per seed (the grid: the first)
     },
     "03_alignment": {
         "alignment_features": "optional[path]",    # feature store root; none = the store 01_featurize wrote

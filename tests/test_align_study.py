@@ -144,3 +144,30 @@ def test_converters_from_another_student_are_refused(grid, store, tmp_path):
         grid.student = real
     with pytest.raises(PolySpaceError, match="trained from student 'other'"):
         load_spaces(store, tmp_path / "c", "test")
+
+
+def test_selected_converters_over_seeds(grid, store):
+    """02 over seeds: the first seed's row is the grid's converter itself; a learned kind retrained
+    under another seed differs; a closed-form kind is the same fit under every seed; the metrics
+    carry each figure's std over seeds."""
+    from polyspace_core.align.study import seed_fidelity, seed_spread_table
+
+    selected = {t: next(r for r in grid.runs if r.teacher == t and r.kind == kind)
+                for t, kind in zip(grid.teachers, ("mlp", "ridge"))}
+    table = seed_fidelity(grid, selected, [0, 5], "test")
+    assert len(table) == 4 and list(table["seed"]) == [0, 5, 0, 5]
+    held_out = fidelity_table(grid, "test", selected)
+    for teacher, run in selected.items():
+        rows = table[table["teacher"] == teacher].set_index("seed")
+        grid_row = held_out[held_out["selected"] & (held_out["teacher"] == teacher)]
+        assert rows.loc[0, "r2"] == pytest.approx(grid_row["r2"].item())
+        if run.kind == "ridge":
+            assert rows.loc[5, "r2"] == rows.loc[0, "r2"]
+        else:
+            assert rows.loc[5, "r2"] != rows.loc[0, "r2"]
+    spread = seed_spread_table(table)
+    assert spread.loc[(grid.teachers[1], selected[grid.teachers[1]].label), ("r2", "std")] == 0
+    metrics = stage_metrics(stage_ws("02_train_converters", converter_eval_split="test"), held_out, selected, table)
+    assert metrics["seeds"] == [0, 5]
+    assert metrics[f"test_r2_{grid.teachers[0]}_seed_std"] == pytest.approx(
+        table[table["teacher"] == grid.teachers[0]]["r2"].std(ddof=1))

@@ -4,8 +4,9 @@
     grid = converter_grid(ws, features)                  # 02: every (teacher, kind, loss) on the train split
     selected = selection(ws, grid)                       # one converter per teacher, chosen ON VALIDATION
     fidelity = held_out_fidelity(ws, grid, selected)     # every run on ws.p.converter_eval_split
+    seeds = selected_over_seeds(ws, grid, selected)      # the selected ones retrained per seed of `seeds`
     save_selection(ws, grid, selected)                   # the converter set 03-05 read
-    ws.write_metrics(stage_metrics(ws, fidelity, selected))
+    ws.write_metrics(stage_metrics(ws, fidelity, selected, seeds))
 
     converters = converter_set(ws)                       # 03: 02's converter set
     spaces = alignment_spaces(ws, features, converters)  # student, teacher, converted clip features
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from ..errors import PolySpaceError
 from ..measure import count_parameters
 from ..scalar_log import LOG_FOLDER
+from ..seeding import training_seeds
 from ..stats import Claim, Interval
 from .converters import CLOSED_FORM_KINDS, Converter, ConverterConfig
 from .layerwise import layer_features
@@ -82,7 +84,7 @@ def converter_grid(ws, features: Path) -> ConverterGrid:
     return train_converter_grid(features, kinds=p.converter_kinds, losses=p.converter_losses,
                                 teachers=p.converter_teachers or None, epochs=p.converter_epochs,
                                 batch=p.converter_batch, lr=p.converter_lr, hidden=p.converter_hidden,
-                                depth=p.converter_depth, seed=ws.seed, device=ws.device,
+                                depth=p.converter_depth, seed=training_seeds(p.seeds, ws.seed)[0], device=ws.device,
                                 log_dir=ws.run_dir / LOG_FOLDER)
 
 
@@ -94,6 +96,12 @@ def selection(ws, grid: ConverterGrid) -> dict[str, ConverterRun]:
 def held_out_fidelity(ws, grid: ConverterGrid, selected: dict[str, ConverterRun]):
     """02: fidelity of every run on ws.p.converter_eval_split, marking the selected ones (a DataFrame)."""
     return fidelity_table(grid, ws.p.converter_eval_split, selected)
+
+
+def selected_over_seeds(ws, grid: ConverterGrid, selected: dict[str, ConverterRun]):
+    """02: each teacher's selected converter retrained under every other seed of `seeds` (the grid
+    ran under the first), its fidelity on ws.p.converter_eval_split per seed (a DataFrame)."""
+    return seed_fidelity(grid, selected, training_seeds(ws.p.seeds, ws.seed), ws.p.converter_eval_split)
 
 
 def save_selection(ws, grid: ConverterGrid, selected: dict[str, ConverterRun]) -> Path:
@@ -126,12 +134,13 @@ def layers(ws, features: Path, spaces: AlignmentSpaces) -> dict[str, list[np.nda
                           device=ws.device)
 
 
-def stage_metrics(ws, result, selected: dict[str, ConverterRun] | None = None) -> dict[str, Any]:
+def stage_metrics(ws, result, selected: dict[str, ConverterRun] | None = None, seeds=None) -> dict[str, Any]:
     """metrics.json of the stage `ws.stage` is.
 
     02_train_converters: `result` is the held-out fidelity table and `selected` the selection:
     per teacher the selected converter (`selected_<t>`) and its fidelity
-    (`<converter_eval_split>_<metric>_<t>`), plus how many converters were trained.
+    (`<converter_eval_split>_<metric>_<t>`), plus how many converters were trained; with `seeds`
+    (selected_over_seeds' table) each of those figures' std over seeds (`..._seed_std`).
     03_alignment: `result` is the alignment table: `cka_student_teacher_<t>`,
     `cka_converted_teacher_<t>` (linear CKA), `cosine_<t>`, `retrieval_top1_<t>` and every other
     metric column as `<column>_<t>`."""
@@ -139,7 +148,13 @@ def stage_metrics(ws, result, selected: dict[str, ConverterRun] | None = None) -
         if selected is None:
             raise PolySpaceError("stage_metrics of 02_train_converters: pass the selection, "
                                  "stage_metrics(ws, fidelity, selected)")
-        return _converter_metrics(result, selected, ws.p.converter_eval_split)
+        out = _converter_metrics(result, selected, ws.p.converter_eval_split)
+        if seeds is not None and seeds["seed"].nunique() > 1:
+            out["seeds"] = sorted(int(s) for s in seeds["seed"].unique())
+            for teacher, group in seeds.groupby("teacher"):
+                for metric in FIDELITY_METRICS:
+                    out[f"{ws.p.converter_eval_split}_{metric}_{teacher}_seed_std"] = float(group[metric].std(ddof=1))
+        return out
     if ws.stage == "03_alignment":
         return _alignment_metrics(result)
     raise PolySpaceError(f"align stage_metrics: stage {ws.stage} is not 02_train_converters or 03_alignment")
@@ -239,6 +254,7 @@ class ConverterGrid:
     train_split: str
     val_split: str
     runs: list[ConverterRun] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # epochs, batch, lr, hidden, depth, seed, device
 
     def table(self):
         """One row per run: teacher, kind, loss, best epoch, seconds, parameters, validation fidelity."""
@@ -270,7 +286,9 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
     loss_labels = [format_loss_weights(parse_loss_weights(s)) for s in losses]
     if not kinds or (not loss_labels and any(k not in CLOSED_FORM_KINDS for k in kinds)):
         raise PolySpaceError("converter grid: give at least one kind, and a loss for learned kinds")
-    grid = ConverterGrid(root, student, teachers, train_split, val_split)
+    grid = ConverterGrid(root, student, teachers, train_split, val_split,
+                         settings=dict(epochs=epochs, batch=batch, lr=lr, hidden=hidden, depth=depth, seed=seed,
+                                       device=device))
     plan = [(t, k, CLOSED_FORM_LOSS if k in CLOSED_FORM_KINDS else loss)
             for t in teachers for k in dict.fromkeys(kinds)
             for loss in ([CLOSED_FORM_LOSS] if k in CLOSED_FORM_KINDS else dict.fromkeys(loss_labels))]
@@ -290,6 +308,38 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
         fit.validation_fidelity = evaluate_converter(fit.converter, *val)
         grid.runs.append(ConverterRun(teacher, kind, loss, fit))
     return grid
+
+
+def seed_fidelity(grid: ConverterGrid, selected: dict[str, ConverterRun], seeds: Sequence[int],
+                  split: str = "test"):
+    """Each teacher's selected converter under every seed: the grid's run for the grid's seed,
+    retrained with the grid's settings for the others (closed-form kinds have no randomness and
+    are not refitted: every seed gets the same fit). One row per (teacher, seed) with the fidelity
+    on `split` (seed_spread_table: mean and std over seeds)."""
+    import pandas as pd
+
+    cfg = grid.settings
+    rows = []
+    for teacher, run in selected.items():
+        train = pairs_from_store(grid.features / grid.train_split, grid.student, teacher)
+        val = pairs_from_store(grid.features / grid.val_split, grid.student, teacher)
+        held_out = pairs_from_store(grid.features / split, grid.student, teacher)
+        for seed in seeds:
+            converter = run.converter
+            if seed != cfg["seed"] and run.kind not in CLOSED_FORM_KINDS:
+                fit = train_converter(train, val, run.converter.config, run.loss, epochs=cfg["epochs"],
+                                      batch=cfg["batch"], lr=cfg["lr"], seed=seed, device=cfg["device"],
+                                      progress=False)
+                converter = fit.converter.cpu()
+            rows.append({"teacher": teacher, "converter": run.label, "seed": seed,
+                         **evaluate_converter(converter, *held_out)})
+    table = pd.DataFrame(rows)
+    return table
+
+
+def seed_spread_table(table):
+    """seed_fidelity's table as per-teacher mean and std over seeds of each fidelity metric."""
+    return table.groupby(["teacher", "converter"])[list(FIDELITY_METRICS)].agg(["mean", "std"])
 
 
 def select_converters(grid: ConverterGrid, metric: str = "r2") -> dict[str, ConverterRun]:
