@@ -1,14 +1,30 @@
 """Embedding networks of the exemplar branch: frozen feature extractors of a grey frame.
 
-Moved out of exemplar.py unchanged; see exemplar.py's docstring for how the branch uses them.
+Families, chosen by name (`ExemplarConfig.embed`):
+
+    random    a randomly initialised conv net, fixed seed, frozen: the built-in demo only. Nothing
+              pretrained is in it; `describe()` says "random" and the report says so.
+    swin      transformers `SwinModel`      (Swin v1,  e.g. microsoft/swin-tiny-patch4-window7-224)
+    swinv2    transformers `Swinv2Model`    (Swin V2,  e.g. microsoft/swinv2-tiny-patch4-window8-256)
+    convnext  transformers `ConvNextModel`  (e.g. facebook/convnext-tiny-224)
+
+A pretrained family is loaded from a local `save_pretrained` folder or a hub id already in the
+offline Hugging Face cache (`local_files_only=True`: nothing is ever downloaded). Each uses its
+own preprocessing: the mean/std of its image processor (preprocessor_config.json of the folder
+or cached hub id; a model without one is an error, not a silent ImageNet default). The grey
+frame is replicated to RGB in [0, 1] and normalised with them.
+
+Features: every family returns (B, C, H/4, W/4): its first stride-4 map concatenated with its
+first stride-8 map upsampled (bilinear), so a feature carries local texture and some context.
+SwinTExCo's own embedding (timm's swinv2_cr, fed unnormalised) is in released.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -60,45 +76,108 @@ class RandomConvEmbedding(nn.Module):
         return torch.cat(feats, dim=1)
 
 
-class SwinEmbedding(nn.Module):
-    """Frozen transformers SwinModel features of l_norm (B, 1, H, W) -> (B, C, H/4, W/4)."""
+FAMILIES = ("random", "swin", "swinv2", "convnext")
+# family -> (transformers model class, config model_type)
+_HF_FAMILIES = {"swin": ("SwinModel", "swin"), "swinv2": ("Swinv2Model", "swinv2"),
+                "convnext": ("ConvNextModel", "convnext")}
 
-    def __init__(self, swin: nn.Module, mean: list[float], std: list[float]):
+
+def _feature_channels(family: str, config: Any) -> tuple[int, int]:
+    """Channels of the stride-4 and stride-8 maps a family's model returns."""
+    if family in ("swin", "swinv2"):
+        return config.embed_dim, config.embed_dim * 2 if len(config.depths) > 1 else config.embed_dim
+    return config.hidden_sizes[0], config.hidden_sizes[1] if len(config.hidden_sizes) > 1 else config.hidden_sizes[0]
+
+
+class BackboneEmbedding(nn.Module):
+    """Frozen transformers backbone features of l_norm (B, 1, H, W) -> (B, C, H/4, W/4).
+
+    family: swin | swinv2 | convnext; model: its transformers model; mean/std: its image
+    processor's normalisation (RGB)."""
+
+    def __init__(self, family: str, model: nn.Module, mean: list[float], std: list[float]):
         super().__init__()
-        self.swin = swin
-        cfg = swin.config
-        self.out_channels = cfg.embed_dim + (cfg.embed_dim * 2 if len(cfg.depths) > 1 else cfg.embed_dim)
+        if family not in _HF_FAMILIES:
+            raise PolySpaceError(f"embedding family {family!r}: use one of {', '.join(FAMILIES)}")
+        self.family = family
+        self.backbone = model
+        c4, c8 = _feature_channels(family, model.config)
+        self.out_channels = c4 + c8
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         grey = (denormalize_l(l_norm) / 100.0).expand(-1, 3, -1, -1)
-        out = self.swin(pixel_values=(grey - self.mean) / self.std, output_hidden_states=True)
-        states = out.reshaped_hidden_states
-        first = states[0]
-        second = F.interpolate(states[1], size=first.shape[-2:], mode="bilinear", align_corners=False)
+        pixels = (grey - self.mean) / self.std
+        if self.family == "convnext":
+            states = self.backbone(pixel_values=pixels, output_hidden_states=True).hidden_states
+            # hidden_states[0] is the stem (stride 4); [1] stage 1 (stride 4); [2] stage 2 (stride 8)
+            first, second = states[1], states[2] if len(states) > 2 else states[1]
+        else:
+            # Swin pads the frame to a multiple of its window itself; reshaped_hidden_states are
+            # (B, C, h, w): [0] the patch embedding (stride 4), [1] after stage 1 (stride 8)
+            states = self.backbone(pixel_values=pixels, output_hidden_states=True).reshaped_hidden_states
+            first, second = states[0], states[1]
+        second = F.interpolate(second, size=first.shape[-2:], mode="bilinear", align_corners=False)
         return torch.cat([first, second], dim=1)
 
 
-def load_swin(checkpoint: str | os.PathLike) -> tuple[nn.Module, list[float], list[float]]:
-    """SwinModel + pixel mean/std from a local folder; clear errors instead of a download."""
-    from transformers import SwinConfig, SwinModel
+def backbone_from_config(family: str, config: dict) -> nn.Module:
+    """An untrained transformers model of `family` from a saved config dict (weights loaded after)."""
+    import transformers
 
-    path = Path(checkpoint)
-    if not (path / "config.json").is_file():
-        raise PolySpaceError(f"Swin checkpoint {path}: no config.json there; pass a folder written by "
-                             f"SwinModel.save_pretrained (nothing is downloaded), or leave it out to use "
-                             f"the frozen random embedding")
-    config = SwinConfig.from_pretrained(path)
-    if config.model_type != "swin":
-        raise PolySpaceError(f"Swin checkpoint {path}: config is a {config.model_type!r} model, not swin")
+    cls_name, model_type = _HF_FAMILIES[family]
+    cfg = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
+    return getattr(transformers, cls_name)(cfg)
+
+
+def load_backbone(family: str, source: str | os.PathLike) -> tuple[nn.Module, list[float], list[float]]:
+    """(model, mean, std) of a `family` backbone from a local folder or a cached hub id.
+
+    Nothing is downloaded: a hub id must already be in the Hugging Face cache. A missing folder,
+    an uncached id, a config of another family or a model without an image processor config is
+    a one-line PolySpaceError."""
+    import transformers
+
+    if family not in _HF_FAMILIES:
+        raise PolySpaceError(f"embedding family {family!r}: use one of {', '.join(_HF_FAMILIES)}")
+    cls_name, model_type = _HF_FAMILIES[family]
+    where = f"{family} backbone {source}"
+    path = Path(source)
+    if path.exists() and not (path / "config.json").is_file():
+        raise PolySpaceError(f"{where}: no config.json there; pass a folder written by "
+                             f"{cls_name}.save_pretrained or a cached hub id (nothing is downloaded)")
+    if not path.exists() and (str(source).startswith((".", "/", "~")) or str(source).count("/") != 1):
+        raise PolySpaceError(f"{where}: no such folder, and not a hub id (owner/name)")
     try:
-        swin = SwinModel.from_pretrained(path, local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(str(source), local_files_only=True)
     except (OSError, ValueError) as e:
-        raise PolySpaceError(f"Swin checkpoint {path}: cannot load weights ({str(e).splitlines()[0]})") from None
-    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-    pre = path / "preprocessor_config.json"
-    if pre.is_file():
-        proc = json.loads(pre.read_text())
-        mean, std = list(proc.get("image_mean", mean)), list(proc.get("image_std", std))
-    return swin, mean, std
+        raise PolySpaceError(f"{where}: not found locally ({str(e).splitlines()[0][:200]}); "
+                             f"save it with save_pretrained or fetch it into the HF cache first") from None
+    if config.model_type != model_type:
+        raise PolySpaceError(f"{where}: config is a {config.model_type!r} model, not {model_type!r}; "
+                             f"pick the family that matches (one of {', '.join(_HF_FAMILIES)})")
+    try:
+        model = getattr(transformers, cls_name).from_pretrained(str(source), local_files_only=True)
+        proc = transformers.AutoImageProcessor.from_pretrained(str(source), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise PolySpaceError(f"{where}: cannot load ({str(e).splitlines()[0][:200]}); the folder needs "
+                             f"the weights and preprocessor_config.json (its image processor)") from None
+    mean, std = getattr(proc, "image_mean", None), getattr(proc, "image_std", None)
+    if mean is None or std is None:
+        raise PolySpaceError(f"{where}: its image processor has no image_mean/image_std")
+    return model, [float(m) for m in mean], [float(s) for s in std]
+
+
+def build_embedding(family: str, *, channels: list[int] | None = None, seed: int = 0,
+                    model: nn.Module | None = None, mean: list[float] | None = None,
+                    std: list[float] | None = None) -> nn.Module:
+    """The frozen embedding of `family`: RandomConvEmbedding(channels, seed) for "random", else
+    BackboneEmbedding around `model` (from load_backbone or backbone_from_config)."""
+    if family == "random":
+        return RandomConvEmbedding(channels or [8, 24, 48], seed)
+    if family not in _HF_FAMILIES:
+        raise PolySpaceError(f"exemplar config embed={family!r}: use one of {', '.join(FAMILIES)}")
+    if model is None or mean is None or std is None:
+        raise PolySpaceError(f"embedding {family}: needs its model and processor mean/std")
+    return BackboneEmbedding(family, model, mean, std)
