@@ -99,6 +99,17 @@ def test_raft_errors_name_the_file(tmp_path):
         RAFTFlow(wrong)
 
 
+def test_dis_flow_does_not_depend_on_earlier_calls():
+    """OpenCV's DIS object answers a pair differently after its first call; each pair is fresh."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, 40), dtype=np.uint8)
+    b = np.roll(a, 2, axis=1)
+    dis = DISFlow()
+    first = dis.flow(a, b)
+    dis.flow(rng.integers(0, 256, (32, 40), dtype=np.uint8), a)
+    np.testing.assert_array_equal(dis.flow(a, b), first)
+
+
 def test_unknown_backend_and_bad_frames():
     with pytest.raises(PolySpaceError, match="unknown"):
         build_flow_backend("pwcnet")

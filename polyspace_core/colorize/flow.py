@@ -84,11 +84,16 @@ class DISFlow(FlowBackend):
         if preset not in presets:
             raise PolySpaceError(f"DIS flow preset={preset!r}: use one of {', '.join(presets)}")
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(presets[preset])
+        self._preset_id = presets[preset]
 
     def flow(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        import cv2
+
         _check_pair(src, dst, "dis flow")
-        return self._dis.calc(src, dst, None).astype(np.float32, copy=False)
+        # a fresh DIS object per pair: a reused one answers the same pair differently after its
+        # first call (by pixels on textured frames), so flows would depend on what came before
+        # (18 us to create one, against milliseconds for calc)
+        return cv2.DISOpticalFlow_create(self._preset_id).calc(src, dst, None).astype(np.float32, copy=False)
 
     def describe(self) -> dict:
         return {"backend": self.name, "preset": self.preset}
