@@ -313,3 +313,16 @@ def test_strategy_2_backbone_from_a_local_file_and_a_cached_hub_id(tmp_path, off
         build_swintexco_branch("timm/swinv2_cr_small_ns_224.sw_in1k", backbone="swinv2-cr-s-224")
     with pytest.raises(PolySpaceError, match="use one of"):
         build_swintexco_branch(backbone="swinv2-t-256")
+
+
+def test_a_fusion_system_with_the_release_saves_and_loads_in_our_format(loaded, tmp_path):
+    from polyspace_core.colorize.swintexco import SwinTExCoBranch
+    from polyspace_core.colorize.system import FusionSystem
+
+    FusionSystem(loaded).save_pretrained(tmp_path / "system")
+    again = FusionSystem.from_pretrained(tmp_path / "system")
+    assert isinstance(again.exemplar, SwinTExCoBranch) and again.exemplar.pretrained
+    assert again.exemplar.config == loaded.config
+    assert again.describe_weights()["embedding"] == loaded.describe_weights()["embedding"]
+    theirs = loaded.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in again.exemplar.state_dict().items())
