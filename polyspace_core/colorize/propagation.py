@@ -10,7 +10,9 @@ frame that still sees that point (a background revealed after an occlusion is fo
 older frame). It has no trainable parameters: it is frozen by construction.
 
 All tensors are batched: the B sequences of a batch move in lockstep, flows are computed per
-sequence on CPU (OpenCV) and moved to the ab tensors' device.
+sequence on CPU (OpenCV) and moved to the ab tensors' device. A flow backend with a memory of its
+own (MemFlow) gives the flows to the previous frame from that memory (`sequence_flows`, one
+stream per sequence of the batch, advanced once per frame), and `reset()` clears it too.
 """
 
 from __future__ import annotations
