@@ -75,25 +75,85 @@ def test_save_and_load_round_trip_is_strategy_1(tmp_path):
     assert len(loaded.trainable_parameters()) == len(list(loaded.nonlocal_net.parameters()))
 
 
-def test_swin_embedding_from_a_local_checkpoint(tmp_path):
-    from transformers import SwinConfig, SwinModel
+def _tiny_backbone(family: str, folder):
+    """A tiny randomly initialised transformers model of `family` saved with its image processor
+    (a made-up mean/std, so the test sees that the processor's own normalisation is used)."""
+    import transformers
 
     torch.manual_seed(0)
-    cfg = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4)
-    SwinModel(cfg).save_pretrained(tmp_path / "swin")
-    branch = build_exemplar_branch(swin_checkpoint=tmp_path / "swin")
-    assert branch.config.embed == "swin" and branch.embed.out_channels == 16 + 32
+    if family == "swin":
+        model = transformers.SwinModel(transformers.SwinConfig(
+            image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4))
+        proc = transformers.ViTImageProcessor(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])
+    elif family == "swinv2":
+        model = transformers.Swinv2Model(transformers.Swinv2Config(
+            image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4))
+        proc = transformers.ViTImageProcessor(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])
+    else:
+        model = transformers.ConvNextModel(transformers.ConvNextConfig(
+            hidden_sizes=[8, 16], depths=[1, 1], num_stages=2))
+        proc = transformers.ConvNextImageProcessor(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])
+    model.save_pretrained(folder)
+    proc.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("family,channels", [("swin", 16 + 32), ("swinv2", 16 + 32), ("convnext", 8 + 16)])
+def test_backbone_families_from_a_local_folder(tmp_path, family, channels):
+    model = _tiny_backbone(family, tmp_path / family)
+    branch = build_exemplar_branch(tmp_path / family, embed=family)
+    assert branch.config.embed == family and branch.embed.out_channels == channels
+    assert branch.config.pixel_mean == pytest.approx([0.5, 0.4, 0.3])   # its processor's, not ImageNet's
+    assert branch.describe_weights()["embedding"] == f"pretrained: {family} {tmp_path / family}"
+    # the loaded weights are the saved ones, and the features are the model's own stride-4 map
     l, ab = _inputs(h=48, w=64)
+    feats = branch.embed(l)
+    assert feats.shape == (2, channels, 12, 16)
+    pixels = (((l * 50 + 50) / 100).expand(-1, 3, -1, -1) - branch.embed.mean) / branch.embed.std
+    with torch.no_grad():
+        out = model(pixel_values=pixels, output_hidden_states=True)
+    first = out.hidden_states[1] if family == "convnext" else out.reshaped_hidden_states[0]
+    torch.testing.assert_close(feats[:, :first.shape[1]], first)
     assert branch(l, l, ab)["ab"].shape == (2, 2, 48, 64)
     assert not any(p.requires_grad for p in branch.embed.parameters())
-    branch.save_pretrained(tmp_path / "ex")     # the Swin config travels with the branch
+    branch.save_pretrained(tmp_path / "ex")     # the backbone config travels with the branch
     loaded = ExemplarBranch.from_pretrained(tmp_path / "ex")
     torch.testing.assert_close(loaded(l, l, ab)["ab"], branch(l, l, ab)["ab"])
 
 
+def test_backbone_from_a_cached_hub_id_offline(tmp_path, offline_hf_cache):
+    _tiny_backbone("swinv2", tmp_path / "swinv2")
+    offline_hf_cache.add("microsoft/swinv2-tiny-patch4-window8-256", tmp_path / "swinv2")
+    branch = build_exemplar_branch("microsoft/swinv2-tiny-patch4-window8-256", embed="swinv2")
+    assert branch.config.backbone_source == "microsoft/swinv2-tiny-patch4-window8-256"
+    with pytest.raises(PolySpaceError, match="not found locally") as error:   # not cached: never downloaded
+        build_exemplar_branch("microsoft/swinv2-base-patch4-window8-256", embed="swinv2")
+    assert "\n" not in str(error.value)
+
+
+def test_backbone_errors_are_one_line(tmp_path):
+    _tiny_backbone("swin", tmp_path / "swin")
+    with pytest.raises(PolySpaceError, match="is a 'swin' model, not 'swinv2'"):
+        build_exemplar_branch(tmp_path / "swin", embed="swinv2")
+    with pytest.raises(PolySpaceError, match="name its family"):
+        build_exemplar_branch(tmp_path / "swin")
+    with pytest.raises(PolySpaceError, match="needs backbone="):
+        build_exemplar_branch(embed="swinv2")
+    (tmp_path / "noproc").mkdir()
+    import transformers
+    transformers.SwinModel(transformers.SwinConfig(image_size=32, embed_dim=8, depths=[1], num_heads=[1],
+                                                   window_size=4)).save_pretrained(tmp_path / "noproc")
+    with pytest.raises(PolySpaceError, match="preprocessor_config.json"):   # no silent ImageNet default
+        build_exemplar_branch(tmp_path / "noproc", embed="swin")
+    assert build_exemplar_branch().describe_weights()["embedding"] == "random"
+
+
 def test_missing_checkpoints_are_errors(tmp_path):
-    with pytest.raises(PolySpaceError, match="no config.json"):
+    with pytest.raises(PolySpaceError, match="no such folder"):
         build_exemplar_branch(swin_checkpoint=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PolySpaceError, match="no config.json"):
+        build_exemplar_branch(swin_checkpoint=tmp_path / "empty")
     with pytest.raises(PolySpaceError, match="config.json and model.safetensors"):
         ExemplarBranch.from_pretrained(tmp_path)
     with pytest.raises(PolySpaceError, match="exemplar config"):

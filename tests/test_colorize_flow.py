@@ -99,6 +99,17 @@ def test_raft_errors_name_the_file(tmp_path):
         RAFTFlow(wrong)
 
 
+def test_dis_flow_does_not_depend_on_earlier_calls():
+    """OpenCV's DIS object answers a pair differently after its first call; each pair is fresh."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, 40), dtype=np.uint8)
+    b = np.roll(a, 2, axis=1)
+    dis = DISFlow()
+    first = dis.flow(a, b)
+    dis.flow(rng.integers(0, 256, (32, 40), dtype=np.uint8), a)
+    np.testing.assert_array_equal(dis.flow(a, b), first)
+
+
 def test_unknown_backend_and_bad_frames():
     with pytest.raises(PolySpaceError, match="unknown"):
         build_flow_backend("pwcnet")
@@ -116,49 +127,138 @@ def test_memflow_missing_checkout_or_checkpoint(tmp_path):
         build_flow_backend("memflow", memflow_path=str(tmp_path / "MemFlow"), memflow_ckpt=str(tmp_path / "none.pth"))
 
 
-def test_memflow_adapter_drives_a_checkout_like_inference_py(tmp_path):
-    """A stand-in checkout with MemFlow's module layout and call signatures (build_network,
-    get_cfg, InferenceCore.step): the adapter must import from the path, load the checkpoint,
-    feed (1, 2, 3, H, W) frames in [-1, 1] padded to /8, and unpad the flow it gets back."""
+def _fake_memflow(tmp_path):
+    """A stand-in checkout with MemFlow's module layout and call signatures, as read from
+    github.com/DQiaole/MemFlow: core/Networks/__init__.py build_network(cfg) -> network(cfg[cfg.network]);
+    configs/sintel_memflownet.py get_cfg() -> a yacs CfgNode (a dict with attribute access) with
+    network, mem_every, enable_long_term, val_decoder_depth; inference/inference_core_skflow.py
+    InferenceCore(network, config) with clear_memory() and step(images, end, add_pe, flow_init) ->
+    (flow_low, flow_up), which adds to its memory when curr_ti - last_mem_ti >= mem_every and not
+    end, as the real one does. The model has the released model's top-level parts (cnet, fnet,
+    update_block, att), tiny. Its 'flow': x = att.weight[0, 0] * (second - first) of channel 0,
+    y = how many memory entries the step read (so the tests see the memory)."""
     root = tmp_path / "MemFlow"
     for d in ("core/Networks", "configs", "inference"):
         (root / d).mkdir(parents=True)
     (root / "core" / "__init__.py").write_text("")
     (root / "core" / "Networks" / "__init__.py").write_text(textwrap.dedent("""
         import torch
-        class Net(torch.nn.Module):
-            def __init__(self):
+        class MemFlowNet(torch.nn.Module):
+            def __init__(self, cfg):
                 super().__init__()
-                self.scale = torch.nn.Parameter(torch.zeros(1))
+                self.cnet = torch.nn.Conv2d(3, 4, 1)
+                self.fnet = torch.nn.Conv2d(3, 4, 1)
+                self.update_block = torch.nn.Linear(2, 2)
+                self.att = torch.nn.Linear(2, 2, bias=False)
         def build_network(cfg):
-            return Net()
+            return MemFlowNet(cfg[cfg.network])
     """))
     (root / "configs" / "__init__.py").write_text("")
-    (root / "configs" / "sintel_memflownet.py").write_text("def get_cfg():\n    return {'rope': False}\n")
+    (root / "configs" / "sintel_memflownet.py").write_text(textwrap.dedent("""
+        class CfgNode(dict):
+            def __getattr__(self, key):
+                return self[key]
+        def get_cfg():
+            cfg = CfgNode(network="MemFlowNet_skflow", mem_every=1, enable_long_term=False, val_decoder_depth=15)
+            cfg["MemFlowNet_skflow"] = CfgNode(cnet="basicencoder", fnet="basicencoder")
+            return cfg
+    """))
     (root / "inference" / "__init__.py").write_text("")
     (root / "inference" / "inference_core_skflow.py").write_text(textwrap.dedent("""
         import torch
         class InferenceCore:
             def __init__(self, network, config):
                 self.model = network
+                self.mem_every = config["mem_every"]
+                self.clear_memory()
+            def clear_memory(self):
+                self.curr_ti = -1
+                self.last_mem_ti = -self.mem_every
+                self.memory = []
             def step(self, images, end=False, add_pe=False, flow_init=None):
                 assert images.shape[:3] == (1, 2, 3) and images.shape[-1] % 8 == 0 and images.shape[-2] % 8 == 0
-                assert images.min() >= -1 and images.max() <= 1
-                # 'flow' = scale * (second - first) in x, and the mean of the first image in y
-                dx = self.model.scale * (images[0, 1, 0] - images[0, 0, 0])
-                dy = images[0, 0, 0].mean().expand_as(dx)
+                assert images.min() >= -1 and images.max() <= 1 and flow_init is None
+                self.curr_ti += 1
+                is_mem_frame = (self.curr_ti - self.last_mem_ti >= self.mem_every) and not end
+                dx = self.model.att.weight[0, 0] * (images[0, 1, 0] - images[0, 0, 0])
+                dy = torch.full_like(dx, float(len(self.memory)))
+                if is_mem_frame:
+                    self.memory.append(images[0, 0].mean())
+                    self.last_mem_ti = self.curr_ti
                 flow = torch.stack([dx, dy])[None]
                 return flow[:, :, ::8, ::8], flow
     """))
-    ckpt = tmp_path / "memflow.pth"
-    torch.save({"model": {"module.scale": torch.tensor([2.0])}}, ckpt)
-    backend = MemFlowAdapter(root, ckpt)
-    a = np.full((20, 28), 0, np.uint8)
-    b = np.full((20, 28), 255, np.uint8)
+    return root
+
+
+def _released_memflow_state(scale: float = 2.0) -> dict:
+    torch.manual_seed(0)
+    state = {"cnet.weight": torch.randn(4, 3, 1, 1), "cnet.bias": torch.zeros(4),
+             "fnet.weight": torch.randn(4, 3, 1, 1), "fnet.bias": torch.zeros(4),
+             "update_block.weight": torch.randn(2, 2), "update_block.bias": torch.zeros(2),
+             "att.weight": torch.tensor([[scale, 0.0], [0.0, 1.0]])}
+    return state
+
+
+def test_memflow_adapter_loads_the_released_layout_and_runs_two_frame_pairs(tmp_path):
+    root = _fake_memflow(tmp_path)
+    # the released files as inference.py reads them: {"model": {"module." + key}} or a bare state dict
+    wrapped, bare = tmp_path / "MemFlowNet_sintel.pth", tmp_path / "bare.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in _released_memflow_state().items()}}, wrapped)
+    torch.save(_released_memflow_state(3.0), bare)
+    backend = MemFlowAdapter(root, wrapped)
+    torch.testing.assert_close(backend.model.cnet.weight, _released_memflow_state()["cnet.weight"])
+    a, b = np.full((20, 28), 0, np.uint8), np.full((20, 28), 255, np.uint8)
     flow = backend.flow(a, b)
-    assert flow.shape == (20, 28, 2)
-    np.testing.assert_allclose(flow[..., 0], 4.0)   # scale 2 loaded from the 'module.'-prefixed ckpt
-    np.testing.assert_allclose(flow[..., 1], -1.0, atol=1e-6)
+    assert flow.shape == (20, 28, 2)                    # padded to /8 for MemFlow, cropped back
+    np.testing.assert_allclose(flow[..., 0], 4.0)      # att.weight[0, 0] = 2 loaded from the file
+    np.testing.assert_allclose(flow[..., 1], 0.0)      # a fresh core: nothing in memory
+    np.testing.assert_allclose(MemFlowAdapter(root, bare).flow(a, b)[..., 0], 6.0)
+
+
+def test_memflow_memory_is_carried_across_the_sequence_and_reset(tmp_path):
+    root = _fake_memflow(tmp_path)
+    ckpt = tmp_path / "memflow.pth"
+    torch.save(_released_memflow_state(), ckpt)
+    backend = MemFlowAdapter(root, ckpt)
+    frames = [np.full((16, 24), v, np.uint8) for v in (10, 60, 110, 160)]
+    read = [backend.sequence_flows(p, c)[1][0, 0, 1] for p, c in zip(frames, frames[1:])]
+    assert read == [0.0, 1.0, 2.0]            # each step reads what the earlier steps stored
+    back, fwd = backend.sequence_flows(frames[0], frames[1], stream=1)
+    assert back[0, 0, 1] == fwd[0, 0, 1] == 0.0   # another sequence of the batch: its own memory
+    assert backend.flow(frames[0], frames[1])[0, 0, 1] == 0.0   # non-consecutive pairs: no memory
+    backend.reset()
+    assert backend.sequence_flows(frames[0], frames[1])[1][0, 0, 1] == 0.0
+
+
+def test_the_temporal_branch_reads_memflow_memory_and_reset_memory_clears_it(tmp_path):
+    from polyspace_core.colorize.exemplar import build_exemplar_branch
+    from polyspace_core.colorize.propagation import TemporalPropagator, propagate_sequence
+    from polyspace_core.colorize.system import FusionSystem
+
+    root = _fake_memflow(tmp_path)
+    ckpt = tmp_path / "memflow.pth"
+    torch.save(_released_memflow_state(), ckpt)
+    backend = MemFlowAdapter(root, ckpt)
+    grays = np.stack([np.stack([np.full((16, 24), 40 * t + 10 * b, np.uint8) for t in range(4)]) for b in range(2)])
+    propagate_sequence(TemporalPropagator(backend, memory_size=2), grays, grays[:, 0], torch.zeros(2, 2, 16, 24))
+    # frame 0 is matched to the reference (two-frame MemFlow); frames 1..3 step each sequence's cores
+    assert sorted(backend._streams) == [0, 1]
+    assert all(len(core.memory) == 3 for cores in backend._streams.values() for core in cores)
+    system = FusionSystem(build_exemplar_branch(), flow=backend)
+    system.reset_memory()
+    assert backend._streams == {}
+
+
+def test_memflow_checkpoint_of_another_layout_is_one_line(tmp_path):
+    root = _fake_memflow(tmp_path)
+    raft_like = tmp_path / "raft-things.pth"
+    torch.save({"fnet.conv1.weight": torch.zeros(64, 3, 7, 7), "update_block.mask.0.weight": torch.zeros(1)},
+               raft_like)
+    with pytest.raises(PolySpaceError) as error:
+        MemFlowAdapter(root, raft_like)
+    message = str(error.value)
+    assert "\n" not in message and str(raft_like) in message and "MemFlow" in message
 
 
 def test_flow_to_tensor_layout():

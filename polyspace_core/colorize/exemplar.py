@@ -5,18 +5,13 @@
     reference L ──embed (frozen)───┘                                             │
                                                         L, warped ab, similarity ─ colour net ─> ab
 
-Embedding network, frozen in every strategy:
-- "swin": a transformers `SwinModel` from a local checkpoint folder (`save_pretrained` layout;
-  never downloaded). The grey frame is replicated to RGB and normalised with the checkpoint's
-  preprocessor mean/std (ImageNet's when the folder has no preprocessor_config.json). Features:
-  the patch-embedding output (stride 4) concatenated with the first stage's output (stride 8,
-  upsampled).
-- "random" (the default when no Swin checkpoint is given): a randomly initialised conv net with a
-  fixed seed, frozen. This replaces the seed's Strategy 2 ("pretrained public Swin backbone,
-  downloaded automatically"), which we cannot do offline: random conv features keep local
-  structure (what a patch looks like at several scales), and the trainable correspondence on
-  top learns which of it matters for matching. Its weights are saved with the branch, so a
-  checkpoint reproduces exactly.
+Embedding network, frozen in every strategy (embedding.py): a backbone family chosen by name —
+"swin" (Swin v1), "swinv2" (Swin V2, SwinTExCo's family), "convnext" — through transformers from a
+local save_pretrained folder or a cached hub id (never downloaded), each with its own image
+processor's mean/std; or "random", a frozen random conv net with a fixed seed, which is the
+built-in demo's and nothing else's (`describe_weights()` says "random" so reports can say so).
+Its weights are saved with the branch, so a checkpoint reproduces exactly. SwinTExCo's released
+network itself (its own non-local net and colour net) is released.py's SwinTExCoBranch.
 
 Correspondence: a shared projection (1x1 conv, ReLU, 3x3 conv, ReLU, 1x1 conv) of both feature
 maps, cosine similarity between every frame position and every reference position, a softmax
@@ -34,7 +29,6 @@ also the colour net, because the "exemplar branch only" method needs one that wo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -46,21 +40,17 @@ import torch.nn.functional as F
 
 from ..checkpoints import load_state_dict_strict, read_module, save_module
 from ..errors import PolySpaceError
-from .lab import denormalize_l
+from .embedding import FAMILIES, IMAGENET_MEAN, IMAGENET_STD, backbone_from_config, build_embedding, load_backbone
 from .unet import SmallUNet
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FEATURE_STRIDE = 4
 
 
 @dataclass
 class ExemplarConfig:
-    embed: str = "random"                     # random | swin
+    embed: str = "random"                     # random | swin | swinv2 | convnext (embedding.FAMILIES)
     embed_channels: list[int] = field(default_factory=lambda: [8, 24, 48])
     embed_seed: int = 0
-    swin_config: dict | None = None           # SwinConfig.to_dict() when embed == "swin"
-    swin_source: str | None = None            # where the Swin weights came from (record only)
+    backbone_config: dict | None = None       # the backbone's config.to_dict() (pretrained families)
+    backbone_source: str | None = None        # where its weights came from: folder or hub id (record)
     pixel_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     pixel_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     match_dim: int = 32
@@ -68,90 +58,6 @@ class ExemplarConfig:
     color_base: int = 16
     color_depth: int = 2
     color_stem_stride: int = 2
-
-
-# ----------------------------------------------------------------------------- embeddings
-
-class RandomConvEmbedding(nn.Module):
-    """Frozen random conv features of l_norm (B, 1, H, W) -> (B, C, H/4, W/4).
-
-    Four levels (strides 1, 2, 4, 8) of 3x3 conv + ReLU, Kaiming-initialised from `seed`;
-    every level is resampled to stride 4 and concatenated, so a feature sees fine texture and
-    ~30 px of context."""
-
-    def __init__(self, channels: list[int], seed: int = 0):
-        super().__init__()
-        c1, c2, c3 = channels
-        self.levels = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.Conv2d(c1, c1, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
-                          nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(),
-                          nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(c3, c3, 3, stride=2, padding=1), nn.ReLU(),
-                          nn.Conv2d(c3, c3, 3, padding=1), nn.ReLU()),
-        ])
-        self.out_channels = c1 + c2 + 2 * c3
-        gen = torch.Generator().manual_seed(seed)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
-                with torch.no_grad():
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
-                    m.bias.zero_()
-
-    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        h, w = math.ceil(l_norm.shape[-2] / FEATURE_STRIDE), math.ceil(l_norm.shape[-1] / FEATURE_STRIDE)
-        x, feats = l_norm, []
-        for level in self.levels:
-            x = level(x)
-            feats.append(F.adaptive_avg_pool2d(x, (h, w)) if x.shape[-2] > h
-                         else F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False))
-        return torch.cat(feats, dim=1)
-
-
-class SwinEmbedding(nn.Module):
-    """Frozen transformers SwinModel features of l_norm (B, 1, H, W) -> (B, C, H/4, W/4)."""
-
-    def __init__(self, swin: nn.Module, mean: list[float], std: list[float]):
-        super().__init__()
-        self.swin = swin
-        cfg = swin.config
-        self.out_channels = cfg.embed_dim + (cfg.embed_dim * 2 if len(cfg.depths) > 1 else cfg.embed_dim)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        grey = (denormalize_l(l_norm) / 100.0).expand(-1, 3, -1, -1)
-        out = self.swin(pixel_values=(grey - self.mean) / self.std, output_hidden_states=True)
-        states = out.reshaped_hidden_states
-        first = states[0]
-        second = F.interpolate(states[1], size=first.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([first, second], dim=1)
-
-
-def load_swin(checkpoint: str | os.PathLike) -> tuple[nn.Module, list[float], list[float]]:
-    """SwinModel + pixel mean/std from a local folder; clear errors instead of a download."""
-    from transformers import SwinConfig, SwinModel
-
-    path = Path(checkpoint)
-    if not (path / "config.json").is_file():
-        raise PolySpaceError(f"Swin checkpoint {path}: no config.json there; pass a folder written by "
-                             f"SwinModel.save_pretrained (nothing is downloaded), or leave it out to use "
-                             f"the frozen random embedding")
-    config = SwinConfig.from_pretrained(path)
-    if config.model_type != "swin":
-        raise PolySpaceError(f"Swin checkpoint {path}: config is a {config.model_type!r} model, not swin")
-    try:
-        swin = SwinModel.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise PolySpaceError(f"Swin checkpoint {path}: cannot load weights ({str(e).splitlines()[0]})") from None
-    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-    pre = path / "preprocessor_config.json"
-    if pre.is_file():
-        proc = json.loads(pre.read_text())
-        mean, std = list(proc.get("image_mean", mean)), list(proc.get("image_std", std))
-    return swin, mean, std
 
 
 # ----------------------------------------------------------------------------- matching
@@ -198,21 +104,18 @@ class ExemplarBranch(nn.Module):
     normalised (lab.py) and at one working size; returns {'ab', 'warped_ab', 'similarity'},
     each (B, C, H, W) with C = 2, 2, 1."""
 
-    def __init__(self, config: ExemplarConfig, swin: nn.Module | None = None):
+    def __init__(self, config: ExemplarConfig, backbone: nn.Module | None = None):
         super().__init__()
         self.config = config
-        if config.embed == "random":
-            self.embed = RandomConvEmbedding(config.embed_channels, config.embed_seed)
-        elif config.embed == "swin":
-            if swin is None:
-                from transformers import SwinConfig, SwinModel
-                if config.swin_config is None:
-                    raise PolySpaceError("exemplar config: embed='swin' but no swin_config; "
-                                         "build the branch with build_exemplar_branch(swin_checkpoint=...)")
-                swin = SwinModel(SwinConfig.from_dict(config.swin_config))
-            self.embed = SwinEmbedding(swin, config.pixel_mean, config.pixel_std)
-        else:
-            raise PolySpaceError(f"exemplar config embed={config.embed!r}: use 'random' or 'swin'")
+        if config.embed not in FAMILIES:
+            raise PolySpaceError(f"exemplar config embed={config.embed!r}: use one of {', '.join(FAMILIES)}")
+        if config.embed != "random" and backbone is None:
+            if config.backbone_config is None:
+                raise PolySpaceError(f"exemplar config: embed={config.embed!r} but no backbone_config; build "
+                                     f"the branch with build_exemplar_branch(backbone=..., embed=...)")
+            backbone = backbone_from_config(config.embed, config.backbone_config)
+        self.embed = build_embedding(config.embed, channels=config.embed_channels, seed=config.embed_seed,
+                                     model=backbone, mean=config.pixel_mean, std=config.pixel_std)
         self.embed.requires_grad_(False).eval()
         self.nonlocal_net = NonLocalCorrespondence(self.embed.out_channels, config.match_dim, config.temperature)
         self.colornet = SmallUNet(4, 2, base=config.color_base, depth=config.color_depth,
@@ -260,6 +163,14 @@ class ExemplarBranch(nn.Module):
         self.nonlocal_net.requires_grad_(True)
         self.colornet.requires_grad_(not self.pretrained)
 
+    def describe_weights(self) -> dict[str, str]:
+        """Where each part's weights come from, for reports: {"embedding": "random" or
+        "pretrained: <family> <source>", "correspondence"/"colornet": "loaded" or "trained here"}."""
+        cfg = self.config
+        embed = "random" if cfg.embed == "random" else f"pretrained: {cfg.embed} {cfg.backbone_source}"
+        rest = "loaded" if self.pretrained else "trained here"
+        return {"embedding": embed, "correspondence": rest, "colornet": rest}
+
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """config.json + model.safetensors (every weight, the frozen embedding included)."""
@@ -269,6 +180,13 @@ class ExemplarBranch(nn.Module):
     def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> ExemplarBranch:
         """Load a branch saved by save_pretrained (Strategy 1: the colour net stays frozen)."""
         raw, weights = read_module(folder, "exemplar_branch", map_location, what="exemplar checkpoint")
+        # checkpoints written before the families existed: Swin v1 under swin_config/swin_source
+        for old, new in (("swin_config", "backbone_config"), ("swin_source", "backbone_source")):
+            if old in raw:
+                raw[new] = raw.pop(old)
+        if any(k.startswith("embed.swin.") for k in weights):
+            weights = {("embed.backbone." + k[len("embed.swin."):] if k.startswith("embed.swin.") else k): v
+                       for k, v in weights.items()}
         try:
             config = ExemplarConfig(**raw)
         except TypeError as e:
@@ -280,18 +198,30 @@ class ExemplarBranch(nn.Module):
         return branch
 
 
-def build_exemplar_branch(swin_checkpoint: str | os.PathLike | None = None, **overrides) -> ExemplarBranch:
-    """A fresh branch (Strategy 2): Swin embedding from a local folder if given, else the frozen
-    random conv embedding. `overrides` set ExemplarConfig fields (match_dim, color_base, ...)."""
+def build_exemplar_branch(backbone: str | os.PathLike | None = None, *, embed: str | None = None,
+                          swin_checkpoint: str | os.PathLike | None = None, **overrides) -> ExemplarBranch:
+    """A fresh branch (Strategy 2) whose frozen embedding is the `embed` family (embedding.FAMILIES)
+    loaded from `backbone` (a local folder or cached hub id), or the random demo embedding when
+    no backbone is given. `swin_checkpoint` is the older name for backbone= with embed="swin".
+    `overrides` set other ExemplarConfig fields (match_dim, color_base, ...)."""
+    if swin_checkpoint is not None:
+        if backbone is not None:
+            raise PolySpaceError("build_exemplar_branch: give backbone= or swin_checkpoint=, not both")
+        backbone, embed = swin_checkpoint, embed or "swin"
+    if backbone is not None and embed in (None, "random"):
+        raise PolySpaceError(f"exemplar backbone {backbone}: name its family with embed= "
+                             f"({', '.join(f for f in FAMILIES if f != 'random')})")
+    if backbone is None and embed not in (None, "random"):
+        raise PolySpaceError(f"exemplar embed={embed!r}: needs backbone= (a local folder or cached hub id)")
     try:
         config = ExemplarConfig(**overrides)
     except TypeError as e:
         raise PolySpaceError(f"exemplar config: {e}") from None
-    swin = None
-    if swin_checkpoint is not None:
-        swin, mean, std = load_swin(swin_checkpoint)
-        config.embed, config.swin_config, config.swin_source = "swin", swin.config.to_dict(), str(swin_checkpoint)
+    model = None
+    if backbone is not None:
+        model, mean, std = load_backbone(embed, backbone)
+        config.embed, config.backbone_config, config.backbone_source = embed, model.config.to_dict(), str(backbone)
         config.pixel_mean, config.pixel_std = mean, std
-    branch = ExemplarBranch(config, swin=swin)
+    branch = ExemplarBranch(config, backbone=model)
     branch.apply_strategy()
     return branch

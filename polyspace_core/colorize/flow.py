@@ -10,7 +10,8 @@ Backends (all frozen; none is trained here):
     raft       torchvision RAFT (raft_small / raft_large) from a local weights file (.pth state
                dict or .safetensors); never downloaded.
     memflow    an external MemFlow checkout (github.com/DQiaole/MemFlow) + its checkpoint, imported
-               from the given path, as the seed's FusionSystem did.
+               from the given path, as the seed's FusionSystem did; its memory is carried across
+               the consecutive frames of a sequence (sequence_flows) until reset().
 """
 
 from __future__ import annotations
@@ -43,12 +44,27 @@ def _check_pair(src: np.ndarray, dst: np.ndarray, who: str) -> None:
 
 
 class FlowBackend:
-    """Base class: `flow(src, dst)` -> (H, W, 2) float32. Backends are stateless."""
+    """Base class: `flow(src, dst)` -> (H, W, 2) float32 for any pair of frames.
+
+    A backend with a memory of the sequence (MemFlow) also answers `sequence_flows(prev, cur,
+    stream)` for consecutive frames, fed once per new frame in temporal order, and forgets the
+    sequence on `reset()`; `stateful` says whether it has such a memory. For the others
+    sequence_flows is two `flow` calls and reset does nothing."""
 
     name = "base"
+    stateful = False
 
     def flow(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def sequence_flows(self, prev: np.ndarray, cur: np.ndarray, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(flow(cur, prev), flow(prev, cur)) for consecutive frames prev -> cur of sequence
+        `stream` (the index in the batch): what the temporal branch needs to bring the previous
+        frame's colours into the current one and to check the match both ways."""
+        return self.flow(cur, prev), self.flow(prev, cur)
+
+    def reset(self) -> None:
+        """Start of a new sequence (every stream): forget what the backend remembers."""
 
     def describe(self) -> dict:
         return {"backend": self.name}
@@ -68,11 +84,16 @@ class DISFlow(FlowBackend):
         if preset not in presets:
             raise PolySpaceError(f"DIS flow preset={preset!r}: use one of {', '.join(presets)}")
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(presets[preset])
+        self._preset_id = presets[preset]
 
     def flow(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        import cv2
+
         _check_pair(src, dst, "dis flow")
-        return self._dis.calc(src, dst, None).astype(np.float32, copy=False)
+        # a fresh DIS object per pair: a reused one answers the same pair differently after its
+        # first call (by pixels on textured frames), so flows would depend on what came before
+        # (18 us to create one, against milliseconds for calc)
+        return cv2.DISOpticalFlow_create(self._preset_id).calc(src, dst, None).astype(np.float32, copy=False)
 
     def describe(self) -> dict:
         return {"backend": self.name, "preset": self.preset}
@@ -179,21 +200,35 @@ def load_state_dict_file(path: Path) -> dict:
 
 
 class MemFlowAdapter(FlowBackend):
-    """Flow from an external MemFlow checkout (the seed's `memflow_path` + `memflow_ckpt`).
+    """Flow from an external MemFlow checkout (the seed's `memflow_path` + `memflow_ckpt`), run
+    with its memory across the sequence.
 
-    Imports `core.Networks.build_network`, `configs.<stage>_memflownet.get_cfg` and
-    `inference.inference_core_skflow.InferenceCore` from `memflow_path`, loads the checkpoint
-    weights-only, and feeds each frame pair as MemFlow's inference.py does (1, 2, 3, H, W in
-    [-1, 1], padded to a multiple of 8). MemFlow's own memory assumes consecutive frames in
-    temporal order, but the propagator asks for flows between the current frame and each
-    memory frame in both directions, so every pair goes through a fresh InferenceCore
-    (two-frame MemFlow); our propagator's memory plays the role of MemFlow's.
+    From `memflow_path` it imports what MemFlow's inference.py uses: `core.Networks.build_network`,
+    `configs.<stage>_memflownet.get_cfg` and `inference.inference_core_skflow.InferenceCore`
+    (`clear_memory()`, `step(images, end, add_pe, flow_init) -> (flow_low, flow_up)` with images
+    (1, 2, 3, H, W) in [-1, 1]; the core adds each step's key/value to its memory every
+    cfg.mem_every steps and reads the memory in every later step). Nothing of MemFlow is vendored.
+
+    Consecutive frames (`sequence_flows`, fed once per new frame) go through two InferenceCores
+    per sequence that live until `reset()`: one on the pairs (t-1, t) for the forward flow and one
+    on (t, t-1) for the backward flow, each reading the motion it stored for earlier frames, as
+    inference.py runs a clip. Any other pair (the reference, older memory frames: `flow`) goes
+    through a fresh core, i.e. two-frame MemFlow, because MemFlow's memory only means something
+    for a temporally ordered stream. Frames are padded to a multiple of 8 (bottom/right,
+    replicate) and the flow is cropped back. The checkpoint is a released MemFlow file
+    (MemFlowNet_sintel.pth, ...): a state dict of build_network's model (cnet.*, fnet.*,
+    update_block.*, att.*), optionally under "model" and with DataParallel's "module." prefix, as
+    inference.py accepts; anything else is a one-line error naming the file.
     """
 
     name = "memflow"
+    stateful = True
+    _PACKAGES = ("core", "configs", "inference", "utils")
 
     def __init__(self, memflow_path: str | os.PathLike, checkpoint: str | os.PathLike,
                  stage: str = "sintel", device: str | torch.device = "cpu"):
+        from ..checkpoints import load_state_dict_strict
+
         root = Path(memflow_path) if memflow_path else None
         if root is None or not (root / "core" / "Networks").is_dir():
             raise PolySpaceError(f"MemFlow checkout {memflow_path}: not found (no core/Networks "
@@ -203,39 +238,93 @@ class MemFlowAdapter(FlowBackend):
         if ckpt is None or not ckpt.is_file():
             raise PolySpaceError(f"MemFlow checkpoint {checkpoint}: file not found; pass "
                                  f"--memflow-ckpt with e.g. MemFlowNet_sintel.pth")
+        build_network, get_cfg, InferenceCore = self._import(root, stage)
+        cfg = get_cfg()
+        if _cfg_get(cfg, "warm_start", False):
+            raise PolySpaceError(f"MemFlow config {stage}: warm_start is set; the adapter runs without "
+                                 f"it, as MemFlow's released configs do")
+        model = build_network(cfg)
+        load_state_dict_strict(model, load_state_dict_file(ckpt), ckpt, against=f"MemFlow's {cfg_name(cfg)}")
+        self.model = model.eval().requires_grad_(False).to(device)
+        self.cfg, self.device, self.stage = cfg, torch.device(device), stage
+        self.root, self.checkpoint = str(root), str(ckpt)
+        self.add_pe = bool(_cfg_get(cfg, "rope", False))
+        self._core_class = InferenceCore
+        self._streams: dict[int, tuple] = {}
+
+    @classmethod
+    def _import(cls, root: Path, stage: str):
+        import importlib
+
+        # MemFlow's top-level package names are generic (core, configs, ...): drop any cached
+        # module of those names that is not from this checkout, so the right one is imported
+        for name in list(sys.modules):
+            if name.split(".")[0] in cls._PACKAGES:
+                file = getattr(sys.modules[name], "__file__", None) or ""
+                if not file.startswith(str(root)):
+                    del sys.modules[name]
         for p in (str(root), str(root / "core")):  # MemFlow imports both ways internally
             if p not in sys.path:
                 sys.path.insert(0, p)
         try:
-            import importlib
-
             build_network = importlib.import_module("core.Networks").build_network
             get_cfg = importlib.import_module(f"configs.{stage}_memflownet").get_cfg
             InferenceCore = importlib.import_module("inference.inference_core_skflow").InferenceCore
         except (ImportError, AttributeError) as e:
             raise PolySpaceError(f"MemFlow checkout {root}: import failed ({e}); check the "
                                  f"checkout and its requirements (stage={stage!r})") from None
-        cfg = get_cfg()
-        model = build_network(cfg)
-        model.load_state_dict(load_state_dict_file(ckpt), strict=True)
-        self.model = model.eval().requires_grad_(False).to(device)
-        self.cfg, self.device, self.stage = cfg, torch.device(device), stage
-        self.root, self.checkpoint = str(root), str(ckpt)
-        self._make_core = lambda: InferenceCore(self.model, config=cfg)
+        return build_network, get_cfg, InferenceCore
+
+    def _pair(self, first: np.ndarray, second: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        pair = torch.from_numpy(np.stack([first, second])).float().to(self.device)
+        pair = (2.0 * pair / 255.0 - 1.0)[:, None].expand(-1, 3, -1, -1)
+        pair, size = _pad_to_multiple(pair, 8)
+        return pair[None], size
+
+    def _step(self, core, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        pair, (h, w) = self._pair(first, second)
+        _, flow = core.step(pair, end=False, add_pe=self.add_pe, flow_init=None)
+        return flow[0][:, :h, :w].permute(1, 2, 0).float().cpu().numpy()
 
     @torch.no_grad()
     def flow(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Two-frame MemFlow (a fresh core): for pairs that are not consecutive in the stream."""
         _check_pair(src, dst, "memflow flow")
-        pair = torch.from_numpy(np.stack([src, dst])).float().to(self.device)
-        pair = (2.0 * pair / 255.0 - 1.0)[:, None].expand(-1, 3, -1, -1)
-        pair, (h, w) = _pad_to_multiple(pair, 8)
-        add_pe = bool(self.cfg.get("rope", False)) if hasattr(self.cfg, "get") else False
-        _, flow = self._make_core().step(pair[None], end=True, add_pe=add_pe, flow_init=None)
-        return flow[0][:, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+        return self._step(self._core_class(self.model, config=self.cfg), src, dst)
+
+    @torch.no_grad()
+    def sequence_flows(self, prev: np.ndarray, cur: np.ndarray, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        _check_pair(prev, cur, "memflow flow")
+        if stream not in self._streams:
+            self._streams[stream] = (self._core_class(self.model, config=self.cfg),
+                                     self._core_class(self.model, config=self.cfg))
+        forward_core, backward_core = self._streams[stream]
+        to_prev = self._step(backward_core, cur, prev)
+        to_cur = self._step(forward_core, prev, cur)
+        return to_prev, to_cur
+
+    def reset(self) -> None:
+        """Forget every sequence's memory (their cores are dropped; new ones start empty)."""
+        for cores in self._streams.values():
+            for core in cores:
+                core.clear_memory()
+        self._streams.clear()
 
     def describe(self) -> dict:
         return {"backend": self.name, "path": self.root, "checkpoint": self.checkpoint,
-                "stage": self.stage}
+                "stage": self.stage, "memory": "carried across consecutive frames until reset"}
+
+
+def _cfg_get(cfg, key: str, default):
+    """A key of MemFlow's yacs CfgNode (a dict) or of a plain dict/namespace."""
+    if hasattr(cfg, "get"):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def cfg_name(cfg) -> str:
+    """The network name a MemFlow config builds (for messages)."""
+    return str(_cfg_get(cfg, "network", "network"))
 
 
 class CachedFlow(FlowBackend):
@@ -264,6 +353,18 @@ class CachedFlow(FlowBackend):
         if len(self._cache) > self.max_items:
             self._cache.popitem(last=False)
         return out
+
+    @property
+    def stateful(self) -> bool:
+        return self.backend.stateful
+
+    def sequence_flows(self, prev: np.ndarray, cur: np.ndarray, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        if self.backend.stateful:  # a memory's answer depends on the history, not on the pair alone
+            return self.backend.sequence_flows(prev, cur, stream)
+        return super().sequence_flows(prev, cur, stream)
+
+    def reset(self) -> None:
+        self.backend.reset()
 
     def describe(self) -> dict:
         return self.backend.describe()

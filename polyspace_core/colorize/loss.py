@@ -120,7 +120,8 @@ def contextual_loss(x: torch.Tensor, y: torch.Tensor, band_width: float = 0.1) -
 class FusionLoss(nn.Module):
     """See the module docstring. Call as loss(outputs, frames_lab, memflow_outputs, memflow_confs,
     references) with outputs (B, T, 2, H, W) normalised ab, frames_lab (B, T, 3, H, W) Lab ground
-    truth, memflow_* (B, T, 2|1, H, W) or None, references Lab (B, 3, H, W) or None. Returns the
+    truth (or the seed's list of T (B, 3, H, W)),
+    memflow_* (B, T, 2|1, H, W) or None, references Lab (B, 3, H, W) or None. Returns the
     total; `last_terms` holds each term's value (floats) for logging."""
 
     def __init__(self, l1_weight: float = 1.0, temporal_weight: float = 0.1, perceptual_weight: float = 0.0,
@@ -136,6 +137,8 @@ class FusionLoss(nn.Module):
 
     def forward(self, outputs: torch.Tensor, frames_lab: torch.Tensor, memflow_outputs: torch.Tensor | None = None,
                 memflow_confs: torch.Tensor | None = None, references: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(frames_lab, (list, tuple)):  # the seed's batch['frames_lab']: a list over time
+            frames_lab = torch.stack(list(frames_lab), dim=1)
         l_gt, ab_gt = split_lab(frames_lab.to(outputs.device))
         outputs = outputs.float()
         terms = {"l1": (outputs - ab_gt).abs().mean()}

@@ -10,7 +10,9 @@ frame that still sees that point (a background revealed after an occlusion is fo
 older frame). It has no trainable parameters: it is frozen by construction.
 
 All tensors are batched: the B sequences of a batch move in lockstep, flows are computed per
-sequence on CPU (OpenCV) and moved to the ab tensors' device.
+sequence on CPU (OpenCV) and moved to the ab tensors' device. A flow backend with a memory of its
+own (MemFlow) gives the flows to the previous frame from that memory (`sequence_flows`, one
+stream per sequence of the batch, advanced once per frame), and `reset()` clears it too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class MemoryFrame:
     ab: torch.Tensor        # (B, 2, H, W) normalised ab
     conf: torch.Tensor      # (B, 1, H, W) in [0, 1]
     age: int = 0            # frames since it was stored
+    in_sequence: bool = False  # pushed as a frame of the sequence (not the reference)
 
 
 class TemporalPropagator:
@@ -54,9 +57,10 @@ class TemporalPropagator:
 
     # ------------------------------------------------------------------ memory
     def reset(self) -> None:
-        """Forget everything (call at the start of every sequence)."""
+        """Forget everything (call at the start of every sequence), the flow backend's memory too."""
         self.reference = None
         self.recent.clear()
+        self.backend.reset()
 
     def __len__(self) -> int:
         return len(self.recent) + (self.reference is not None)
@@ -73,7 +77,7 @@ class TemporalPropagator:
         """Remember a coloured frame (gray (B, H, W) uint8, ab (B, 2, H, W), conf (B, 1, H, W)
         or None = fully trusted). Stored detached: gradients never flow through the memory."""
         conf = torch.ones_like(ab[:, :1]) if conf is None else conf
-        self._append(MemoryFrame(np.asarray(gray), ab.detach(), conf.detach()))
+        self._append(MemoryFrame(np.asarray(gray), ab.detach(), conf.detach(), in_sequence=True))
 
     def _append(self, entry: MemoryFrame) -> None:
         for old in self.recent:
@@ -88,8 +92,15 @@ class TemporalPropagator:
             raise PolySpaceError(f"temporal branch: frame size {gray.shape[1:]} differs from the "
                                  f"memory's {entry.gray.shape[1:]}; keep one working size per sequence")
         device = entry.ab.device
-        to_mem = flow_to_tensor([self.backend.flow(g, m) for g, m in zip(gray, entry.gray)], device)
-        from_mem = flow_to_tensor([self.backend.flow(m, g) for g, m in zip(gray, entry.gray)], device)
+        if entry.in_sequence and entry.age == 0 and self.backend.stateful:
+            # the previous frame: the backend's own memory of the sequence (MemFlow) answers,
+            # one stream per sequence of the batch, advanced once per new frame
+            pairs = [self.backend.sequence_flows(m, g, stream=i) for i, (g, m) in enumerate(zip(gray, entry.gray))]
+            to_mem = flow_to_tensor([p[0] for p in pairs], device)
+            from_mem = flow_to_tensor([p[1] for p in pairs], device)
+        else:
+            to_mem = flow_to_tensor([self.backend.flow(g, m) for g, m in zip(gray, entry.gray)], device)
+            from_mem = flow_to_tensor([self.backend.flow(m, g) for g, m in zip(gray, entry.gray)], device)
         ab, _ = warp(entry.ab, to_mem)
         mem_conf, _ = warp(entry.conf, to_mem)
         conf = forward_backward_confidence(to_mem, from_mem) * mem_conf * self.decay ** entry.age

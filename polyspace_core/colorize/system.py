@@ -8,9 +8,36 @@ For each frame t of a sequence (all B sequences of a batch in lockstep):
     propagator.push(grey_t, ab)                                      # the fused output is remembered
 
 The memory starts with the reference (when it is empty, i.e. after `reset_memory()`), so frame 0
-is propagated from the exemplar. `forward_sequence` does not reset: a long video can be fed in
-chunks and the memory carries over (the CLI streams that way); call `reset_memory()` at the start
-of every new sequence, as the seed's training loop does.
+is propagated from the exemplar. `forward_sequence` resets the memory itself when a sequence
+starts: `reset=None` (the default) resets when the references differ from those the memory was
+started with, and carries the memory over when they are the same, so a long video fed in chunks
+with its one reference continues (the CLI streams that way); `reset=True/False` says it outright.
+`reset_memory()` (the seed's call at the start of every sequence) forgets everything: the
+temporal memory, the flow backend's (MemFlow's) and the exemplar branch's previous frame.
+
+Construction. `FusionSystem(exemplar, fusion_net, flow)` from parts, or the seed's call
+(docs/seed 004, "Fusion Training Guide"):
+
+    FusionSystem(memflow_path=..., swintexco_path=..., memflow_ckpt=..., swintexco_ckpt=..., fusion_net=...)
+
+    memflow_path + memflow_ckpt   the temporal branch's flow: MemFlow imported from the checkout,
+                                  its memory carried across the sequence (flow.MemFlowAdapter);
+                                  without them the flow is `flow` or OpenCV DIS
+    swintexco_ckpt = a folder     Strategy 1: SwinTExCo's release (embed_net.pth, nonlocal_net.pth,
+                                  colornet.pth; released.py) or a branch saved by save_pretrained;
+                                  the non-local net is fine-tuned (lr 1e-5), embedding and colour
+                                  net frozen
+    swintexco_ckpt = None         Strategy 2: SwinTExCo's networks with the pretrained Swin V2
+                                  backbone `swin_backbone` (default: timm's swinv2_cr_tiny_ns_224,
+                                  the release's, read from the offline HF cache or a local
+                                  file/folder; never downloaded), the non-local net from scratch
+                                  (lr 1e-4), the colour net random and frozen as in the seed
+    swintexco_path                the seed's SwinTExCo checkout: checked to exist and recorded; its
+                                  code is not imported (swintexco.py implements the networks)
+    fusion_net                    the fusion net (FusionUNet; the seed's SimpleFusionNet role)
+
+`get_parameter_groups()` gives the seed's learning rates for the strategy; `describe_weights()`
+says where every part's weights come from ("random" for the built-in demo's embedding).
 
 Gradients: the memory is detached, so training backpropagates through each frame's exemplar
 branch and fusion net but not from frame t into frame t-1 (truncated BPTT of one step; flows are
@@ -30,7 +57,7 @@ import torch.nn.functional as F
 
 from ..errors import PolySpaceError
 from .exemplar import ExemplarBranch
-from .flow import DISFlow, FlowBackend
+from .flow import DISFlow, FlowBackend, MemFlowAdapter
 from .fusion_unet import FusionUNet
 from .lab import frames_to_gray, l_to_gray, rgb_to_lab, split_lab
 from .propagation import TemporalPropagator
@@ -40,6 +67,82 @@ RECOMMENDED_LR = {
     "pretrained": {"exemplar": 1e-5, "fusion": 1e-4},   # Strategy 1: fine-tune the correspondence
     "scratch": {"exemplar": 1e-4, "fusion": 1e-4},      # Strategy 2: train it from scratch
 }
+# Strategy 2's backbone: the one SwinTExCo's release uses (src/models/vit/embed.py), by hub id
+DEFAULT_SWIN_BACKBONE = "timm/swinv2_cr_tiny_ns_224.sw_in1k"
+
+
+def load_exemplar(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The exemplar branch in `folder`: SwinTExCo's release (embed_net.pth, ...), a SwinTExCoBranch
+    or an ExemplarBranch saved by save_pretrained; anything else is one line naming the folder."""
+    from ..io import read_json
+    from .released import load_released
+    from .swintexco import SwinTExCoBranch
+
+    folder = Path(folder)
+    if (folder / "embed_net.pth").is_file():
+        return load_released(folder, map_location=map_location)
+    kind = read_json(folder / "config.json").get("kind") if (folder / "config.json").is_file() else None
+    if kind == "swintexco_branch":
+        return SwinTExCoBranch.from_pretrained(folder, map_location)
+    if kind == "exemplar_branch":
+        return ExemplarBranch.from_pretrained(folder, map_location)
+    raise PolySpaceError(f"exemplar checkpoint {folder}: neither SwinTExCo's release (embed_net.pth, "
+                         f"nonlocal_net.pth, colornet.pth) nor a branch written by save_pretrained "
+                         f"(config.json kind {kind!r})")
+
+
+def _seed_exemplar(swintexco_path, swintexco_ckpt, swin_backbone) -> nn.Module:
+    """The exemplar branch of the seed's constructor (see the module docstring)."""
+    from .swintexco import build_swintexco_branch
+
+    if swintexco_path is not None and not Path(swintexco_path).is_dir():
+        raise PolySpaceError(f"swintexco_path {swintexco_path}: not a folder; pass the SwinTExCo checkout "
+                             f"or leave it out (its code is not needed here)")
+    if swintexco_ckpt is not None:
+        return load_exemplar(swintexco_ckpt)
+    if swin_backbone is None:
+        raise PolySpaceError("swintexco_ckpt=None (Strategy 2) needs swin_backbone: a local file/folder of "
+                             f"timm's swinv2_cr_tiny_ns_224 weights or a cached hub id ({DEFAULT_SWIN_BACKBONE})")
+    return build_swintexco_branch(swin_backbone)
+
+
+def _pil_to_uint8(images, size: tuple[int, int] | None, what: str) -> np.ndarray:
+    """A PIL image or a list of them -> uint8 RGB (N, H, W, 3), resized (bilinear) to `size`
+    (h, w) when given, else all must share one size."""
+    from PIL import Image
+
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    out = []
+    for img in items:
+        if not isinstance(img, Image.Image):
+            raise PolySpaceError(f"{what}: expected PIL images, got {type(img).__name__}")
+        img = img.convert("RGB")
+        if size is not None and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        out.append(np.array(img, dtype=np.uint8))  # a copy: PIL's buffer is read-only
+    if len({a.shape for a in out}) > 1:
+        raise PolySpaceError(f"{what}: images differ in size {sorted({a.shape for a in out})}")
+    return np.stack(out)
+
+
+def _is_pil(x) -> bool:
+    from PIL import Image
+
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return isinstance(x, Image.Image)
+
+
+def frames_from_pil(frames, b: int, t: int, size: tuple[int, int]) -> np.ndarray:
+    """The seed's frames_pil: a list over time of PIL images (one sequence) or of lists of B PIL
+    images (a batch) -> uint8 RGB (B, T, H, W, 3) at `size`."""
+    if not isinstance(frames, (list, tuple)) or len(frames) != t:
+        raise PolySpaceError(f"frames: expected a list of {t} frames (PIL), got {type(frames).__name__} "
+                             f"of {len(frames) if isinstance(frames, (list, tuple)) else '?'}")
+    per_time = [_pil_to_uint8(f, size, "frames") for f in frames]   # each (B, H, W, 3)
+    if per_time[0].shape[0] != b:
+        raise PolySpaceError(f"frames: {per_time[0].shape[0]} images per time step for {b} sequences")
+    return np.stack(per_time, axis=1)
 
 
 def reference_to_lab(references, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
@@ -83,31 +186,69 @@ class FusionSystem(nn.Module):
     """See the module docstring. exemplar: ExemplarBranch; fusion_net: FusionUNet; flow: the
     temporal branch's FlowBackend (DIS when None); memory_size: recent frames remembered."""
 
-    def __init__(self, exemplar: ExemplarBranch, fusion_net: FusionUNet | None = None,
-                 flow: FlowBackend | None = None, memory_size: int = 3, decay: float = 0.95):
+    def __init__(self, exemplar: nn.Module | None = None, fusion_net: nn.Module | None = None,
+                 flow: FlowBackend | None = None, memory_size: int = 3, decay: float = 0.95, *,
+                 memflow_path: str | os.PathLike | None = None, memflow_ckpt: str | os.PathLike | None = None,
+                 memflow_stage: str = "sintel", swintexco_path: str | os.PathLike | None = None,
+                 swintexco_ckpt: str | os.PathLike | None = None,
+                 swin_backbone: str | os.PathLike | None = DEFAULT_SWIN_BACKBONE,
+                 device: str | torch.device = "cpu"):
         super().__init__()
+        seed_exemplar = swintexco_path is not None or swintexco_ckpt is not None
+        if exemplar is None:
+            if not seed_exemplar:
+                raise PolySpaceError("FusionSystem: give exemplar= (e.g. build_exemplar_branch(), the demo) or "
+                                     "the seed's swintexco_path= / swintexco_ckpt=")
+            exemplar = _seed_exemplar(swintexco_path, swintexco_ckpt, swin_backbone)
+        elif seed_exemplar:
+            raise PolySpaceError("FusionSystem: give exemplar= or swintexco_path/swintexco_ckpt, not both")
+        if memflow_path is not None or memflow_ckpt is not None:
+            if flow is not None:
+                raise PolySpaceError("FusionSystem: give flow= or memflow_path/memflow_ckpt, not both")
+            flow = MemFlowAdapter(memflow_path, memflow_ckpt, stage=memflow_stage, device=device)
         self.exemplar = exemplar
         self.fusion_net = fusion_net or FusionUNet()
         self.propagator = TemporalPropagator(flow or DISFlow(), memory_size=memory_size, decay=decay)
         self.trained_size: int | None = None  # short side of the training frames (the CLI's working size)
+        self.swintexco_path = str(swintexco_path) if swintexco_path is not None else None
+        self._memory_reference: torch.Tensor | None = None  # the references the memory started with
 
     def reset_memory(self) -> None:
-        """Forget the temporal memory (start of a new sequence)."""
+        """Forget the temporal memory, the flow backend's and the exemplar's previous frame
+        (start of a new sequence)."""
         self.propagator.reset()
+        if hasattr(self.exemplar, "reset_memory"):
+            self.exemplar.reset_memory()
+        self._memory_reference = None
+
+    def describe_weights(self) -> dict[str, str]:
+        """Where each part's weights come from, for reports and run summaries: embedding,
+        correspondence, colornet (the exemplar branch's describe_weights), fusion, flow, and
+        `summary`: "random" when the exemplar embedding is the built-in demo's random one, else
+        "pretrained: <source>"."""
+        out = dict(self.exemplar.describe_weights())
+        out["fusion"] = "loaded" if getattr(self, "_loaded", False) else "trained here"
+        flow = self.propagator.backend.describe()
+        weights = flow.get("checkpoint") or flow.get("weights")
+        out["flow"] = f"pretrained: {flow['backend']} {weights}" if weights else f"{flow['backend']} (no weights)"
+        out["summary"] = "random" if out["embedding"] == "random" else out["embedding"]
+        return out
 
     def forward(self, frames_lab, frames=None, references=None, return_memflow: bool = False,
-                return_branches: bool = False):
+                return_branches: bool = False, reset: bool | None = None):
         """Same as forward_sequence (so DDP/Accelerate wrappers see the trainable computation)."""
-        return self.forward_sequence(frames_lab, frames, references, return_memflow, return_branches)
+        return self.forward_sequence(frames_lab, frames, references, return_memflow, return_branches, reset)
 
     def forward_sequence(self, frames_lab, frames=None, references=None, return_memflow: bool = False,
-                         return_branches: bool = False):
+                         return_branches: bool = False, reset: bool | None = None):
         """Colour a (chunk of a) sequence.
 
         frames_lab: Lab (B, T, 3, H, W) float (L in [0, 100]) or a list of T (B, 3, H, W); only L
-        is used as input. frames: uint8 RGB (B, T, H, W, 3) / grey (B, T, H, W) for the flow, or
-        None to take the grey from L. references: uint8 RGB (B, Hr, Wr, 3) or Lab (B, 3, Hr, Wr),
-        resized to (H, W).
+        is used as input. frames: uint8 RGB (B, T, H, W, 3) / grey (B, T, H, W) for the flow, the
+        seed's frames_pil (a list over time of PIL images, or of lists of B PIL images), or None
+        to take the grey from L. references: uint8 RGB (B, Hr, Wr, 3), Lab (B, 3, Hr, Wr), or PIL
+        (an image, or a list of B), resized to (H, W). reset: see the module docstring (None:
+        a new sequence when the references differ from the memory's).
 
         Returns outputs: normalised ab (B, T, 2, H, W); with return_memflow also the temporal
         branch's ab (B, T, 2, H, W) and confidence (B, T, 1, H, W) (the seed's
@@ -123,10 +264,22 @@ class FusionSystem(nn.Module):
         device = next(self.fusion_net.parameters()).device
         frames_lab = frames_lab.to(device)
         b, t_len, _, h, w = frames_lab.shape
+        if frames is not None and _is_pil(frames):
+            frames = frames_from_pil(frames, b, t_len, (h, w))
+        if _is_pil(references):
+            references = _pil_to_uint8(references, (h, w), "references")
         grey = _grey_frames(frames, frames_lab)
         ref_lab = reference_to_lab(references, (h, w), device)
         if ref_lab.shape[0] != b:
             raise PolySpaceError(f"references: {ref_lab.shape[0]} references for {b} sequences")
+        if reset is None:
+            mem = self._memory_reference
+            same = (mem is not None and mem.shape == ref_lab.shape and mem.device == ref_lab.device
+                    and torch.equal(mem, ref_lab.detach()))
+            reset = not same
+        if reset:
+            self.reset_memory()
+        self._memory_reference = ref_lab.detach()
         ref_l, ref_ab = split_lab(ref_lab)
         reference = self.exemplar.encode_reference(ref_l, ref_ab)
         if len(self.propagator) == 0:
@@ -153,7 +306,8 @@ class FusionSystem(nn.Module):
     # ------------------------------------------------------------------ training
     def get_parameter_groups(self, lr_exemplar: float | None = None, lr_fusion: float | None = None) -> list[dict]:
         """Optimizer groups [exemplar part, fusion UNet] with the seed's learning rates for the
-        branch's strategy unless given: pretrained 1e-5 / 1e-4, from scratch 1e-4 / 1e-4."""
+        branch's strategy unless given (RECOMMENDED_LR): pretrained 1e-5 / 1e-4, from scratch
+        1e-4 / 1e-4. The exemplar group holds what the strategy trains (trainable_parameters)."""
         lrs = RECOMMENDED_LR["pretrained" if self.exemplar.pretrained else "scratch"]
         return [
             {"params": self.exemplar.trainable_parameters(),
@@ -189,9 +343,10 @@ class FusionSystem(nn.Module):
         meta = json.loads(meta_path.read_text())
         if meta.get("kind") != "fusion_system":
             raise PolySpaceError(f"{meta_path}: not a fusion-system checkpoint")
-        exemplar = ExemplarBranch.from_pretrained(folder / "exemplar", map_location)
+        exemplar = load_exemplar(folder / "exemplar", map_location)
         fusion_net = FusionUNet.from_pretrained(folder / "fusion", map_location)
         system = cls(exemplar, fusion_net, flow=flow, memory_size=int(meta["memory_size"]),
                      decay=float(meta["decay"]))
         system.trained_size = meta.get("trained_size")
+        system._loaded = True
         return system

@@ -260,7 +260,7 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
             print(f"note: {phase_a} holds no random-generator state (an older run); phase B starts from seed "
                   f"{cfg.seed} and will not repeat an uninterrupted run bit for bit")
     else:
-        branch = build_exemplar_branch(swin_checkpoint, embed_seed=cfg.seed)
+        branch = build_exemplar_branch(swin_checkpoint=swin_checkpoint, embed_seed=cfg.seed)
         history = [h for h in history if h["phase"] != "exemplar"]
         history += train_exemplar(branch.to(device), train_clips, val_clips, cfg, device, progress,
                                   log_dir=out / LOG_FOLDER / "exemplar")
