@@ -69,7 +69,8 @@ def register(subparsers) -> None:
                                                                                "num_frames_h"))
     p.add_argument("--num_frames_m", type=int, default=None, help=_recipe_help("medium frame count", "num_frames_m"))
     p.add_argument("--num_frames_l", type=int, default=None, help=_recipe_help("low frame count", "num_frames_l"))
-    p.add_argument("--test_run", action="store_true", help="one epoch of 2 batches (train and validation)")
+    p.add_argument("--test_run", action="store_true",
+                   help="one epoch of 2 batches (train and validation), saved as best, epoch_1 and final")
     p.add_argument("--eval_only", action="store_true", help="evaluate the --resume checkpoint at l/m/h frames")
     p.add_argument("--resume", default=None,
                    help="checkpoint to resume from or to evaluate: ours (.json), or an official FFN-pytorch / "
@@ -205,7 +206,8 @@ def run_train_ffn(args: argparse.Namespace) -> int:
                          lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay,
                          fc_lr_mult=args.fc_lr_mult, fc_bias_lr_mult=args.fc_bias_lr_mult,
                          clip_grad_norm=args.clip_grad_norm,
-                         lambda_kl=args.lambda_kl, eval_every=args.eval_every, save_every=args.save_every,
+                         lambda_kl=args.lambda_kl, eval_every=args.eval_every,
+                         save_every=1 if args.test_run else args.save_every,  # a test run writes epoch_1 too
                          max_batches=2 if args.test_run else None, num_workers=args.workers,
                          device=args.device, seed=args.seed)
     trainer = (FFNTrainer if ffn else TSMTrainer)(model, train_data, val_data, config, args.save_dir)

@@ -379,6 +379,9 @@ class TSMTrainer:
         while self.epoch < epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1}
             row.update({f"train_{k}": v for k, v in self.train_epoch().items()})
+            # in the history before `best` is saved, so best holds its own epoch's row (resuming
+            # from it keeps that row, and best_acc_<T>f of a resumed run come from it)
+            self.history.append(row)
             if self.val_loader is not None and (self.epoch % self.config.eval_every == 0 or self.epoch == epochs):
                 val = self.validate()
                 row.update({f"val_{k}": v for k, v in val.items()})
@@ -390,7 +393,6 @@ class TSMTrainer:
                     self.best_acc, self.best_epoch, self.best_frames_acc = selected, self.epoch, by_frames
                     row["new_best"] = True
                     self.save("best")
-            self.history.append(row)
             self._log(row)
             self.scalars.add(self.global_step, row)
             if self.config.save_every and self.epoch % self.config.save_every == 0:
