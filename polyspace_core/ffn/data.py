@@ -112,6 +112,11 @@ class MultiFrameClips(Dataset):
             self.transform = SpatialTransform(short_side=short_side, crop=size, train=train, flip=flip)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+        # (value / 255 - mean) / std for every uint8 value and channel, by the same float32 ops as
+        # on a whole clip (so the same numbers): a table lookup per pixel instead of three passes
+        # of float arithmetic, which cost more than decoding (benchmarks/ffn_loader.py)
+        values = torch.arange(256, dtype=torch.float32).div_(255.0).view(256, 1)
+        self.lut = ((values - self.mean.view(1, 3)) / self.std.view(1, 3)).numpy()   # (256, 3)
         self.skipped: list[tuple[str, str]] = []
         self.items = list(split.items)
         self.frames: list[np.ndarray] | None = None
@@ -183,6 +188,8 @@ class MultiFrameClips(Dataset):
     def __getitem__(self, index: int) -> tuple:
         clips = []
         for clip in self._uint8_clips(index):
-            x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).float().div_(255.0)
-            clips.append((x - self.mean) / self.std)      # (C, T, H, W)
+            x = np.empty(clip.shape, dtype=np.float32)
+            for c in range(3):
+                np.take(self.lut[:, c], clip[..., c], out=x[..., c])
+            clips.append(torch.from_numpy(x).permute(3, 0, 1, 2))      # (C, T, H, W)
         return (*clips, int(self.items[index].label))
