@@ -479,7 +479,7 @@ def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
     theirs = {k: record.get(k) for k in ours}
     if isinstance(theirs.get("train_config"), dict):  # a run saved before later TrainConfig fields existed
         theirs["train_config"] = saved_train_config(theirs["train_config"], ours["train_config"])
-    if theirs != ours or record.get("kind") != trainer.kind:
+    if theirs != ours or record.get("kind") != trainer.kind or record.get("start") != trainer.start:
         raise PolySpaceError(f"{save_dir}: holds a {record.get('kind')} run with other settings; "
                              "delete the folder or save this run elsewhere")
     info, state, _ = load_checkpoint(save_dir / "final")

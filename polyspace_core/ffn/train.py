@@ -171,7 +171,9 @@ def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
     ours = run_identity(trainer)
     theirs = {"model_config": info.get("model_config"),
               "train_config": saved_train_config(info.get("train_config", {}), ours["train_config"])}
-    if "start" in ours:
+    if "start" in ours or info.get("start") is not None:
+        # a run started from ImageNet is not a random-start run (whose identity has no start)
+        ours = {**ours, "start": ours.get("start")}
         theirs["start"] = info.get("start")
     if info.get("kind") != trainer.kind or theirs != ours:
         differs = [k for k in ours if theirs.get(k) != ours[k]] or ["kind"]
