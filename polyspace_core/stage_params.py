@@ -113,19 +113,30 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "latency_repeats": "int",           # timed repeats after one warm-up (median reported)
     },
     "07_ffn_tfd": {
-        "ffn_root": "path",               # SynthMotion set in the SSv2 layout (generated once, reused)
+        "ffn_dataset": "choice:synthmotion|ssv2",  # generated SynthMotion, or real Something-Something V2
+        "ffn_root": "path",               # SynthMotion in the SSv2 layout (generated once, reused), or the SSv2 folder
         "ffn_classes": "list[str]",       # SynthMotion class names
         "ffn_clips_per_class": "int",
         "ffn_video_frames": "int",        # frames per generated video (>= the highest frame count)
-        "ffn_video_size": "int",          # generated frame side in pixels
-        "ffn_crop": "int",                # random crop (train) / centre crop (eval) side
+        "ffn_video_size": "int",          # generated frame side in pixels; SSv2: the short side frames are resized to
+        "ffn_crop": "int",                # training crop (train) / centre crop (eval) side
+        "ffn_crop_mode": "choice:random|multiscale",  # training crop: random, or TSN's multi-scale crop (official)
+        "ffn_frame_cache": "optional[path]",  # on-disk frame cache (SSv2); none: SynthMotion in memory, SSv2 streamed
+        "ffn_workers": "int",             # DataLoader worker processes for training
         "ffn_train_frames": "list[int]",  # FFN's frame counts; the vanilla TSM trains the highest
         "ffn_extra_frames": "list[int]",  # evaluated but never trained
         "ffn_per_frame_baselines": "bool",  # also a vanilla TSM trained at each lower frame count
         "ffn_arch": "str",                # TSM ResNet preset (polyspace_core.ffn.ARCHS)
+        "ffn_pretrained": "choice:auto|imagenet|none",  # auto: ImageNet for resnet50/101, none for tiny/small
+        "ffn_imagenet_weights": "optional[path]",  # torchvision ResNet file; none: torchvision's cache folder
         "ffn_epochs": "int",
         "ffn_batch": "int",
         "ffn_lr": "float",
+        "ffn_lr_batch": "optional[int]",  # linear scaling: ffn_lr is the lr at this total batch; none: as given
+        "ffn_schedule": "choice:cosine|step",
+        "ffn_lr_steps": "list[int]",      # step schedule: epochs after which the lr is multiplied by 0.1
+        "ffn_momentum": "float",
+        "ffn_weight_decay": "float",
         "ffn_fc_lr_mult": "float",        # classifier lr multiplier (x5 fine-tuning recipe; 1 from scratch)
         "ffn_lambda_kl": "float",
     },

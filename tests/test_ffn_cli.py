@@ -30,6 +30,11 @@ def test_test_run_trains_two_batches_then_eval_only_reads_the_checkpoint(ssv2_ro
     info = json.loads((tmp_path / "ffn" / "final.json").read_text())
     assert info["kind"] == "ffn" and info["global_step"] == 2 and info["model_config"]["frame_counts"] == [4, 8, 16]
     assert info["model_config"]["class_names"][0] == "Moving something to the left"
+    # the seed's files, with the seed's keys, readable by a weights-only load
+    for name in ("best", "epoch_1", "final"):
+        record = torch.load(tmp_path / "ffn" / f"{name}.pth", weights_only=True)
+        assert {"epoch", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "best_acc",
+                "best_acc_4f", "best_acc_8f", "lambda_kl"} <= set(record)
 
     assert main(_args(ssv2_root, tmp_path / "ffn", "--eval_only", "--resume",
                       str(tmp_path / "ffn" / "final.json"))) == 0

@@ -117,3 +117,33 @@ def test_per_clip_correctness_agrees_with_accuracy(data):
     for t, c in correct["TSM"].items():
         assert c.dtype == bool and len(c) == len(data.test)
         assert 100.0 * c.mean() == pytest.approx(accuracy["TSM"][t])
+
+
+def test_imagenet_start_is_a_setting_of_the_study(data, tmp_path):
+    from polyspace_core.ffn.pretrained import torchvision_name
+    from polyspace_core.ffn.tsm_resnet import build_model
+    from polyspace_core.io import read_json
+    from polyspace_core.paths import project_root
+    from polyspace_core.workspace import load_preset
+
+    # a torchvision-named state dict of the tiny ResNet stands in for the ImageNet file
+    torch.manual_seed(3)
+    source = build_model("tiny", 2, frame_counts=(16,), ffn=False).state_dict()
+    weights = {torchvision_name(k): v for k, v in source.items() if not k.startswith("fc.")}
+    torch.save(weights, tmp_path / "imagenet.pth")
+    settings = {**SETTINGS, "epochs": 1}
+    run = study.train_tfd_model("ffn", data, save_dir=tmp_path / "ffn", pretrained="imagenet",
+                                imagenet_weights=tmp_path / "imagenet.pth", **settings)
+    info = read_json(tmp_path / "ffn" / "final.json")
+    assert info["start"] == "imagenet" and info["start_source"] == str(tmp_path / "imagenet.pth")
+    assert run.model is not None
+    with pytest.raises(PolySpaceError, match="other settings"):    # a random start is another run
+        study.train_tfd_model("ffn", data, save_dir=tmp_path / "ffn", pretrained="none", **settings)
+    with pytest.raises(PolySpaceError, match="no ImageNet weights"):
+        study.train_tfd_model("ffn", data, save_dir=tmp_path / "other", pretrained="imagenet", **settings)
+
+    # the default preset's settings are the keys they were before these options existed, so the
+    # run folder (keyed on them) and the saved runs in it stay the same
+    p = SimpleNamespace(**load_preset("default", project_root()))
+    assert set(study.settings_from_params(p, 0, "cpu")) == {"arch", "epochs", "batch_size", "lr", "fc_lr_mult",
+                                                            "lambda_kl", "seed", "device"}

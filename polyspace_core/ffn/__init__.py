@@ -11,8 +11,11 @@ same network with a single stream. Modules:
     pretrained.py   the ImageNet start: torchvision's ResNet files (given, or from its cache folder)
                     into every stream
     loss.py         CE on the teacher stream + KL(teacher || student) for the other streams
-    data.py         multi-frame-count clips from one decode with one shared crop
-    checkpoint.py   safetensors + JSON checkpoints; load_model also reads official releases
+    data.py         multi-frame-count clips from one decode with one shared crop (random or TSN's
+                    multi-scale), streamed, in memory or through the on-disk frame cache
+    recipe.py       training recipes by name (default, official: the paper's as its code runs it)
+    checkpoint.py   safetensors + JSON checkpoints and the seed's .pth beside them; load_model also
+                    reads official releases
     released.py     the official FFN-pytorch and temporal-shift-module release files, mapped onto
                     our model key by key
     train.py        TSMTrainer (one frame count) and FFNTrainer (several), Accelerate-ready; the

@@ -5,12 +5,19 @@ all with ONE shared crop (and no flip by default: SSv2-style classes depend on d
     train = MultiFrameClips(split, (4, 8, 16), train=True, size=112, short_side=128)
     v_4, v_8, v_16, label = train[0]        # (3, 4, 112, 112), (3, 8, ...), (3, 16, ...) float, int
 
-Two sources of frames, same sampling and augmentation:
+Three sources of frames, same sampling and augmentation (the clips are equal whichever is used):
 - streaming (default): each item decodes its video through datasets.VideoClipDataset, which
   decodes the union of the three index sets once and applies one crop draw to all clips;
 - cache=True: every video is decoded once at construction (all frames, resized to short_side)
-  and kept as uint8 in memory; each epoch still draws new TSN offsets and crops from it. For
-  the small built-in runs on CPU, where decoding every epoch would dominate.
+  and kept as uint8 in memory, up to cache_limit_bytes; each epoch still draws new TSN offsets
+  and crops from it. For the small built-in runs on CPU, where decoding every epoch would dominate;
+- frame_cache=DIR: video/frame_cache.py's on-disk cache (every frame at short_side, uint8),
+  filled on first read by whichever process reads the video and reused by later epochs and runs;
+  for SSv2 webm, whose VP9 decoding is the loader's main cost (benchmarks/ffn_loader.py).
+
+Training crops: "random" (a crop of `size` at a random position after the short-side resize) or
+"multiscale" (TSN's multi-scale crop with fixed offsets, video/multiscale.py: the official TSM/FFN
+augmentation). Evaluation always resizes the short side and takes the centre crop.
 
 Random draws come from (seed, epoch, index) (`set_epoch`, called by the trainers), so a run
 repeats exactly, resumed or not, with or without DataLoader workers.
@@ -30,10 +37,13 @@ from tqdm.auto import tqdm
 from ..datasets.base import DatasetSplit
 from ..errors import PolySpaceError
 from ..video import ClipRequest, SpatialTransform, VideoDecodeError, probe, read_frames, sample_indices
+from ..video.frame_cache import FrameCache
+from ..video.multiscale import TSN_SCALES, MultiScaleCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CACHE_LIMIT_BYTES = 4 * 2**30
+CACHE_LIMIT_BYTES = 4 * 2**30   # default cap of the in-memory cache (cache=True); cache_limit_bytes sets it
+CROPS = ("random", "multiscale")
 
 
 def load_ssv2_split(video_dir: str | Path, labels_dir: str | Path, split: str) -> DatasetSplit:
@@ -57,15 +67,23 @@ class MultiFrameClips(Dataset):
     `frame_counts` (ascending), TSN-sampled from the same video with one shared crop, scaled to
     [0, 1] and normalised with mean/std; label is the class index.
 
-    train: random TSN offsets and random crop (else segment centres and centre crop).
+    train: random TSN offsets and a training crop (else segment centres and centre crop).
     size: crop side; short_side: resize target of the short side first (None: keep).
+    crop: training crop, "random" or "multiscale" (scales, max_distort, more_fix_crop: TSN's
+    GroupMultiScaleCrop settings, the official ones by default).
     flip: random horizontal flips in training (off: direction-sensitive classes).
+    cache: decode every video into memory at construction (at most cache_limit_bytes);
+    frame_cache: a folder for the on-disk frame cache instead (frame_cache_max_bytes: its cap,
+    None for none; it also keeps 2 GiB of the disk free).
     on_error: "error" stops at an unreadable video; "skip" (cache only) leaves it out and lists
     it in `.skipped`. backend: video decoder ("auto", "decord", "pyav").
     """
 
     def __init__(self, split: DatasetSplit, frame_counts: Sequence[int] = (4, 8, 16), *, train: bool,
                  size: int, short_side: int | None = None, flip: bool = False, cache: bool = False,
+                 crop: str = "random", scales: Sequence[float] = TSN_SCALES, max_distort: int = 1,
+                 more_fix_crop: bool = True, cache_limit_bytes: int = CACHE_LIMIT_BYTES,
+                 frame_cache: str | Path | None = None, frame_cache_max_bytes: int | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  on_error: str = "error", backend: str = "auto", seed: int = 0, progress: bool = True):
         counts = sorted(int(t) for t in frame_counts)
@@ -76,6 +94,10 @@ class MultiFrameClips(Dataset):
                                  "train and evaluate on labeled splits (train, validation)")
         if on_error not in ("error", "skip"):
             raise PolySpaceError(f"on_error={on_error!r}: use 'error' or 'skip'")
+        if crop not in CROPS:
+            raise PolySpaceError(f"crop={crop!r}: use one of {', '.join(CROPS)}")
+        if cache and frame_cache is not None:
+            raise PolySpaceError("cache=True and frame_cache: choose the in-memory or the on-disk cache")
         self.split = split
         self.frame_counts = tuple(counts)
         self.train = bool(train)
@@ -83,14 +105,29 @@ class MultiFrameClips(Dataset):
         self.epoch = 0
         self.class_names = list(split.class_names)
         self.requests = [ClipRequest(f"f{t}", t, "tsn") for t in counts]
-        self.transform = SpatialTransform(short_side=short_side, crop=size, train=train, flip=flip)
+        self.crop = crop if train else "centre"
+        if train and crop == "multiscale":
+            self.transform = MultiScaleCrop(size, scales, max_distort, more_fix_crop, short_side=short_side, flip=flip)
+        else:
+            self.transform = SpatialTransform(short_side=short_side, crop=size, train=train, flip=flip)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+        # (value / 255 - mean) / std for every uint8 value and channel, by the same float32 ops as
+        # on a whole clip (so the same numbers): a table lookup per pixel instead of three passes
+        # of float arithmetic, which cost more than decoding (benchmarks/ffn_loader.py)
+        values = torch.arange(256, dtype=torch.float32).div_(255.0).view(256, 1)
+        self.lut = ((values - self.mean.view(1, 3)) / self.std.view(1, 3)).numpy()   # (256, 3)
         self.skipped: list[tuple[str, str]] = []
         self.items = list(split.items)
         self.frames: list[np.ndarray] | None = None
+        self.frame_cache: FrameCache | None = None
         if cache:
-            self._fill_cache(short_side, on_error, backend, progress)
+            self._fill_cache(short_side, on_error, backend, progress, cache_limit_bytes)
+        elif frame_cache is not None:
+            if on_error == "skip":
+                raise PolySpaceError("on_error='skip' needs cache=True (batches must stay full); fix or remove "
+                                     "unreadable videos")
+            self.frame_cache = FrameCache(frame_cache, short_side, max_bytes=frame_cache_max_bytes, backend=backend)
         else:
             if on_error == "skip":
                 raise PolySpaceError("on_error='skip' needs cache=True (streaming batches must stay full); "
@@ -99,7 +136,8 @@ class MultiFrameClips(Dataset):
             self.source = VideoClipDataset(split, self.requests, train=train, transform=self.transform,
                                            backend=backend, seed=seed, output="uint8")
 
-    def _fill_cache(self, short_side: int | None, on_error: str, backend: str, progress: bool) -> None:
+    def _fill_cache(self, short_side: int | None, on_error: str, backend: str, progress: bool,
+                    limit: int) -> None:
         resize = SpatialTransform(short_side=short_side)  # no crop: crops are drawn per epoch
         frames, items, total = [], [], 0
         for item in tqdm(self.items, desc=f"decode {self.split.dataset}/{self.split.split}", disable=not progress):
@@ -112,9 +150,10 @@ class MultiFrameClips(Dataset):
                 continue
             video = resize(video)
             total += video.nbytes
-            if total > CACHE_LIMIT_BYTES:
-                raise PolySpaceError(f"{self.split.dataset}/{self.split.split}: decoded frames pass "
-                                     f"{CACHE_LIMIT_BYTES / 2**30:.0f} GiB; use cache=False (stream from disk)")
+            if total > limit:
+                raise PolySpaceError(f"{self.split.dataset}/{self.split.split}: decoded frames pass the in-memory "
+                                     f"cache's {limit / 2**30:.2f} GiB (cache_limit_bytes); raise it, or use the "
+                                     "on-disk frame_cache, or stream (no cache)")
             frames.append(video)
             items.append(item)
         if not items:
@@ -127,14 +166,20 @@ class MultiFrameClips(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """New TSN offsets and crops for a new epoch (trainers call this before each epoch)."""
         self.epoch = int(epoch)
-        if self.frames is None:
+        if self.frames is None and self.frame_cache is None:
             self.source.set_epoch(epoch)
 
     def _uint8_clips(self, index: int) -> list[np.ndarray]:
-        if self.frames is None:
+        if self.frame_cache is not None:
+            try:
+                video = self.frame_cache.frames(self.items[index].path)
+            except VideoDecodeError as e:
+                raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split})") from None
+        elif self.frames is None:
             decoded = self.source[index]["clips"]
             return [decoded[r.name] for r in self.requests]
-        video = self.frames[index]
+        else:
+            video = self.frames[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         picks = [sample_indices("tsn", len(video), t, train=self.train, rng=rng) for t in self.frame_counts]
         params = self.transform.draw(rng, video.shape[1], video.shape[2])  # one crop for every clip
@@ -143,6 +188,8 @@ class MultiFrameClips(Dataset):
     def __getitem__(self, index: int) -> tuple:
         clips = []
         for clip in self._uint8_clips(index):
-            x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).float().div_(255.0)
-            clips.append((x - self.mean) / self.std)      # (C, T, H, W)
+            x = np.empty(clip.shape, dtype=np.float32)
+            for c in range(3):
+                np.take(self.lut[:, c], clip[..., c], out=x[..., c])
+            clips.append(torch.from_numpy(x).permute(3, 0, 1, 2))      # (C, T, H, W)
         return (*clips, int(self.items[index].label))

@@ -21,6 +21,12 @@ Below them, the same with explicit arguments (what tests call):
 Selection and reporting: `best` checkpoints are picked on validation; the numbers reported are
 the `final` models on the test split (labels from SynthMotion's test-answers.csv), so nothing
 is selected on the split we report.
+
+Real Something-Something V2 (ffn_dataset ssv2, the preset params/ssv2_ffn.yaml): the same cells
+read the SSv2 folder at ffn_root instead of generating SynthMotion (its test split needs
+labels/test-answers.csv), stream the videos or read them through the on-disk frame cache
+(ffn_frame_cache), and train with the paper's recipe: ResNet-50 from ImageNet (ffn_pretrained),
+TSN's multi-scale crop, step schedule, lr scaled with the batch (recipe.OFFICIAL has the values).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from ..stats import Claim, bootstrap_interval, mcnemar_exact, paired_difference,
 from .checkpoint import load_checkpoint
 from .data import MultiFrameClips
 from .evaluate import accuracy_by_frames, flops_per_frame_count
-from .train import FFNTrainer, TrainConfig, TSMTrainer, run_identity, saved_run
+from .train import FFNTrainer, TrainConfig, TSMTrainer, run_identity, saved_run, saved_train_config
 from .tsm_resnet import TSMResNet, build_model
 
 # FFN (Zhang et al., CVPR 2023), Table 1: TSM-R50 on Something-Something V2, top-1 (%) at 4/8/16 frames
@@ -180,19 +186,38 @@ class Accuracy:
 # ----------------------------------------------------------------------------- notebook 07's cells
 
 def data(ws) -> TFDData:
-    """SynthMotion in the SSv2 layout under ws.p.ffn_root (generated once, reused), decoded into
-    memory with ws.p's classes, sizes and frame counts."""
+    """ws.p.ffn_dataset "synthmotion": SynthMotion in the SSv2 layout under ws.p.ffn_root
+    (generated once, reused), decoded into memory; "ssv2": the Something-Something V2 folder at
+    ws.p.ffn_root, streamed or through ws.p.ffn_frame_cache. ws.p's sizes, crop and frame counts."""
     p = ws.p
     return prepare_data(ws.path(p.ffn_root), classes=p.ffn_classes, clips_per_class=p.ffn_clips_per_class,
                         frames=p.ffn_video_frames, size=p.ffn_video_size, crop=p.ffn_crop, seed=ws.seed,
-                        train_frames=p.ffn_train_frames, extra_frames=p.ffn_extra_frames)
+                        train_frames=p.ffn_train_frames, extra_frames=p.ffn_extra_frames, dataset=p.ffn_dataset,
+                        crop_mode=p.ffn_crop_mode,
+                        frame_cache=ws.path(p.ffn_frame_cache) if p.ffn_frame_cache else None)
+
+
+# settings added after runs were saved, at the values those runs used: a setting at its value here
+# stays out of the run folder's key (run_folder), so the runs saved before it existed are reused
+EARLIER_SETTINGS: dict[str, Any] = {"pretrained": "auto", "imagenet_weights": None, "lr_batch": None,
+                                    "schedule": "cosine", "lr_steps": [20, 40], "momentum": 0.9,
+                                    "weight_decay": 5e-4, "num_workers": 0}
 
 
 def _settings(ws) -> dict[str, Any]:
     """The training settings every model of the stage shares (train_tfd_model's keywords)."""
-    p = ws.p
+    weights = str(ws.path(ws.p.ffn_imagenet_weights)) if ws.p.ffn_imagenet_weights else None
+    return settings_from_params(ws.p, ws.seed, str(ws.device), weights)
+
+
+def settings_from_params(p: Any, seed: int, device: str, imagenet_weights: str | None = None) -> dict[str, Any]:
+    """Stage parameters (ws.p, or any object with the ffn_* attributes) -> train_tfd_model's keywords."""
+    added = dict(pretrained=p.ffn_pretrained, imagenet_weights=imagenet_weights,
+                 lr_batch=p.ffn_lr_batch, schedule=p.ffn_schedule, lr_steps=list(p.ffn_lr_steps),
+                 momentum=p.ffn_momentum, weight_decay=p.ffn_weight_decay, num_workers=p.ffn_workers)
     return dict(arch=p.ffn_arch, epochs=p.ffn_epochs, batch_size=p.ffn_batch, lr=p.ffn_lr,
-                fc_lr_mult=p.ffn_fc_lr_mult, lambda_kl=p.ffn_lambda_kl, seed=ws.seed, device=str(ws.device))
+                fc_lr_mult=p.ffn_fc_lr_mult, lambda_kl=p.ffn_lambda_kl, seed=seed, device=device,
+                **{k: v for k, v in added.items() if v != EARLIER_SETTINGS[k]})
 
 
 def runs(ws, data: TFDData) -> Path:
@@ -281,47 +306,67 @@ def stage_metrics(ws, accuracy: Accuracy, tsm: TrainedModel, ffn: TrainedModel, 
 def prepare_data(root: str | Path, classes: int | Sequence[str] = 8, clips_per_class: int = 100,
                  frames: int = 16, size: int = 32, crop: int = 28, seed: int = 0,
                  train_frames: Sequence[int] = (4, 8, 16), extra_frames: Sequence[int] = (6, 12),
-                 progress: bool = True) -> TFDData:
-    """Generate (or reuse) SynthMotion in the SSv2 layout under `root` and decode it into memory.
+                 progress: bool = True, dataset: str = "synthmotion", crop_mode: str = "random",
+                 frame_cache: str | Path | None = None) -> TFDData:
+    """Generate (or reuse) SynthMotion in the SSv2 layout under `root` and decode it into memory,
+    or (dataset="ssv2") read the Something-Something V2 folder at `root`.
 
-    frames/size: length and side of the generated videos; crop: training crops (random) and
-    evaluation crops (centre). extra_frames: frame counts evaluated but never trained.
+    frames/size: length and side of the generated videos (SSv2: `size` is the short side frames
+    are resized to; `classes`, `clips_per_class`, `frames` are not used); crop: side of the
+    training crops (crop_mode "random" or TSN's "multiscale") and evaluation crops (centre).
+    extra_frames: frame counts evaluated but never trained. frame_cache: an on-disk frame cache
+    folder (SSv2; without it SSv2 videos are decoded every epoch).
     """
     from ..datasets import generate_synthmotion, load_split
 
     timings = {}
     start = time.perf_counter()
-    info = generate_synthmotion(root, layout="ssv2", classes=classes, clips_per_class=clips_per_class,
-                                frames=frames, size=size, seed=seed, progress=progress)
+    if dataset == "synthmotion":
+        info = generate_synthmotion(root, layout="ssv2", classes=classes, clips_per_class=clips_per_class,
+                                    frames=frames, size=size, seed=seed, progress=progress)
+        root = Path(info["root"])
+    elif dataset == "ssv2":
+        root = Path(root)
+        if not (root / "labels").is_dir() or not (root / "20bn-something-something-v2").is_dir():
+            raise PolySpaceError(f"ffn_root {root}: no Something-Something V2 folder there (it needs labels/ and "
+                                 "20bn-something-something-v2/); set ffn_root to where SSv2 is (params/ssv2_ffn.yaml, "
+                                 "or -p ffn_root DIR)")
+    else:
+        raise PolySpaceError(f"ffn_dataset {dataset!r}: use synthmotion or ssv2")
     timings["generate"] = time.perf_counter() - start
     train_frames = tuple(sorted(int(t) for t in train_frames))
     eval_frames = tuple(sorted(set(train_frames) | {int(t) for t in extra_frames}))
-    if max(eval_frames) > frames:
+    if dataset == "synthmotion" and max(eval_frames) > frames:
         raise PolySpaceError(f"frame counts up to {max(eval_frames)} need videos of at least that many frames; "
                              f"raise the generated frames ({frames})")
     start = time.perf_counter()
-    kw = dict(size=crop, short_side=size, cache=True, seed=seed, progress=progress)
-    train = MultiFrameClips(load_split("ssv2", info["root"], "train"), train_frames, train=True, **kw)
-    val = MultiFrameClips(load_split("ssv2", info["root"], "validation"), train_frames, train=False, **kw)
-    test = MultiFrameClips(load_split("ssv2", info["root"], "test"), eval_frames, train=False, **kw)
+    # SynthMotion fits in memory; SSv2 is streamed, or read through the on-disk frame cache
+    kw = dict(size=crop, short_side=size, seed=seed, progress=progress, cache=dataset == "synthmotion",
+              frame_cache=frame_cache if dataset == "ssv2" else None)
+    train = MultiFrameClips(load_split("ssv2", root, "train"), train_frames, train=True, crop=crop_mode, **kw)
+    val = MultiFrameClips(load_split("ssv2", root, "validation"), train_frames, train=False, **kw)
+    test = MultiFrameClips(load_split("ssv2", root, "test"), eval_frames, train=False, **kw)
     timings["decode"] = time.perf_counter() - start
-    return TFDData(Path(info["root"]), list(train.class_names), train, val, test, train_frames, eval_frames,
-                   crop, timings)
+    return TFDData(root, list(train.class_names), train, val, test, train_frames, eval_frames, crop, timings)
 
 
 def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 6, batch_size: int = 16,
                     lr: float = 0.01, fc_lr_mult: float = 5.0, lambda_kl: float = 1.0, seed: int = 0,
                     device: str = "auto", frames: int | None = None,
                     save_dir: str | Path | None = None, model_overrides: dict[str, Any] | None = None,
-                    verbose: bool = True, **train_overrides: Any) -> TrainedModel:
+                    verbose: bool = True, pretrained: str = "auto", imagenet_weights: str | Path | None = None,
+                    **train_overrides: Any) -> TrainedModel:
     """Train the vanilla TSM ("tsm": one frame count, `frames`, default the highest trained) or
     FFN ("ffn": every trained count).
 
     Every model gets the same data, epochs, batch size and optimiser. fc_lr_mult: classifier lr
     multiplier (its bias gets twice that, as in the x5/x10 recipe; 1 suits training from scratch,
-    where every layer is new). model_overrides: TSMConfig fields (e.g. dropout, stem_stride);
-    train_overrides: TrainConfig fields. Returns the final model (eval mode, on CPU) and its
-    history.
+    where every layer is new). pretrained: "imagenet" starts from torchvision's ImageNet weights
+    (`imagenet_weights`, or the file in torchvision's cache folder: pretrained.py), "none" from
+    random weights, "auto" ImageNet for the archs torchvision has weights for (resnet50/101) and
+    random for the miniature ones (tiny, small). model_overrides: TSMConfig fields (e.g. dropout,
+    stem_stride); train_overrides: TrainConfig fields (lr_batch, schedule, lr_steps, momentum,
+    weight_decay, num_workers, ...). Returns the final model (eval mode, on CPU) and its history.
 
     With save_dir, checkpoints are written every epoch and the run is resumable: a finished run
     with the same model and training config is loaded instead of retrained, an interrupted one
@@ -344,18 +389,28 @@ def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 
     seed_everything(seed)
     model = build_model(arch, len(data.class_names), frame_counts=counts, ffn=kind == "ffn",
                         class_names=data.class_names, **(model_overrides or {}))
-    train_overrides = {"save_every": 1 if save_dir is not None else 0, **train_overrides}
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, fc_lr_mult=fc_lr_mult,
-                         fc_bias_lr_mult=2 * fc_lr_mult, lambda_kl=lambda_kl, seed=seed,
-                         device=device, verbose=verbose, **train_overrides)
+    config = tfd_train_config(epochs=epochs, batch_size=batch_size, lr=lr, fc_lr_mult=fc_lr_mult,
+                              lambda_kl=lambda_kl, seed=seed, device=device, verbose=verbose,
+                              **{"save_every": 1 if save_dir is not None else 0, **train_overrides})
     trainer = (FFNTrainer if kind == "ffn" else TSMTrainer)(model, data.train, data.val, config, save_dir)
+    from .pretrained import IMAGENET_FILES, find_imagenet_weights, load_imagenet_weights
+
+    if pretrained not in ("auto", "imagenet", "none"):
+        raise PolySpaceError(f"ffn_pretrained {pretrained!r}: use auto, imagenet or none")
+    if pretrained == "imagenet" or (pretrained == "auto" and (imagenet_weights or arch in IMAGENET_FILES)):
+        trainer.start = "imagenet"  # part of the run's identity (a random start stays unrecorded, as before)
+    last = None
     if save_dir is not None:
         finished = _finished_run(Path(save_dir), trainer)
         if finished is not None:
             return finished
         last = saved_run(save_dir, trainer)  # an interrupted run with these settings continues
-        if last is not None:
-            trainer.resume(last)
+    if last is not None:
+        trainer.resume(last)
+    elif trainer.start == "imagenet":  # the file is needed only by a new run
+        path = find_imagenet_weights(arch, imagenet_weights)
+        load_imagenet_weights(trainer.unwrapped_model, path)
+        trainer.start_source = str(path)
     trainer.train()
     seconds = trainer.train_seconds
     if save_dir is not None:
@@ -364,6 +419,17 @@ def train_tfd_model(kind: str, data: TFDData, arch: str = "tiny", epochs: int = 
     final = trainer.unwrapped_model.cpu().eval()
     return TrainedModel(kind, final, trainer.history, trainer.curve, Path(save_dir) if save_dir else None,
                         seconds, trainer.best_acc)
+
+
+def tfd_train_config(epochs: int, batch_size: int, lr: float, fc_lr_mult: float, lambda_kl: float, seed: int,
+                     device: str, verbose: bool = True, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of train_tfd_model: the classifier bias learns at twice the weight's
+    multiplier (x5 / x10 in the official recipe); `overrides` are other TrainConfig fields."""
+    if "lr_steps" in overrides:
+        overrides["lr_steps"] = tuple(overrides["lr_steps"])
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, fc_lr_mult=fc_lr_mult,
+                       fc_bias_lr_mult=2 * fc_lr_mult, lambda_kl=lambda_kl, seed=seed, device=device,
+                       verbose=verbose, **overrides)
 
 
 def train_per_frame_baselines(data: TFDData, save_root: str | Path | None = None,
@@ -410,7 +476,10 @@ def _finished_run(save_dir: Path, trainer: TSMTrainer) -> TrainedModel | None:
         return None
     record = read_json(record_path)
     ours = run_identity(trainer)
-    if {k: record.get(k) for k in ours} != ours or record.get("kind") != trainer.kind:
+    theirs = {k: record.get(k) for k in ours}
+    if isinstance(theirs.get("train_config"), dict):  # a run saved before later TrainConfig fields existed
+        theirs["train_config"] = saved_train_config(theirs["train_config"], ours["train_config"])
+    if theirs != ours or record.get("kind") != trainer.kind or record.get("start") != trainer.start:
         raise PolySpaceError(f"{save_dir}: holds a {record.get('kind')} run with other settings; "
                              "delete the folder or save this run elsewhere")
     info, state, _ = load_checkpoint(save_dir / "final")

@@ -9,11 +9,20 @@ Reproducibility: epoch e draws its shuffling, crops and dropout from (seed, e), 
 whatever the RNG held before, so "train 2 epochs" and "train 1, resume, train 1" give the same
 weights on CPU. Checkpoints: `best` (highest validation accuracy at the highest trained frame
 count), `epoch_N` every `save_every` epochs, `final`; see checkpoint.py for the format.
+
+The recipe (TrainConfig): SGD with momentum and weight decay, the classifier's lr multiplied
+(x5 weight, x10 bias, as the official TSM/FFN code's `fc_lr5`), gradient-norm clipping, and a
+cosine or a step schedule (the official: x0.1 at epochs 20 and 40 of 50). `lr_batch` makes the
+lr scale linearly with the total batch (per-process batch x processes): lr is the rate for a
+total batch of lr_batch (the official FFN run: lr 0.01 at batch 32); None uses lr as given.
+recipe.py holds the official values by name.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +31,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..checkpoints import optimizer_from_parts
 from ..distributed import make_accelerator
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
 from ..scalar_log import LOG_FOLDER, ScalarLog
 from ..seeding import best_device
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint
 from .evaluate import accuracy_by_frames, tfd_summary
 from .loss import LossParts, TemporalDistillationLoss
 from .tsm_resnet import TSMResNet
@@ -36,11 +44,16 @@ from .tsm_resnet import TSMResNet
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (TSM/FFN recipe: SGD 0.9, lr 0.01, wd 5e-4, cosine, clip 20)."""
+    """Optimisation settings (TSM/FFN recipe: SGD 0.9, lr 0.01, wd 5e-4, clip 20; cosine by
+    default, step 20/40 x0.1 as the official runs with schedule="step")."""
 
     epochs: int = 50
     batch_size: int = 8              # per process
-    lr: float = 0.01
+    lr: float = 0.01                 # at a total batch of lr_batch when that is set
+    lr_batch: int | None = None      # linear scaling: lr x total batch / lr_batch; None: lr as given
+    schedule: str = "cosine"         # cosine (to 0 at `epochs`) or step (x lr_decay at each of lr_steps)
+    lr_steps: tuple[int, ...] = (20, 40)
+    lr_decay: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4       # not applied to BatchNorm parameters and biases
     fc_lr_mult: float = 5.0          # new classifier learns faster than the (pretrained) backbone
@@ -63,12 +76,55 @@ class TrainConfig:
                 raise PolySpaceError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise PolySpaceError(f"--lr must be > 0, got {self.lr}")
+        if self.lr_batch is not None and self.lr_batch < 1:
+            raise PolySpaceError(f"--lr_batch must be >= 1 (or left out), got {self.lr_batch}")
+        if self.schedule not in SCHEDULES:
+            raise PolySpaceError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        self.lr_steps = tuple(int(e) for e in self.lr_steps)
+        if self.schedule == "step" and (not self.lr_steps or list(self.lr_steps) != sorted(set(self.lr_steps))
+                                        or self.lr_steps[0] < 1):
+            raise PolySpaceError(f"--lr_steps must be increasing epochs >= 1, got {list(self.lr_steps)}")
+        if not 0 < self.lr_decay <= 1:
+            raise PolySpaceError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
+        for name in ("momentum", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise PolySpaceError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise PolySpaceError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
 
 
-def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """SGD groups: conv weights (decay), BN params + biases (no decay), classifier weight (lr x5), bias (lr x10)."""
+SCHEDULES = ("cosine", "step")
+
+
+def effective_lr(config: TrainConfig, num_processes: int = 1) -> float:
+    """The base lr a run uses: config.lr, scaled by total batch / lr_batch when lr_batch is set."""
+    if config.lr_batch is None:
+        return config.lr
+    return config.lr * config.batch_size * num_processes / config.lr_batch
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch schedule: cosine to 0 over config.epochs, or x lr_decay at each of lr_steps
+    (stepped after each epoch, so epochs 1-20 of the official 20/40 run at the base lr)."""
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.lr_steps), gamma=config.lr_decay)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+def scheduler_state_from_json(state: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler state read back from JSON: MultiStepLR's milestones are a Counter of int epochs
+    (JSON made them a dict of strings, which would never match an epoch and never decay)."""
+    if isinstance(state.get("milestones"), dict):
+        state = {**state, "milestones": Counter({int(k): int(v) for k, v in state["milestones"].items()})}
+    return state
+
+
+def parameter_groups(model: torch.nn.Module, config: TrainConfig, lr: float | None = None) -> list[dict[str, Any]]:
+    """SGD groups: conv weights (decay), BN params + biases (no decay), classifier weight (lr x
+    fc_lr_mult, decay), classifier bias (lr x fc_bias_lr_mult, no decay): the official code's
+    groups (its `lr5_weight` / `lr10_bias`; the ResNet convs have no bias). lr: base lr (default
+    config.lr)."""
+    lr = config.lr if lr is None else lr
     groups: dict[str, list] = {"weights": [], "norm_and_bias": [], "classifier_weight": [], "classifier_bias": []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -85,7 +141,7 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[s
         "classifier_weight": (config.fc_lr_mult, config.weight_decay),
         "classifier_bias": (config.fc_bias_lr_mult, 0.0),
     }
-    return [{"params": params, "lr": config.lr * settings[name][0], "weight_decay": settings[name][1], "name": name}
+    return [{"params": params, "lr": lr * settings[name][0], "weight_decay": settings[name][1], "name": name}
             for name, params in groups.items() if params]
 
 
@@ -93,6 +149,7 @@ def run_identity(trainer: TSMTrainer) -> dict[str, Any]:
     """What must match for a saved run to stand in for this trainer's: the model config and the
     training config (display-only fields left out)."""
     train = {k: v for k, v in asdict(trainer.config).items() if k not in ("verbose", "num_workers")}
+    train = json.loads(json.dumps(train))  # as a checkpoint holds it (tuples as lists)
     identity = {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
     if trainer.start is not None:
         # a run started from ImageNet and one from random weights are different runs
@@ -113,8 +170,10 @@ def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
     info = read_json(newest)
     ours = run_identity(trainer)
     theirs = {"model_config": info.get("model_config"),
-              "train_config": {k: v for k, v in info.get("train_config", {}).items() if k in ours["train_config"]}}
-    if "start" in ours:
+              "train_config": saved_train_config(info.get("train_config", {}), ours["train_config"])}
+    if "start" in ours or info.get("start") is not None:
+        # a run started from ImageNet is not a random-start run (whose identity has no start)
+        ours = {**ours, "start": ours.get("start")}
         theirs["start"] = info.get("start")
     if info.get("kind") != trainer.kind or theirs != ours:
         differs = [k for k in ours if theirs.get(k) != ours[k]] or ["kind"]
@@ -122,6 +181,15 @@ def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
                              f"{' and '.join(d.replace('_', ' ') for d in differs)}; replace it (--overwrite, or "
                              f"delete the folder) or save this run elsewhere (another --save_dir)")
     return newest
+
+
+# TrainConfig fields added after runs were saved: a saved run without them ran with these values
+ADDED_FIELDS = {"lr_batch": None, "schedule": "cosine", "lr_steps": [20, 40], "lr_decay": 0.1}
+
+
+def saved_train_config(saved: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's train config in the keys of `ours`, with ADDED_FIELDS' values where it predates them."""
+    return {k: saved.get(k, ADDED_FIELDS.get(k)) for k in ours if k in saved or k in ADDED_FIELDS}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -163,9 +231,11 @@ class TSMTrainer:
         if val_data is not None:
             val_loader = DataLoader(val_data, batch_size=config.batch_size, shuffle=False,
                                     num_workers=config.num_workers)
-        optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum)
+        self.base_lr = effective_lr(config, self.accelerator.num_processes)
+        optimizer = torch.optim.SGD(parameter_groups(model, config, self.base_lr), lr=self.base_lr,
+                                    momentum=config.momentum)
         # stepped once per epoch, by us (not prepared: Accelerate would step it once per process)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        self.scheduler = make_scheduler(optimizer, config)
         if val_loader is not None:
             self.model, self.optimizer, self.train_loader, self.val_loader = self.accelerator.prepare(
                 model, optimizer, train_loader, val_loader)
@@ -176,7 +246,11 @@ class TSMTrainer:
         self.epoch = 0                           # completed epochs
         self.global_step = 0
         self.best_acc = 0.0                      # best validation accuracy at select_frames
-        self.best_by_frames: dict[int, float] = {}
+        # the best checkpoint's epoch and its accuracy at every validated frame count (what
+        # best_acc_<T>f means), and each frame count's own maximum over epochs (max_acc_<T>f)
+        self.best_epoch: int | None = None
+        self.best_frames_acc: dict[int, float] = {}
+        self.max_by_frames: dict[int, float] = {}
         self.history: list[dict[str, Any]] = []  # one row per epoch
         self.curve: list[dict[str, float]] = []  # loss terms every log_every steps
         self.train_seconds = 0.0                 # wall time in train_epoch, summed over resumes
@@ -307,19 +381,20 @@ class TSMTrainer:
         while self.epoch < epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1}
             row.update({f"train_{k}": v for k, v in self.train_epoch().items()})
+            # in the history before `best` is saved, so best holds its own epoch's row (resuming
+            # from it keeps that row, and best_acc_<T>f of a resumed run come from it)
+            self.history.append(row)
             if self.val_loader is not None and (self.epoch % self.config.eval_every == 0 or self.epoch == epochs):
                 val = self.validate()
                 row.update({f"val_{k}": v for k, v in val.items()})
-                for key, acc in val.items():
-                    if key.startswith("acc_"):
-                        t = int(key[4:-1])
-                        self.best_by_frames[t] = max(self.best_by_frames.get(t, 0.0), acc)
-                selected = val.get(f"acc_{self.select_frames}f")
+                by_frames = {int(k[4:-1]): acc for k, acc in val.items() if k.startswith("acc_")}
+                for t, acc in by_frames.items():
+                    self.max_by_frames[t] = max(self.max_by_frames.get(t, 0.0), acc)
+                selected = by_frames.get(self.select_frames)
                 if selected is not None and selected > self.best_acc:
-                    self.best_acc = selected
+                    self.best_acc, self.best_epoch, self.best_frames_acc = selected, self.epoch, by_frames
                     row["new_best"] = True
                     self.save("best")
-            self.history.append(row)
             self._log(row)
             self.scalars.add(self.global_step, row)
             if self.config.save_every and self.epoch % self.config.save_every == 0:
@@ -344,7 +419,12 @@ class TSMTrainer:
             "global_step": self.global_step,
             "train_seconds": self.train_seconds,
             "best_acc": self.best_acc,
-            **{f"best_acc_{t}f": acc for t, acc in sorted(self.best_by_frames.items())},
+            "best_epoch": self.best_epoch,
+            # the seed kept each frame count's maximum over epochs under best_acc_<T>f, which can
+            # come from different epochs than best_acc; here they are the best checkpoint's own
+            # accuracies, and the maxima are max_acc_<T>f
+            **{f"best_acc_{t}f": acc for t, acc in sorted(self.best_frames_acc.items())},
+            **{f"max_acc_{t}f": acc for t, acc in sorted(self.max_by_frames.items())},
             "lambda_kl": self.config.lambda_kl if self.kind == "ffn" else 0.0,
             "model_config": self.unwrapped_model.config.to_dict(),
             "train_config": asdict(self.config),
@@ -372,8 +452,9 @@ class TSMTrainer:
 
     def resume(self, path: str | Path) -> int:
         """Restore model, optimizer, scheduler, grad scaler, counters, bests and history from a
-        checkpoint; returns the number of completed epochs (training continues from there)."""
-        info, model_state, optimizer_tensors = load_checkpoint(path)
+        checkpoint (ours: <name>.json or the seed-layout <name>.pth); returns the number of
+        completed epochs (training continues from there)."""
+        info, model_state, optimizer_state = read_checkpoint(path)
         if info.get("kind") != self.kind:
             raise PolySpaceError(f"{path}: is a {info.get('kind')} checkpoint, this is a {self.kind} trainer")
         ours = self.unwrapped_model.config.to_dict()
@@ -381,23 +462,39 @@ class TSMTrainer:
             diff = sorted(k for k in ours if info["model_config"].get(k) != ours[k])
             raise PolySpaceError(f"{path}: model config differs from this run's in {diff}; "
                                  f"build the model the checkpoint was trained with")
-        planned = info.get("train_config", {}).get("epochs", self.config.epochs)
+        saved = info.get("train_config", {})
+        planned = saved.get("epochs", self.config.epochs)
         if planned != self.config.epochs:
-            raise PolySpaceError(f"{path}: was trained on a {planned}-epoch cosine schedule; resume it with "
+            raise PolySpaceError(f"{path}: was trained on a {planned}-epoch schedule; resume it with "
                                  f"--epochs {planned} (this run has {self.config.epochs})")
+        ours_schedule = {k: json.loads(json.dumps(getattr(self.config, k)))
+                         for k in ("schedule", "lr_steps", "lr_decay")}
+        theirs_schedule = saved_train_config(saved, ours_schedule)
+        if theirs_schedule != ours_schedule:
+            diff = [k for k in ours_schedule if theirs_schedule.get(k) != ours_schedule[k]]
+            raise PolySpaceError(f"{path}: was trained with another {', '.join(diff)} "
+                                 f"({', '.join(f'{k}={theirs_schedule.get(k)}' for k in diff)}); resume it with those")
         self.unwrapped_model.load_state_dict(model_state)
-        if "optimizer" in info:
-            self.optimizer.load_state_dict(optimizer_from_parts(optimizer_tensors, info["optimizer"]))
-        self.scheduler.load_state_dict(info["scheduler"])
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        self.scheduler.load_state_dict(scheduler_state_from_json(info["scheduler"]))
         if info.get("grad_scaler") and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(info["grad_scaler"])
         self.epoch = int(info["epoch"])
         self.global_step = int(info.get("global_step", 0))
         self.train_seconds = float(info.get("train_seconds", 0.0))
         self.best_acc = float(info["best_acc"])
-        self.best_by_frames = {int(k[len("best_acc_"):-1]): float(v) for k, v in info.items()
-                               if k.startswith("best_acc_") and k.endswith("f")}
         self.history = list(info.get("history", []))
+        # from the history, so checkpoints written before best_epoch was recorded resume right too
+        best_rows = [row for row in self.history if row.get("new_best")]
+        self.best_epoch = int(best_rows[-1]["epoch"]) if best_rows else None
+        self.best_frames_acc = ({int(k[8:-1]): float(v) for k, v in best_rows[-1].items()
+                                 if k.startswith("val_acc_")} if best_rows else {})
+        self.max_by_frames = {}
+        for row in self.history:
+            for k, v in row.items():
+                if k.startswith("val_acc_"):
+                    self.max_by_frames[int(k[8:-1])] = max(self.max_by_frames.get(int(k[8:-1]), 0.0), float(v))
         self.curve = list(info.get("curve", []))
         if "start" in info:  # the run keeps the start it was begun with
             self.start, self.start_source = info["start"], info.get("start_source")

@@ -1,5 +1,7 @@
 """Video layer: write and probe videos, read frames at indices with decord or PyAV, sample
 frame indices, spatial transforms, and decode-once serving of several clip requests.
+multiscale.py (TSN's multi-scale crop) and frame_cache.py (decoded frames kept on disk) are
+imported from their modules.
 
     from polyspace_core.video import ClipRequest, SpatialTransform, decode_clips
     out = decode_clips("v.mp4", [ClipRequest("f16", 16, "tsn"), ClipRequest("f4", 4, "tsn")],
