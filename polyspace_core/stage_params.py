@@ -139,6 +139,7 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "ffn_weight_decay": "float",
         "ffn_fc_lr_mult": "float",        # classifier lr multiplier (x5 fine-tuning recipe; 1 from scratch)
         "ffn_lambda_kl": "float",
+        "ffn_seeds": "list[int]",               # TSM and FFN repeated per seed (empty = seed; the first must be seed)
     },
     "08_colorization": {
         "color_root": "path",                   # SynthColor set (generated once, reused)

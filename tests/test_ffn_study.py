@@ -109,6 +109,31 @@ def test_claims_compare_ffn_and_tsm_clip_by_clip(data):
     assert low < results["FFN"][4] < high
 
 
+def test_claims_over_seeds_average_each_clip(data):
+    """TSM and FFN under several seeds ((S, N) correctness): accuracies are means over the seeds,
+    intervals and claims resample clips with each clip's correctness averaged over the seeds, and
+    McNemar's p is the largest per seed."""
+    from polyspace_core.stats import bootstrap_interval, mcnemar_exact, paired_difference
+
+    rng = np.random.default_rng(1)
+    n, s = 150, 3
+    correct = {"TSM": {4: rng.random((s, n)) < 0.3, 16: rng.random((s, n)) < 0.9},
+               "FFN": {4: rng.random((s, n)) < 0.8, 16: rng.random((s, n)) < 0.9}}
+    results = study.accuracy_from_correctness(correct)
+    accuracy = study.Accuracy(results, None, (4, 16), correct)
+    assert accuracy.seeds == 3
+    assert results["FFN"][4] == pytest.approx(100 * np.mean([c.mean() for c in correct["FFN"][4]]))
+    std = accuracy.seed_std()
+    assert std["TSM"][4] == pytest.approx(np.std(100 * correct["TSM"][4].mean(1), ddof=1))
+    ci = bootstrap_interval(correct["FFN"][4].mean(0))
+    assert accuracy.intervals()["FFN"][4] == pytest.approx([100 * ci.low, 100 * ci.high])
+    claim = next(c for c in accuracy.claims() if c.id == "ffn_beats_tsm_4f")
+    diff = paired_difference(100 * correct["FFN"][4].mean(0), 100 * correct["TSM"][4].mean(0))
+    assert (claim.value, claim.ci_low, claim.ci_high) == pytest.approx((diff.value, diff.low, diff.high))
+    assert claim.p_value == max(mcnemar_exact(correct["FFN"][4][i], correct["TSM"][4][i]) for i in range(s))
+    assert claim.holds and "3 seeds" in claim.rule
+
+
 def test_per_clip_correctness_agrees_with_accuracy(data):
     tsm = study.train_tfd_model("tsm", data, **{**SETTINGS, "epochs": 1})
     correct = study.clip_correctness({"TSM": tsm.model}, data.test)
@@ -147,3 +172,24 @@ def test_imagenet_start_is_a_setting_of_the_study(data, tmp_path):
     p = SimpleNamespace(**load_preset("default", project_root()))
     assert set(study.settings_from_params(p, 0, "cpu")) == {"arch", "epochs", "batch_size", "lr", "fc_lr_mult",
                                                             "lambda_kl", "seed", "device"}
+
+
+def test_seed_repeats_train_each_seed_in_its_own_folder(data, tmp_path):
+    from polyspace_core.paths import project_root
+    from polyspace_core.workspace import load_preset
+
+    p = SimpleNamespace(**{**load_preset("default", project_root()), "ffn_epochs": 1, "ffn_batch": 8,
+                           "ffn_seeds": [0, 4]})
+    ws = SimpleNamespace(p=p, seed=0, device="cpu", run_dir=tmp_path, stage="07_ffn_tfd", path=Path)
+    tsm, ffn = study.train(ws, data, "tsm"), study.train(ws, data, "ffn")
+    repeats = study.seed_repeats(ws, data)
+    assert list(repeats) == [4] and set(repeats[4]) == {"tsm", "ffn"}
+    assert repeats[4]["ffn"].save_dir.parent != ffn.save_dir.parent          # another run folder
+    assert not _same_weights(repeats[4]["ffn"].model, ffn.model)
+    accuracy = study.evaluate(ws, data, tsm, ffn, None, repeats)
+    assert accuracy.seeds == 2 and accuracy.correct["FFN"][4].shape == (2, 12)
+    metrics = study.stage_metrics(ws, accuracy, tsm, ffn)
+    assert metrics["seeds"] == [0, 4] and metrics["test_clips"] == 12 and set(metrics["acc_seed_std"]) == {"tsm", "ffn"}
+    with pytest.raises(PolySpaceError, match="the first must be the notebook's seed"):
+        study.seed_repeats(SimpleNamespace(**{**ws.__dict__, "p": SimpleNamespace(**{**p.__dict__,
+                                                                                  "ffn_seeds": [4, 0]})}), data)

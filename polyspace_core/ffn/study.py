@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, read_json
+from ..seeding import training_seeds
 from ..stats import Claim, bootstrap_interval, mcnemar_exact, paired_difference, paired_statistic
 from .checkpoint import load_checkpoint
 from .data import MultiFrameClips
@@ -124,17 +125,36 @@ class Accuracy:
     """Test top-1 (%) per model and frame count. results: {name: {frames: accuracy}} for every
     model evaluated ("TSM", "FFN", "TSM <T>F only"); per_frame_count: the one-model-per-frame-count
     row (None without per-frame baselines); train_frames: the trained frame counts. Shows as
-    accuracy_table."""
+    accuracy_table. correct: per clip, (N,) or (S, N) for TSM and FFN trained under S seeds
+    (`ffn_seeds`): results are then means over the seeds, intervals and claims resample clips with
+    each clip's correctness averaged over the seeds, and McNemar's p is the largest per seed."""
 
     results: dict[str, dict[int, float]]
     per_frame_count: dict[int, float] | None
     train_frames: tuple[int, ...]
     correct: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)  # per clip, as results
 
+    @property
+    def seeds(self) -> int:
+        """How many training seeds the TSM/FFN rows average (1 without `ffn_seeds`)."""
+        c = next(iter(self.correct.get("TSM", {}).values()), np.zeros(0))
+        return c.shape[0] if c.ndim == 2 else 1
+
+    def _per_clip(self, name: str) -> dict[int, np.ndarray]:
+        # each clip's correctness averaged over the seeds (a 1-D array is one seed)
+        return {t: (c.mean(axis=0) if c.ndim == 2 else c) for t, c in self.correct[name].items()}
+
     def intervals(self) -> dict[str, dict[int, list[float]]]:
         """95% bootstrap interval (percent) of each model's accuracy at each frame count."""
         return {name: {t: [100 * (ci := bootstrap_interval(c, name=f"{name} {t}F")).low, 100 * ci.high]
-                       for t, c in by_frames.items()} for name, by_frames in self.correct.items()}
+                       for t, c in self._per_clip(name).items()} for name in self.correct}
+
+    def seed_std(self) -> dict[str, dict[int, float]]:
+        """Std over seeds (ddof 1, percent) of TSM's and FFN's accuracy at each frame count; {} for one seed."""
+        if self.seeds < 2:
+            return {}
+        return {name: {t: float(np.std(100.0 * c.mean(axis=1), ddof=1)) for t, c in self.correct[name].items()}
+                for name in ("TSM", "FFN") if name in self.correct}
 
     def claims(self) -> list[Claim]:
         """FFN against TSM on the same test clips, in accuracy points: at every trained frame count
@@ -142,19 +162,26 @@ class Accuracy:
         minus FFN's, resampled over clips: FFN's accuracy falls less from the most to the fewest frames)."""
         if not {"TSM", "FFN"} <= set(self.correct):
             return []
-        tsm, ffn = self.correct["TSM"], self.correct["FFN"]
+        tsm, ffn = self._per_clip("TSM"), self._per_clip("FFN")
+        seeds = self.seeds
+
+        def by_seed(name: str, t: int) -> np.ndarray:
+            c = self.correct[name][t]
+            return c if c.ndim == 2 else c[None]
+
         claims = []
         for t in self.train_frames:
             diff = paired_difference(100.0 * ffn[t], 100.0 * tsm[t], name=f"FFN - TSM at {t}F")
+            p = max(mcnemar_exact(f, m) for f, m in zip(by_seed("FFN", t), by_seed("TSM", t)))
             claims.append(Claim.difference(f"ffn_beats_tsm_{t}f", f"FFN beats TSM at {t} frames (top-1, points)",
-                                           diff, mcnemar_exact(ffn[t], tsm[t])))
+                                           diff, p, seeds=seeds))
         low, high = min(self.train_frames), max(self.train_frames)
         gap = paired_statistic([tsm[high], tsm[low], ffn[high], ffn[low]],
                                lambda a, b, c, d, axis=-1: 100.0 * ((a.mean(axis) - b.mean(axis))
                                                                     - (c.mean(axis) - d.mean(axis))),
                                name="TSM gap - FFN gap")
         claims.append(Claim.difference("ffn_gap_below_tsm_gap", f"FFN's TFD gap ({high}F - {low}F) is smaller than "
-                                       f"TSM's (points)", gap))
+                                       f"TSM's (points)", gap, seeds=seeds))
         return claims
 
     @property
@@ -231,6 +258,29 @@ def train(ws, data: TFDData, kind: str) -> TrainedModel:
     return train_tfd_model(kind, data, save_dir=runs(ws, data) / kind, **_settings(ws))
 
 
+def seed_repeats(ws, data: TFDData) -> dict[int, dict[str, TrainedModel]]:
+    """TSM and FFN trained again under every seed of ws.p.ffn_seeds after the first (the
+    notebook's `seed` trains the models above; empty = that seed alone): {seed: {"tsm", "ffn"}},
+    each in its own run folder (the seed is part of the settings' key)."""
+    seeds = training_seeds(ws.p.ffn_seeds, ws.seed)
+    if seeds[0] != ws.seed:
+        raise PolySpaceError(f"ffn_seeds {seeds}: the first must be the notebook's seed {ws.seed} "
+                             "(its run is the one the figures show)")
+    repeats = {}
+    for seed in seeds[1:]:
+        settings = {**_settings(ws), "seed": seed}
+        folder = run_folder(ws.run_dir, data, **settings)
+        repeats[seed] = {kind: train_tfd_model(kind, data, save_dir=folder / kind, **settings)
+                         for kind in ("tsm", "ffn")}
+    return repeats
+
+
+def repeats_summary(repeats: dict[int, dict[str, TrainedModel]]) -> dict[str, str]:
+    """{"seed <s> <TSM|FFN>": "<seconds> s, best val <acc> %"} for each repeat."""
+    return {f"seed {seed} {kind.upper()}": f"{run.seconds:.0f} s, best val {run.best_val_acc:.1f} %"
+            for seed, runs in repeats.items() for kind, run in runs.items()}
+
+
 def per_frame_baselines(ws, data: TFDData) -> dict[int, TrainedModel]:
     """With ws.p.ffn_per_frame_baselines, a vanilla TSM trained at each lower trained frame count
     (saved under runs(ws, data)/tsm_<T>f); else {}."""
@@ -245,12 +295,19 @@ def baselines_summary(separate: dict[int, TrainedModel]) -> dict[str, str]:
 
 
 def evaluate(ws, data: TFDData, tsm: TrainedModel, ffn: TrainedModel,
-             separate: dict[int, TrainedModel] | None = None) -> Accuracy:
+             separate: dict[int, TrainedModel] | None = None,
+             repeats: dict[int, dict[str, TrainedModel]] | None = None) -> Accuracy:
     """Every model on data.test at every frame count, on ws.device; with `separate`, also the
-    "TSM per frame count" row (the model trained at T, tested at T)."""
+    "TSM per frame count" row (the model trained at T, tested at T); with `repeats`
+    (seed_repeats), TSM and FFN are the means over the seeds (per clip: (S, N) correctness)."""
     separate = separate or {}
     models = {"TSM": tsm.model, "FFN": ffn.model, **{f"TSM {t}F only": run.model for t, run in separate.items()}}
-    correct = clip_correctness(models, data.test, device=ws.device)
+    correct: dict[str, dict[int, np.ndarray]] = clip_correctness(models, data.test, device=ws.device)
+    if repeats:
+        more = [clip_correctness({"TSM": r["tsm"].model, "FFN": r["ffn"].model}, data.test, device=ws.device)
+                for r in repeats.values()]
+        for name in ("TSM", "FFN"):
+            correct[name] = {t: np.stack([c, *(m[name][t] for m in more)]) for t, c in correct[name].items()}
     results = accuracy_from_correctness(correct)
     per_frame_count = (per_frame_count_accuracy(results, {t: f"TSM {t}F only" for t in separate})
                        if separate else None)
@@ -296,8 +353,12 @@ def stage_metrics(ws, accuracy: Accuracy, tsm: TrainedModel, ffn: TrainedModel, 
     if accuracy.correct:
         metrics["acc_intervals"] = {name.lower(): {f"{t}f": [round(v, 2) for v in ci] for t, ci in by_frames.items()}
                                     for name, by_frames in accuracy.intervals().items() if name in ("TSM", "FFN")}
-        metrics["test_clips"] = int(len(next(iter(accuracy.correct["TSM"].values()))))
+        metrics["test_clips"] = int(next(iter(accuracy.correct["TSM"].values())).shape[-1])
         metrics["claims"] = [c.as_dict() for c in accuracy.claims()]
+        if accuracy.seeds > 1:
+            metrics["seeds"] = training_seeds(ws.p.ffn_seeds, ws.seed)
+            metrics["acc_seed_std"] = {name.lower(): {f"{t}f": round(v, 2) for t, v in by.items()}
+                                       for name, by in accuracy.seed_std().items()}
     return metrics
 
 
