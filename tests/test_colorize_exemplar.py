@@ -203,3 +203,40 @@ def test_learns_to_colour_from_the_reference():
         opt.step()
     after = error(test_x, test_r)
     assert after < 0.6 * before
+
+
+def test_matching_grid_is_pooled_only_above_match_positions():
+    from polyspace_core.colorize.exemplar import NonLocalCorrespondence
+
+    net = NonLocalCorrespondence(8, dim=4, max_positions=1024)
+    assert net.grid_size(16, 16) == (16, 16)          # the 64 px training size: as it is
+    assert net.grid_size(64, 64) == (32, 32)          # 256x256
+    assert net.grid_size(64, 114) == (22, 38)         # 256x456 (640x360 at the working size)
+    net.max_positions = 0
+    assert net.grid_size(64, 114) == (64, 114)
+    with pytest.raises(PolySpaceError, match="match_positions=-1"):
+        NonLocalCorrespondence(8, max_positions=-1)
+
+
+def test_pooled_matching_and_cached_keys_leave_small_frames_unchanged():
+    """At the training size the default grid cap changes nothing, and a reference encoded once
+    (keys included) gives what encoding it at every call gives; above the cap the output keeps
+    its shape and the correspondence runs on at most match_positions positions."""
+    torch.manual_seed(0)
+    branch = build_exemplar_branch().eval()
+    l, ab = _inputs(b=1, h=64, w=64)
+    with torch.no_grad():
+        capped = branch(l, l, ab)
+        cached = branch(l, reference=branch.encode_reference(l, ab))
+        branch.nonlocal_net.max_positions = 0
+        full = branch(l, l, ab)
+    for key in ("ab", "warped_ab", "similarity"):
+        torch.testing.assert_close(capped[key], full[key], rtol=0, atol=0)
+        torch.testing.assert_close(cached[key], full[key], rtol=0, atol=0)
+    branch.nonlocal_net.max_positions = 64
+    l, ab = _inputs(b=2, h=64, w=96)
+    with torch.no_grad():
+        ref = branch.encode_reference(l, ab)
+        out = branch(l, reference=ref)
+    assert ref.key.shape == (2, branch.config.match_dim, 6 * 8) and ref.ab_grid.shape == (2, 2, 6 * 8)  # 16x24 / 3
+    assert out["ab"].shape == (2, 2, 64, 96) and out["similarity"].shape == (2, 1, 64, 96)

@@ -235,3 +235,42 @@ def test_auto_reads_lossless_444_h264_that_decord_cannot(tmp_path):
     got = read_frames(path, [0, 5, 11], backend="auto")
     assert got.shape == (3, 48, 48, 3)
     assert np.abs(got.astype(int) - frames[[0, 5, 11]].astype(int)).max() <= 8
+
+
+@pytest.mark.parametrize("key", sorted(VIDEOS))
+def test_iter_frames_reads_every_frame_once_with_one_decoder(videos, source, key, monkeypatch):
+    """Chunks continue one decoder: every container (AVI included, which has no usable
+    timestamps) is decoded front to back once, so a streaming read is linear in the length."""
+    import polyspace_core.video.decode as decode
+
+    opened, decoded = [], []
+    real_open, real_decoded = decode._open, decode._decoded
+
+    def counting_open(path):
+        opened.append(path)
+        return real_open(path)
+
+    def counting_decoded(container, stream, path):
+        for frame in real_decoded(container, stream, path):
+            decoded.append(frame)
+            yield frame
+
+    monkeypatch.setattr(decode, "_open", counting_open)
+    monkeypatch.setattr(decode, "_decoded", counting_decoded)
+    firsts, chunks = zip(*decode.iter_frames(videos[key], chunk=16))
+    frames = np.concatenate(chunks)
+    assert list(firsts) == list(range(0, N, 16)) and [len(c) for c in chunks] == [16] * (N // 16) + [N % 16]
+    np.testing.assert_array_equal(frames, sequential_pyav(videos[key]))
+    assert [frame_number(f) for f in frames] == list(range(N))
+    assert len(decoded) == N and len(opened) == 2  # scan (no decoding) + the one decoder
+
+
+def test_iter_frames_rejects_a_stream_that_ends_early(videos, monkeypatch):
+    import polyspace_core.video.decode as decode
+
+    info, table = decode.scan(videos["mpeg4_avi"])
+    longer = VideoInfo(**{**info.__dict__, "num_frames": info.num_frames + 5})
+    with pytest.raises(VideoDecodeError, match=f"ended after {N} of {N + 5} frames"):
+        list(decode.iter_frames(videos["mpeg4_avi"], 8, info=longer, table=table))
+    with pytest.raises(PolySpaceError, match="chunk=0"):
+        list(decode.iter_frames(videos["mpeg4_avi"], 0))

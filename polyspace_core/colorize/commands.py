@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+# the colorize default, here so `polyspace --help` does not import torch; equal to
+# stream.DEFAULT_WORKING_SIZE (tests/test_colorize_stream.py checks)
+DEFAULT_WORKING_SIZE = 256
+
 
 def register(sub) -> None:
     p = sub.add_parser("synth-color", help="generate the SynthColor colorization dataset",
@@ -19,7 +23,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("colorize", help="colorize a video from an exemplar image",
                        description="Colorize any video (colour input is turned to L first) from a reference "
-                                   "image, streaming frames so memory stays bounded.")
+                                   "image, streaming frames so memory stays bounded: one decoder reads the "
+                                   "video front to back, the method predicts ab at the working size, ab is "
+                                   "upsampled onto the full-resolution L guided by L, and the output is "
+                                   "written to a temporary file renamed at the end.")
     p.add_argument("--input", required=True, help="input video (colour or grey)")
     p.add_argument("--reference", required=True, help="exemplar image (PNG/JPEG)")
     p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .avi, .webm)")
@@ -27,8 +34,12 @@ def register(sub) -> None:
                    help="temporal branch flow backend")
     p.add_argument("--checkpoint", default=None, help="FusionSystem folder (needed by --method fusion/exemplar)")
     p.add_argument("--method", default="fusion", choices=["fusion", "exemplar", "temporal", "global"])
-    p.add_argument("--work-size", type=int, default=None,
-                   help="short side of the working resolution (default: the checkpoint's training size, else 64)")
+    p.add_argument("--working_size", "--work-size", dest="working_size", type=int, default=DEFAULT_WORKING_SIZE,
+                   help=f"short side the method predicts colour at (default {DEFAULT_WORKING_SIZE}; never more "
+                        f"than the video's own); ab is upsampled onto the full-resolution L guided by L")
+    p.add_argument("--match_positions", type=int, default=None,
+                   help="most positions of the exemplar branch's matching grid (default: the checkpoint's, "
+                        "1024; 0 = the full stride-4 grid, slower)")
     p.add_argument("--chunk", type=int, default=16, help="frames decoded and held at a time")
     p.add_argument("--device", default="auto")
     p.add_argument("--codec", default="auto", help="output codec (h264, vp9, vp8, mpeg4; auto = from suffix)")
@@ -60,6 +71,7 @@ def _synth_color(args: argparse.Namespace) -> int:
 def _colorize(args: argparse.Namespace) -> int:
     import json
 
+    from ..errors import PolySpaceError
     from ..io import output_folder
     from ..seeding import best_device
     from .flow import build_flow_backend
@@ -67,17 +79,19 @@ def _colorize(args: argparse.Namespace) -> int:
     from .system import FusionSystem
 
     output_folder(args.out)  # before any model is loaded or frame decoded
+    if args.match_positions is not None and args.match_positions < 0:
+        raise PolySpaceError(f"colorize --match_positions={args.match_positions}: must be >= 0 (0 = no pooling)")
     device = best_device(args.device)
     flow = build_flow_backend(args.flow, raft_weights=args.raft_weights, raft_variant=args.raft_variant,
                               memflow_path=args.memflow_path, memflow_ckpt=args.memflow_ckpt,
                               memflow_stage=args.memflow_stage, device=device)
-    system, work_size = None, args.work_size
+    system = None
     if args.checkpoint is not None:
         system = FusionSystem.from_pretrained(args.checkpoint, flow=flow, map_location=device)
-        if work_size is None:
-            work_size = system.trained_size or 64
+        if args.match_positions is not None:
+            system.exemplar.nonlocal_net.max_positions = args.match_positions
     stats = colorize_video(args.input, args.reference, args.out, method=args.method, system=system, flow=flow,
-                           work_size=work_size or 64, chunk=args.chunk, device=device, codec=args.codec)
+                           working_size=args.working_size, chunk=args.chunk, device=device, codec=args.codec)
     print(json.dumps(stats, indent=2))
     return 0
 

@@ -16,8 +16,14 @@ network itself (its own non-local net and colour net) is released.py's SwinTExCo
 Correspondence: a shared projection (1x1 conv, ReLU, 3x3 conv, ReLU, 1x1 conv) of both feature
 maps, cosine similarity between every frame position and every reference position, a softmax
 with a learnt temperature (init 0.01, as in Deep Exemplar-based Video Colorization) over the
-reference, and the reference ab (average-pooled to the feature grid) carried along the
+reference, and the reference ab (average-pooled to the matching grid) carried along the
 attention. The similarity map is the best match's cosine similarity, mapped to [0, 1].
+The matching grid is the feature grid (stride 4) average-pooled by the smallest integer factor
+that leaves at most `match_positions` positions (default 1024, e.g. 32x32): its cost grows with
+the square of the positions (a 256x256 frame has 64x64 = 4096 at stride 4, 16.7M similarities
+per frame, most of the branch's time), and the warped colours are refined at full working
+resolution by the colour net anyway. At the 64 px training size (16x16) nothing is pooled.
+The reference's keys are computed once per `ReferenceEncoding` (once per sequence), not per frame.
 
 Colour net: a small U-Net on (L, warped ab, similarity) predicting a residual over the warped ab.
 
@@ -55,6 +61,7 @@ class ExemplarConfig:
     pixel_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     match_dim: int = 32
     temperature: float = 0.01
+    match_positions: int = 1024               # most positions of the matching grid (0: no pooling)
     color_base: int = 16
     color_depth: int = 2
     color_stem_stride: int = 2
@@ -63,26 +70,47 @@ class ExemplarConfig:
 # ----------------------------------------------------------------------------- matching
 
 class NonLocalCorrespondence(nn.Module):
-    """Trainable matching of frame features to reference features; see the module docstring."""
+    """Trainable matching of frame features to reference features; see the module docstring.
 
-    def __init__(self, in_channels: int, dim: int = 32, temperature: float = 0.01):
+    max_positions: the most positions of the matching grid (0 = match on the feature grid as it
+    is); an inference-time setting too (`branch.nonlocal_net.max_positions = n`)."""
+
+    def __init__(self, in_channels: int, dim: int = 32, temperature: float = 0.01, max_positions: int = 1024):
         super().__init__()
+        if max_positions < 0:
+            raise PolySpaceError(f"match_positions={max_positions}: must be >= 0 (0 = no pooling)")
         self.project = nn.Sequential(nn.Conv2d(in_channels, 2 * dim, 1), nn.ReLU(inplace=True),
                                      nn.Conv2d(2 * dim, dim, 3, padding=1), nn.ReLU(inplace=True),
                                      nn.Conv2d(dim, dim, 1))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        self.max_positions = max_positions
+
+    def grid_size(self, h: int, w: int) -> tuple[int, int]:
+        """The matching grid for an (h, w) feature grid: pooled by the smallest integer factor
+        that leaves at most max_positions positions (unchanged when it already does)."""
+        factor = 1
+        while self.max_positions and math.ceil(h / factor) * math.ceil(w / factor) > self.max_positions:
+            factor += 1
+        return math.ceil(h / factor), math.ceil(w / factor)
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) features (or ab) average-pooled to the matching grid."""
+        size = self.grid_size(*x.shape[-2:])
+        return x if tuple(x.shape[-2:]) == size else F.adaptive_avg_pool2d(x, size)
 
     def embed(self, feat: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> unit-length (B, dim, h*w)."""
-        return F.normalize(self.project(feat).flatten(2), dim=1)
+        """(B, C, h, w) features -> unit-length keys (B, dim, n) on the matching grid."""
+        return F.normalize(self.project(self.to_grid(feat)).flatten(2), dim=1)
 
     def forward(self, feat: torch.Tensor, ref_key: torch.Tensor, ref_ab_grid: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """feat (B, C, h, w) frame features; ref_key (B, dim, n) from `embed` of the reference;
-        ref_ab_grid (B, 2, n) reference ab on the feature grid.
-        Returns (warped ab (B, 2, h, w), similarity (B, 1, h, w) in [0, 1])."""
-        b, _, h, w = feat.shape
-        query = self.embed(feat)                                   # (B, dim, hw)
+        ref_ab_grid (B, 2, n) reference ab on the reference's matching grid.
+        Returns (warped ab (B, 2, h', w'), similarity (B, 1, h', w') in [0, 1]) on the frame's
+        matching grid (h', w') = grid_size(h, w)."""
+        b = feat.shape[0]
+        h, w = self.grid_size(*feat.shape[-2:])
+        query = self.embed(feat)                                   # (B, dim, h'w')
         corr = torch.einsum("bdq,bdk->bqk", query, ref_key)        # cosine similarities
         attn = torch.softmax(corr / self.log_temperature.exp(), dim=-1)
         warped = torch.einsum("bqk,bck->bcq", attn, ref_ab_grid)
@@ -92,9 +120,19 @@ class NonLocalCorrespondence(nn.Module):
 
 @dataclass
 class ReferenceEncoding:
-    """A reference prepared once per sequence: features, correspondence keys, ab on the grid."""
-    features: torch.Tensor   # (B, C, h, w)
-    ab_grid: torch.Tensor    # (B, 2, h*w)
+    """A reference prepared once per sequence: its embedding (B, C, h, w) at stride 4, its ab on
+    the matching grid (B, 2, n) and, when made by `ExemplarBranch.encode_reference`, the
+    correspondence's keys (B, dim, n) (None: computed from `features` at each use). The keys
+    depend on the trainable projection: make a new encoding after an optimizer step."""
+    features: torch.Tensor
+    ab_grid: torch.Tensor
+    key: torch.Tensor | None = None
+
+    def expand(self, n: int) -> ReferenceEncoding:
+        """The same single reference (B = 1) for a batch of n frames, without copying."""
+        def grow(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.expand(n, *x.shape[1:])
+        return ReferenceEncoding(grow(self.features), grow(self.ab_grid), grow(self.key))
 
 
 class ExemplarBranch(nn.Module):
@@ -117,7 +155,8 @@ class ExemplarBranch(nn.Module):
         self.embed = build_embedding(config.embed, channels=config.embed_channels, seed=config.embed_seed,
                                      model=backbone, mean=config.pixel_mean, std=config.pixel_std)
         self.embed.requires_grad_(False).eval()
-        self.nonlocal_net = NonLocalCorrespondence(self.embed.out_channels, config.match_dim, config.temperature)
+        self.nonlocal_net = NonLocalCorrespondence(self.embed.out_channels, config.match_dim, config.temperature,
+                                                   config.match_positions)
         self.colornet = SmallUNet(4, 2, base=config.color_base, depth=config.color_depth,
                                   stem_stride=config.color_stem_stride)
         self.pretrained = False  # True after from_pretrained: Strategy 1
@@ -128,10 +167,13 @@ class ExemplarBranch(nn.Module):
         return self
 
     def encode_reference(self, ref_l: torch.Tensor, ref_ab: torch.Tensor) -> ReferenceEncoding:
+        """Embedding, matching-grid ab and keys of the reference (ref_l (B, 1, H, W), ref_ab
+        (B, 2, H, W), normalised): what every frame of its sequence reuses. The keys carry
+        gradients to the projection when grad is enabled (training)."""
         with torch.no_grad():
             feats = self.embed(ref_l)
-        grid = F.adaptive_avg_pool2d(ref_ab, feats.shape[-2:]).flatten(2)
-        return ReferenceEncoding(feats, grid)
+        grid = F.adaptive_avg_pool2d(ref_ab, self.nonlocal_net.grid_size(*feats.shape[-2:])).flatten(2)
+        return ReferenceEncoding(feats, grid, self.nonlocal_net.embed(feats))
 
     def forward(self, l: torch.Tensor, ref_l: torch.Tensor | None = None, ref_ab: torch.Tensor | None = None,
                 reference: ReferenceEncoding | None = None) -> dict[str, torch.Tensor]:
@@ -141,7 +183,7 @@ class ExemplarBranch(nn.Module):
             reference = self.encode_reference(ref_l, ref_ab)
         with torch.no_grad():
             feats = self.embed(l)
-        ref_key = self.nonlocal_net.embed(reference.features)
+        ref_key = reference.key if reference.key is not None else self.nonlocal_net.embed(reference.features)
         warped, sim = self.nonlocal_net(feats, ref_key, reference.ab_grid)
         size = l.shape[-2:]
         warped = F.interpolate(warped, size=size, mode="bilinear", align_corners=False)

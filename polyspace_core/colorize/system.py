@@ -212,14 +212,29 @@ class FusionSystem(nn.Module):
         self.trained_size: int | None = None  # short side of the training frames (the CLI's working size)
         self.swintexco_path = str(swintexco_path) if swintexco_path is not None else None
         self._memory_reference: torch.Tensor | None = None  # the references the memory started with
+        self._reference_cache: tuple[torch.Tensor, object] | None = None
 
     def reset_memory(self) -> None:
-        """Forget the temporal memory, the flow backend's and the exemplar's previous frame
-        (start of a new sequence)."""
+        """Forget the temporal memory, the flow backend's and the exemplar's previous frame and
+        the cached reference encoding (start of a new sequence)."""
         self.propagator.reset()
         if hasattr(self.exemplar, "reset_memory"):
             self.exemplar.reset_memory()
         self._memory_reference = None
+        self._reference_cache = None
+
+    def _encode_reference(self, ref_lab: torch.Tensor):
+        """The exemplar branch's encoding of the references (Lab (B, 3, H, W)). Without gradients
+        (inference) it is kept until reset_memory() and reused while the same references come
+        back, so a video fed in chunks embeds its reference once; with gradients (training) it
+        is made anew each call, since the keys depend on weights an optimizer step changes."""
+        cached = self._reference_cache
+        if (not torch.is_grad_enabled() and cached is not None and cached[0].shape == ref_lab.shape
+                and cached[0].device == ref_lab.device and torch.equal(cached[0], ref_lab)):
+            return cached[1]
+        encoding = self.exemplar.encode_reference(*split_lab(ref_lab))
+        self._reference_cache = None if torch.is_grad_enabled() else (ref_lab, encoding)
+        return encoding
 
     def describe_weights(self) -> dict[str, str]:
         """Where each part's weights come from, for reports and run summaries: embedding,
@@ -281,7 +296,7 @@ class FusionSystem(nn.Module):
             self.reset_memory()
         self._memory_reference = ref_lab.detach()
         ref_l, ref_ab = split_lab(ref_lab)
-        reference = self.exemplar.encode_reference(ref_l, ref_ab)
+        reference = self._encode_reference(ref_lab)
         if len(self.propagator) == 0:
             self.propagator.set_reference(l_to_gray(ref_l), ref_ab)
 

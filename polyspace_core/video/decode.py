@@ -29,7 +29,7 @@ from the start instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -390,6 +390,43 @@ def _read_pyav_seek(path: Path, wanted: list[int], table: _FrameTable,
                     break
     _check_complete(path, wanted, frames)
     return frames
+
+
+def iter_frames(path: str | os.PathLike, chunk: int = 16, *, info: VideoInfo | None = None,
+                table: _FrameTable | None = None, threads: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame of `path` in presentation order, decoded once by one PyAV decoder, in chunks.
+
+    Yields (index of the chunk's first frame, (n, H, W, 3) uint8 RGB) with n = `chunk` except for
+    the last chunk. `info`/`table`: `scan`'s result, when the caller has it (else it is scanned
+    here, which also catches truncated files). Where the file has usable timestamps each decoded
+    frame's must be the expected one. Raises VideoDecodeError when the stream is corrupt, yields
+    frames out of order, or ends before the `info.num_frames` frames `scan` counted."""
+    path = Path(path)
+    if chunk < 1:
+        raise PolySpaceError(f"iter_frames chunk={chunk}: must be >= 1")
+    if info is None:
+        info, table = scan(path)
+    container, stream = _open_stream(path, threads)
+    with container:
+        batch: list[np.ndarray] = []
+        count = 0
+        for frame in _decoded(container, stream, path):
+            if count >= info.num_frames:
+                raise VideoDecodeError(f"{path}: the decoder yields more frames than the "
+                                       f"{info.num_frames} the file's packets hold; the file is corrupt")
+            if table is not None and frame.pts is not None and frame.pts != table.pts[count]:
+                raise VideoDecodeError(f"{path}: frame {count} decoded with timestamp {frame.pts}, "
+                                       f"expected {table.pts[count]}; the file is corrupt")
+            batch.append(_rgb(frame))
+            count += 1
+            if len(batch) == chunk:
+                yield count - chunk, np.stack(batch)
+                batch = []
+        if batch:
+            yield count - len(batch), np.stack(batch)
+    if count != info.num_frames:
+        raise VideoDecodeError(f"{path}: the stream ended after {count} of {info.num_frames} frames "
+                               f"(corrupt or truncated); re-download the file")
 
 
 def _check_complete(path: Path, wanted: list[int], frames: dict[int, np.ndarray]) -> None:
