@@ -219,3 +219,12 @@ def test_bad_input_is_one_line_and_leaves_nothing_at_the_output(tmp_path, capsys
     monkeypatch.setattr(decode, "_rgb", failing)
     assert "injected" in run(("--chunk", "2"))
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_lightness_is_frames_to_lab_L():
+    from polyspace_core.colorize.stream import lightness
+
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([rng.integers(0, 256, (2, 16, 24, 3), dtype=np.uint8),
+                             np.broadcast_to(np.arange(256, dtype=np.uint8)[None, :, None, None], (1, 256, 24, 3))])
+    torch.testing.assert_close(lightness(frames), frames_to_lab(frames)[:, :1], rtol=0, atol=2e-4)

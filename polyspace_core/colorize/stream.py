@@ -30,13 +30,14 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import PolySpaceError
 from ..io import output_folder
-from .lab import frames_to_lab, l_to_gray, lab_to_frames, merge_lab, normalize_ab, normalize_l, rgb_to_lab, split_lab
+from .lab import _XYZ_FROM_RGB, l_to_gray, lab_to_frames, merge_lab, normalize_ab, normalize_l, rgb_to_lab, split_lab
 
 STREAM_METHODS = ("fusion", "exemplar", "temporal", "global")
 DEFAULT_WORKING_SIZE = 256
@@ -150,11 +151,33 @@ def working_resolution(height: int, width: int, short_side: int = DEFAULT_WORKIN
 
 
 def _resize_rgb(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float RGB (N, 3, h, w) in [0, 1], area-like (antialiased) resize."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    return x
+    """uint8 (N, H, W, 3) -> float RGB (N, 3, h, w) in [0, 1]. Shrinking averages areas
+    (OpenCV INTER_AREA, frame by frame: no float copy of the full-resolution chunk); enlarging
+    (a small reference, a side rounded up to a multiple of 8) is bilinear."""
+    h, w = size
+    if frames.shape[1:3] != (h, w):
+        mode = cv2.INTER_AREA if h <= frames.shape[1] and w <= frames.shape[2] else cv2.INTER_LINEAR
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=mode) for f in frames])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+
+
+# sRGB uint8 -> linear light, exactly as lab.rgb_to_lab computes it, once for the 256 values
+_LINEAR_LUT = None
+
+
+def lightness(frames: np.ndarray) -> torch.Tensor:
+    """CIE L in [0, 100] (N, 1, H, W) float32 of uint8 RGB frames (N, H, W, 3): lab.frames_to_lab's
+    L (to float rounding) at a fraction of the cost (a table for the gamma, one weighted sum, one
+    cube root; a and b, which the output replaces, are not computed)."""
+    global _LINEAR_LUT
+    if _LINEAR_LUT is None:
+        v = np.arange(256, dtype=np.float64) / 255.0
+        _LINEAR_LUT = np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92).astype(np.float32)
+    weights = _XYZ_FROM_RGB[1].numpy().astype(np.float32)        # Y row; the D65 white has Y = 1
+    y = _LINEAR_LUT[frames] @ weights                              # (N, H, W)
+    eps = (6.0 / 29.0) ** 3
+    f = np.where(y > eps, np.cbrt(np.maximum(y, eps)), y / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
+    return torch.from_numpy((116.0 * f - 16.0).astype(np.float32))[:, None]
 
 
 def _nearest_index(out: int, inp: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,12 +224,6 @@ def joint_bilateral_upsample(ab: torch.Tensor, l_low: torch.Tensor, l_full: torc
     return torch.where(den > 1e-30, num / den.clamp(min=1e-30), centre)
 
 
-def _upsample_chunk(ab: torch.Tensor, l_low: torch.Tensor, l_full: torch.Tensor) -> torch.Tensor:
-    """joint_bilateral_upsample one frame at a time: its temporaries are 9x a frame's size."""
-    return torch.cat([joint_bilateral_upsample(ab[i:i + 1], l_low[i:i + 1], l_full[i:i + 1])
-                      for i in range(len(ab))])
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MiB (sees tensors, unlike tracemalloc)."""
     import resource
@@ -234,7 +251,8 @@ def colorize_video(input_path: str | os.PathLike, reference_path: str | os.PathL
     working_size: short side the method works at (see `working_resolution`).
     Returns stats: frames, input fps, size, working size, seconds, frames_per_second,
     peak_frames_held (the most input frames in memory at once), frames_decoded, seconds per stage
-    (decode, convert, predict, upsample, encode) and peak_rss_mb (the process's, so far).
+    (decode; convert: L and the working-size Lab; predict; upsample: ab to full size and Lab to
+    RGB; encode) and peak_rss_mb (the process's, so far).
     Bad input (a reference that does not open, a video that does not decode, an output that
     cannot be written) is a PolySpaceError and leaves nothing at `out_path`."""
     from tqdm.auto import tqdm
@@ -287,28 +305,27 @@ def colorize_video(input_path: str | os.PathLike, reference_path: str | os.PathL
                 peak, decoded = max(peak, n), decoded + n
 
                 tick = time.perf_counter()
-                if size == full:  # one conversion serves both
-                    work_lab = frames_to_lab(frames).to(device)
-                    full_l = normalize_l(work_lab[:, :1]).cpu()
-                else:
-                    full_l = normalize_l(frames_to_lab(frames)[:, :1])                  # (N, 1, H, W)
-                    work_lab = rgb_to_lab(_resize_rgb(frames, size)).to(device)         # (N, 3, h, w)
+                full_l = normalize_l(lightness(frames))                                 # (N, 1, H, W)
+                work_lab = rgb_to_lab(_resize_rgb(frames, size)).to(device)             # (N, 3, h, w)
                 work_l = split_lab(work_lab)[0]
                 del frames
                 seconds["convert"] += time.perf_counter() - tick
 
                 tick = time.perf_counter()
                 ab = _predict(method, system, propagator, reference, work_lab, work_l, ref_lab).float().cpu()
+                work_l = work_l.float().cpu()
                 seconds["predict"] += time.perf_counter() - tick
 
-                tick = time.perf_counter()
-                ab_full = _upsample_chunk(ab, work_l.float().cpu(), full_l)
-                seconds["upsample"] += time.perf_counter() - tick
-
-                tick = time.perf_counter()
-                writer.write(lab_to_frames(merge_lab(full_l, ab_full)))
-                seconds["encode"] += time.perf_counter() - tick
-                del full_l, work_lab, work_l, ab, ab_full
+                # frame by frame from here: full-resolution float temporaries stay one frame's worth
+                for i in range(n):
+                    tick = time.perf_counter()
+                    ab_full = joint_bilateral_upsample(ab[i:i + 1], work_l[i:i + 1], full_l[i:i + 1])
+                    rgb = lab_to_frames(merge_lab(full_l[i:i + 1], ab_full))
+                    seconds["upsample"] += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    writer.write(rgb)
+                    seconds["encode"] += time.perf_counter() - tick
+                del full_l, work_lab, work_l, ab
                 bar.update(n)
         tick = time.perf_counter()
         writer.close()
