@@ -225,6 +225,6 @@ def test_lightness_is_frames_to_lab_L():
     from polyspace_core.colorize.stream import lightness
 
     rng = np.random.default_rng(0)
-    frames = np.concatenate([rng.integers(0, 256, (2, 16, 24, 3), dtype=np.uint8),
-                             np.broadcast_to(np.arange(256, dtype=np.uint8)[None, :, None, None], (1, 256, 24, 3))])
+    every_value = np.broadcast_to(np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1), (1, 16, 16, 3))
+    frames = np.concatenate([rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8), every_value])
     torch.testing.assert_close(lightness(frames), frames_to_lab(frames)[:, :1], rtol=0, atol=2e-4)
