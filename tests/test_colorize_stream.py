@@ -90,7 +90,11 @@ def test_joint_bilateral_upsampling_keeps_colour_on_its_side_of_an_edge():
     l_low, ab_low = F.avg_pool2d(l_full, 4), F.avg_pool2d(ab_full, 4)
     guided = joint_bilateral_upsample(ab_low, l_low, l_full)
     bilinear = F.interpolate(ab_low, size=(h, w), mode="bilinear", align_corners=False)
-    assert float((guided - ab_full).abs().max()) < 0.05 < float((bilinear - ab_full).abs().max())
+    # every full pixel takes its colour from the working pixels of its own lightness; only the
+    # working pixel the edge cuts carries a mixed colour (1/4 of the other side's), bilinear blurs more
+    err_guided, err_bilinear = (guided - ab_full).abs(), (bilinear - ab_full).abs()
+    assert float(err_guided.max()) <= 0.125 + 1e-6 < 0.2 < float(err_bilinear.max())
+    assert float(err_guided.mean()) < 0.2 * float(err_bilinear.mean())
     same = joint_bilateral_upsample(ab_full, l_full, l_full)
     assert same is ab_full                                   # nothing to upsample
 

@@ -41,10 +41,10 @@ from .lab import _XYZ_FROM_RGB, l_to_gray, lab_to_frames, merge_lab, normalize_a
 
 STREAM_METHODS = ("fusion", "exemplar", "temporal", "global")
 DEFAULT_WORKING_SIZE = 256
-# joint bilateral upsampling: 3x3 low-resolution neighbours, spatial sigma in low-resolution
-# pixels, range sigma in L/100. Chosen on five scikit-image photos (astronaut, coffee, chelsea,
-# rocket, immunohistochemistry): true ab at 1/2 and 1/4 size upsampled back, mean |ab error|
-# 8-10% below bilinear (tests/test_colorize_stream.py checks it on two of them).
+# joint bilateral upsampling: spatial sigma in working-size pixels, range sigma in L/100. Chosen on
+# five scikit-image photos (astronaut, coffee, chelsea, rocket, immunohistochemistry): their true
+# ab at 1/2 and 1/4 size upsampled back, mean |ab error| 8-10% below bilinear's (3x3 neighbours
+# were no better and 2.4x slower); tests/test_colorize_stream.py checks it on two of them.
 JBU_SIGMA_SPACE = 0.5
 JBU_SIGMA_RANGE = 0.05
 
@@ -180,12 +180,12 @@ def lightness(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((116.0 * f - 16.0).astype(np.float32))[:, None]
 
 
-def _nearest_index(out: int, inp: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each of `out` output pixels: the nearest of `inp` input pixels (pixel centres aligned,
-    as bilinear with align_corners=False) and the offset from it, in input pixels."""
-    pos = (torch.arange(out, dtype=torch.float32) + 0.5) * (inp / out) - 0.5
-    nearest = pos.round().clamp(0, inp - 1)
-    return nearest.long(), pos - nearest
+def _neighbours(out: int, inp: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of `out` output pixels: the first of the two input pixels around it (the pair
+    bilinear interpolation with align_corners=False uses) and the offset from it, in input pixels."""
+    pos = ((torch.arange(out, dtype=torch.float32) + 0.5) * (inp / out) - 0.5).clamp(0, inp - 1)
+    first = pos.floor().clamp(max=max(inp - 2, 0))
+    return first.long(), pos - first
 
 
 def joint_bilateral_upsample(ab: torch.Tensor, l_low: torch.Tensor, l_full: torch.Tensor,
@@ -193,35 +193,38 @@ def joint_bilateral_upsample(ab: torch.Tensor, l_low: torch.Tensor, l_full: torc
                              ) -> torch.Tensor:
     """ab (B, 2, h, w) at the working size -> (B, 2, H, W), guided by lightness.
 
-    Joint bilateral upsampling (Kopf et al. 2007): each full-resolution pixel averages the ab of
-    the 3x3 working-size pixels around it, weighted by distance (Gaussian, `sigma_space` working
-    pixels) times lightness similarity (Gaussian on |L_full(p) - L_low(q)| / 100, `sigma_range`),
-    so colour does not bleed across a lightness edge. l_low (B, 1, h, w) and l_full (B, 1, H, W)
-    are normalised L (lab.py). Returns ab unchanged when (h, w) == (H, W)."""
+    Joint bilateral upsampling (Kopf et al. 2007) on bilinear's support: each full-resolution
+    pixel averages the ab of the 2x2 working-size pixels around it, weighted by distance
+    (Gaussian, `sigma_space` working pixels) times lightness similarity (Gaussian on
+    |L_full(p) - L_low(q)| / 100, `sigma_range`), so colour does not bleed across a lightness
+    edge. l_low (B, 1, h, w) and l_full (B, 1, H, W) are normalised L (lab.py). Returns ab
+    unchanged when (h, w) == (H, W)."""
     b, _, h, w = ab.shape
     big_h, big_w = l_full.shape[-2:]
     if (h, w) == (big_h, big_w):
         return ab
+    device = ab.device
     guide = (l_full + 1.0) / 2.0
-    low = F.pad(torch.cat([ab, (l_low + 1.0) / 2.0], dim=1), (1, 1, 1, 1), mode="replicate")
-    rows, dy = _nearest_index(big_h, h)
-    cols, dx = _nearest_index(big_w, w)
-    num = torch.zeros(b, 2, big_h, big_w, dtype=ab.dtype, device=ab.device)
-    den = torch.zeros(b, 1, big_h, big_w, dtype=ab.dtype, device=ab.device)
-    centre = None
-    for oy in (-1, 0, 1):
-        band = low.index_select(2, (rows + 1 + oy).to(ab.device))               # (B, 3, H, w + 2)
-        wy = torch.exp(-((dy - oy) ** 2) / (2 * sigma_space ** 2)).to(ab.device)
-        for ox in (-1, 0, 1):
-            nb = band.index_select(3, (cols + 1 + ox).to(ab.device))            # (B, 3, H, W)
-            wx = torch.exp(-((dx - ox) ** 2) / (2 * sigma_space ** 2)).to(ab.device)
+    low = torch.cat([ab, (l_low + 1.0) / 2.0], dim=1)
+    rows, dy = _neighbours(big_h, h)
+    cols, dx = _neighbours(big_w, w)
+    num = torch.zeros(b, 2, big_h, big_w, dtype=ab.dtype, device=device)
+    den = torch.zeros(b, 1, big_h, big_w, dtype=ab.dtype, device=device)
+    for oy in (0, 1):
+        band = low.index_select(2, (rows + oy).clamp(max=h - 1).to(device))     # (B, 3, H, w)
+        wy = torch.exp(-((dy - oy) ** 2) / (2 * sigma_space ** 2)).to(device)
+        for ox in (0, 1):
+            nb = band.index_select(3, (cols + ox).clamp(max=w - 1).to(device))  # (B, 3, H, W)
+            wx = torch.exp(-((dx - ox) ** 2) / (2 * sigma_space ** 2)).to(device)
             weight = (wy[:, None] * wx[None, :]) * torch.exp(-((guide - nb[:, 2:]) ** 2) / (2 * sigma_range ** 2))
             num += weight * nb[:, :2]
             den += weight
-            if oy == 0 and ox == 0:
-                centre = nb[:, :2]
-    # a pixel unlike all 9 neighbours (a one-pixel bright line) underflows every weight: nearest
-    return torch.where(den > 1e-30, num / den.clamp(min=1e-30), centre)
+    out = num / den.clamp(min=1e-30)
+    lost = den <= 1e-30  # a pixel unlike all 4 neighbours (a one-pixel bright line): every weight underflowed
+    if bool(lost.any()):
+        bilinear = F.interpolate(ab, size=(big_h, big_w), mode="bilinear", align_corners=False)
+        out = torch.where(lost, bilinear, out)
+    return out
 
 
 def peak_rss_mb() -> float:
