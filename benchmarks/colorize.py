@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/colorize.py [--frames 32] [--sizes 256x256,854x480] [--threads 1,2]
                                             [--methods global,temporal,exemplar,fusion]
-                                            [--embeddings demo,swin-t] [--device cpu]
+                                            [--embeddings demo,swinv2-t] [--device cpu]
 
 Writes benchmarks/results/colorize.json. For each input size (256x256 and 480p = 854x480 by
 default; the working size is the CLI's default 256 short side, so 480p works at 256x456 and
@@ -11,9 +11,9 @@ times the whole stream: decode (H.264 mp4, a pan over a real photo), colour conv
 method, L-guided upsampling, encode. Embeddings:
 - demo: the demo FusionSystem's architecture (notebook 08's: random-conv embedding, match_dim 32,
   colour net and fusion UNet base 16), random weights: speed does not depend on the values;
-- swin-t: the same with a Swin-T-sized exemplar embedding (transformers SwinModel from its
-  default config: embed_dim 96, depths 2/2/6/2, window 7), random weights, read through the
-  branch's "swin" path from a save_pretrained folder.
+- swinv2-t: the same with a Swin-T-sized Swin V2 exemplar embedding (SwinTExCo's family: a
+  transformers Swinv2Model from its default config, embed_dim 96, depths 2/2/6/2, window 7),
+  random weights, read through the branch's "swinv2" family from a save_pretrained folder.
 global and temporal use no exemplar embedding and are run once per size.
 
 Reported per run: frames_per_second (wall clock) and frames_per_cpu_second (frames / the
@@ -61,21 +61,20 @@ def make_clip(folder: Path, frames: int, height: int, width: int, name: str) -> 
     return video, ref
 
 
-def swin_t_folder(folder: Path) -> Path:
-    """A Swin-T-sized transformers SwinModel (default SwinConfig) with random weights, saved."""
-    from transformers import SwinConfig, SwinModel
+def swinv2_t_folder(folder: Path) -> Path:
+    """A Swin-T-sized transformers Swinv2Model (default Swinv2Config) with random weights, saved."""
+    from transformers import Swinv2Config, Swinv2Model
 
     torch.manual_seed(0)
-    model = SwinModel(SwinConfig())
-    model.save_pretrained(folder / "swin-t")
-    return folder / "swin-t"
+    Swinv2Model(Swinv2Config()).save_pretrained(folder / "swinv2-t")
+    return folder / "swinv2-t"
 
 
-def build_system(embedding: str, swin_folder: Path | None) -> FusionSystem:
+def build_system(embedding: str, backbone: Path | None) -> FusionSystem:
     torch.manual_seed(0)
     if embedding == "demo":
         return FusionSystem(build_exemplar_branch())
-    return FusionSystem(build_exemplar_branch(swin_checkpoint=swin_folder))
+    return FusionSystem(build_exemplar_branch(backbone, embed="swinv2"))
 
 
 def time_run(video: Path, ref: Path, out: Path, method: str, system, device, working_size: int) -> dict:
@@ -97,7 +96,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--sizes", default="256x256,854x480", help="input WIDTHxHEIGHT, comma-separated")
     parser.add_argument("--methods", default="global,temporal,exemplar,fusion")
-    parser.add_argument("--embeddings", default="demo,swin-t")
+    parser.add_argument("--embeddings", default="demo,swinv2-t")
     parser.add_argument("--threads", default="1,2", help="torch intra-op thread counts to run")
     parser.add_argument("--working_size", type=int, default=DEFAULT_WORKING_SIZE)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -113,7 +112,7 @@ def main() -> None:
                "python": platform.python_version(), "machine": platform.machine(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        swin = swin_t_folder(folder) if "swin-t" in embeddings else None
+        swin = swinv2_t_folder(folder) if "swinv2-t" in embeddings else None
         for width, height in sizes:
             video, ref = make_clip(folder, args.frames, height, width, f"clip{width}x{height}")
             warm, warm_ref = make_clip(folder, 4, height, width, f"warm{width}x{height}")

@@ -352,7 +352,10 @@ def _predict(method: str, system, propagator, reference, work_lab: torch.Tensor,
     if method == "fusion":
         return system(work_lab[None], None, ref_lab)[0]
     if method == "exemplar":
-        return system.exemplar(work_l, reference=reference.expand(len(work_l)))["ab"]
+        branch = system.exemplar
+        if hasattr(branch, "reset_memory"):  # it carries the previous frame (SwinTExCo): frame by frame
+            return torch.cat([branch(work_l[t:t + 1], reference=reference)["ab"] for t in range(len(work_l))])
+        return branch(work_l, reference=reference.expand(len(work_l)))["ab"]
     if method == "temporal":
         grey = l_to_gray(work_l)
         out = []
