@@ -63,10 +63,14 @@ def make_clip(folder: Path, frames: int, height: int, width: int, name: str) -> 
 
 def swinv2_t_folder(folder: Path) -> Path:
     """A Swin-T-sized transformers Swinv2Model (default Swinv2Config) with random weights, saved."""
-    from transformers import Swinv2Config, Swinv2Model
+    from transformers import Swinv2Config, Swinv2Model, ViTImageProcessor
+
+    from polyspace_core.colorize.embedding import IMAGENET_MEAN, IMAGENET_STD
 
     torch.manual_seed(0)
     Swinv2Model(Swinv2Config()).save_pretrained(folder / "swinv2-t")
+    # the image processor microsoft/swinv2-tiny-* ships (ImageNet mean/std), which the family reads
+    ViTImageProcessor(image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)).save_pretrained(folder / "swinv2-t")
     return folder / "swinv2-t"
 
 
