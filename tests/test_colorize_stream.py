@@ -104,9 +104,14 @@ def test_joint_bilateral_upsampling_keeps_colour_on_its_side_of_an_edge():
 def test_colorize_640x360_h264_at_the_default_working_size(tmp_path, demo_checkpoint, capsys):
     video, ref = _clip(tmp_path, 10, 360, 640)
     out = tmp_path / "out.mp4"
-    assert main(["colorize", "--input", str(video), "--reference", str(ref), "--out", str(out),
-                 "--checkpoint", str(demo_checkpoint), "--chunk", "4", "--device", "cpu"]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["colorize", "--input", str(video), "--reference", str(ref), "--out", str(out),
+                     "--checkpoint", str(demo_checkpoint), "--chunk", "4", "--device", "cpu", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     stats = json.loads(capsys.readouterr().out)
+    assert stats["torch_threads"] == 1
     assert stats["working_size"] == [256, 456] and stats["size"] == [360, 640]
     assert stats["frames"] == stats["frames_decoded"] == 10 and stats["peak_frames_held"] == 4
     assert stats["peak_rss_mb"] > 0 and set(stats["seconds_by_stage"]) == {"decode", "convert", "predict",

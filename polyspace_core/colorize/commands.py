@@ -41,6 +41,10 @@ def register(sub) -> None:
                    help="most positions of the exemplar branch's matching grid (default: the checkpoint's, "
                         "1024; 0 = the full stride-4 grid, slower)")
     p.add_argument("--chunk", type=int, default=16, help="frames decoded and held at a time")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default, one per core). On CPU cores shared with other "
+                        "work use 1: waiting threads spin, and this per-frame work was 7x slower per CPU-second "
+                        "with 2 threads than with 1 on 2 busy cores (benchmarks/colorize.py)")
     p.add_argument("--device", default="auto")
     p.add_argument("--codec", default="auto", help="output codec (h264, vp9, vp8, mpeg4; auto = from suffix)")
     p.add_argument("--raft-weights", default=None, help="local torchvision RAFT state dict (--flow raft)")
@@ -81,6 +85,12 @@ def _colorize(args: argparse.Namespace) -> int:
     output_folder(args.out)  # before any model is loaded or frame decoded
     if args.match_positions is not None and args.match_positions < 0:
         raise PolySpaceError(f"colorize --match_positions={args.match_positions}: must be >= 0 (0 = no pooling)")
+    if args.threads < 0:
+        raise PolySpaceError(f"colorize --threads={args.threads}: must be >= 0 (0 = torch's default)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     device = best_device(args.device)
     flow = build_flow_backend(args.flow, raft_weights=args.raft_weights, raft_variant=args.raft_variant,
                               memflow_path=args.memflow_path, memflow_ckpt=args.memflow_ckpt,
