@@ -10,7 +10,17 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from polyspace_core.colorize.baselines import colorize_global, luminance_transfer, reinhard_transfer
 from polyspace_core.colorize.lab import frames_to_lab
-from polyspace_core.colorize.metrics import cdc, colorfulness, psnr, ssim, warp_error
+from polyspace_core.colorize.flow import DISFlow, FarnebackFlow
+from polyspace_core.colorize.metrics import (
+    cdc,
+    colorfulness,
+    non_occlusion_mask,
+    psnr,
+    ssim,
+    ssim_gaussian,
+    warp_error,
+    warp_error_pair,
+)
 from polyspace_core.errors import PolySpaceError
 
 
@@ -30,13 +40,20 @@ def test_psnr_matches_skimage_and_has_no_uint8_wraparound():
     assert psnr(gt, gt) == math.inf
 
 
-def test_ssim_matches_skimage_gaussian():
+def test_ssim_is_skimage_default_window_and_gaussian_is_kept_under_its_name():
     for seed in (0, 1):
         pred, gt = _pair(seed)
+        # the published tables' call: skimage's defaults (7x7 uniform window, sample covariance)
+        assert ssim(pred, gt) == pytest.approx(structural_similarity(gt, pred, data_range=255, channel_axis=-1),
+                                               abs=1e-12)
         ref = structural_similarity(gt, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                     data_range=255, channel_axis=-1)
-        assert ssim(pred, gt) == pytest.approx(ref, abs=1e-6)
+        assert ssim_gaussian(pred, gt) == pytest.approx(ref, abs=1e-6)
+        assert ssim(pred, gt) != pytest.approx(ssim_gaussian(pred, gt), abs=1e-4)  # two different windows
     assert ssim(gt, gt) == pytest.approx(1.0)
+    assert ssim_gaussian(gt, gt) == pytest.approx(1.0)
+    with pytest.raises(PolySpaceError, match="7x7"):
+        ssim(gt[:6, :6], gt[:6, :6])
 
 
 def test_cdc_hand_computed():
@@ -56,11 +73,58 @@ def test_cdc_hand_computed():
 def test_warp_error_zero_for_consistent_motion_large_for_flicker():
     big = data.coffee()[::4, ::4]
     gt = np.stack([big[20:84, 10 + 2 * t:74 + 2 * t] for t in range(4)])
-    assert warp_error(gt, gt)[0] < 1e-3
-    flicker = gt.copy()
-    flicker[1::2] = 255 - flicker[1::2]
-    mean, per_pair = warp_error(flicker, gt)
-    assert len(per_pair) == 3 and mean > 0.3
+    for backend in (FarnebackFlow(), DISFlow()):
+        assert warp_error(gt, gt, backend)[0] < 2e-3
+        flicker = gt.copy()
+        flicker[1::2] = 255 - flicker[1::2]
+        mean, per_pair = warp_error(flicker, gt, backend)
+        assert len(per_pair) == 3 and mean > 0.1
+    with pytest.raises(PolySpaceError, match="flow backend"):
+        warp_error(gt, gt)  # the caller must choose the estimator (one the methods do not use)
+
+
+def test_warp_error_on_lai_scale_closed_form():
+    """Lai et al.'s E_warp: squared [0, 1] RGB difference MEANED over the channels and the
+    non-occluded pixels (their N counts the mask over 3 channels), not summed over channels."""
+    a = np.zeros((8, 8, 3), np.uint8)
+    b = a.copy()
+    b[..., 0] = 255  # one channel differs by 1.0: per-channel mean 1/3 (a channel sum would give 1)
+    zero = np.zeros((8, 8, 2), np.float32)
+    everywhere = np.ones((8, 8), bool)
+    assert warp_error_pair(a, b, zero, everywhere) == pytest.approx(1 / 3)
+    half = everywhere.copy()
+    half[:, 4:] = False
+    c = a.copy()
+    c[:, :4] = 51  # 0.2 in all channels on the kept half only -> 0.04
+    c[:, 4:] = 255  # ignored: occluded
+    assert warp_error_pair(a, c, zero, half) == pytest.approx(0.04)
+    assert warp_error_pair(a, c, zero, np.zeros((8, 8), bool)) == 0.0  # no valid pixel: Lai's N = H W 3
+    # the flow moves content: frame t+1 is frame t shifted right by 2 px; warping t+1 along
+    # the forward flow (+2, 0) brings it back (border columns clamp, like Resample2d)
+    rng = np.random.default_rng(0)
+    t0 = rng.integers(0, 255, (8, 12, 3)).astype(np.uint8)
+    t1 = np.roll(t0, 2, axis=1)
+    fw = np.zeros((8, 12, 2), np.float32)
+    fw[..., 0] = 2
+    mask = np.ones((8, 12), bool)
+    mask[:, 10:] = False  # these pixels leave the frame
+    assert warp_error_pair(t0, t1, fw, mask) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_non_occlusion_mask_follows_lai_thresholds():
+    fw = np.zeros((6, 10, 2), np.float32)
+    fw[..., 0] = 2.0
+    bw = -fw
+    assert non_occlusion_mask(fw, bw).all()  # consistent, no motion boundary
+    # inconsistent: |2 + 2|^2 = 16 > 0.01 (4 + 4) + 0.5
+    assert not non_occlusion_mask(fw, fw).any()
+    # a step in the forward flow: the column before it is a motion boundary (forward differences)
+    step = fw.copy()
+    step[:, 5:, 0] = 3.0
+    back = -step
+    mask = non_occlusion_mask(step, np.roll(back, 0, axis=1))
+    assert not mask[:, 4].any()
+    assert mask[:, :3].all()
 
 
 def test_colorfulness_hand_computed():

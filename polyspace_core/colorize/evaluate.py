@@ -8,6 +8,12 @@ scored against the ground-truth frames (metrics.py). Methods:
     temporal  the temporal branch alone: the reference's colours carried along the flow
     exemplar  the exemplar branch alone, frame by frame
     fusion    the full FusionSystem (both branches + fusion UNet)
+
+Metrics (metrics.py): per frame PSNR, SSIM (skimage's 7x7 window), SSIM with the Gaussian window,
+colourfulness and, when its weights are on this machine, LPIPS; per pair Lai et al.'s warp error
+with a flow the methods do not use (metric_flow_backend); per clip CDC; per method FID over all
+frames when its weights are there. Every figure is kept per clip, the unit the report's
+intervals resample (frames of one clip are not independent): interval_table.
 """
 
 from __future__ import annotations
@@ -22,11 +28,45 @@ from ..errors import PolySpaceError
 from .baselines import colorize_global
 from .data import ColorClip
 from .lab import l_to_gray, lab_to_frames, merge_lab, normalize_ab, split_lab
-from .metrics import cdc, colorfulness, psnr, ssim, warp_error
+from .metrics import cdc, colorfulness, input_flows, perceptual_scorers, psnr, ssim, ssim_gaussian, warp_error
 from .propagation import TemporalPropagator, propagate_sequence
 from .system import FusionSystem
 
 METHODS = ("global", "temporal", "exemplar", "fusion")
+METRIC_FLOWS = ("auto", "raft_large", "raft_small", "farneback", "dis")
+# per-clip figures and whether higher is better (the interval table's order)
+CLIP_METRICS = {"psnr": True, "ssim": True, "ssim_gaussian": True, "lpips": False, "cdc": False,
+                "warp_error": False, "colorfulness": True}
+
+
+def metric_flow_backend(methods_flow: str, choice: str = "auto", raft_weights: str | None = None,
+                        device: torch.device | str = "cpu"):
+    """The flow the warp error is measured with: an estimator the methods do not use.
+
+    methods_flow: the temporal branch's backend name (flow.FlowBackend.name). choice: auto picks
+    RAFT-large from `raft_weights` when given (and the methods do not use RAFT), else Farneback
+    (or DIS when the methods use Farneback); raft_large / raft_small / farneback / dis ask for one,
+    and asking for the methods' own estimator is an error (the metric would favour the branch that
+    propagates along that flow). Returns a flow.FlowBackend."""
+    from .flow import DISFlow, FarnebackFlow, RAFTFlow
+
+    if choice not in METRIC_FLOWS:
+        raise PolySpaceError(f"color_metric_flow={choice!r}: unknown; use one of {', '.join(METRIC_FLOWS)}")
+    if choice == "auto":
+        if raft_weights is not None and methods_flow != "raft":
+            choice = "raft_large"
+        else:
+            choice = "dis" if methods_flow == "farneback" else "farneback"
+    family = "raft" if choice.startswith("raft") else choice
+    if family == methods_flow:
+        raise PolySpaceError(f"color_metric_flow={choice}: the temporal branch uses {methods_flow} flow too, so the "
+                             f"warp error would favour it; choose another estimator (or auto)")
+    if family == "raft":
+        if raft_weights is None:
+            raise PolySpaceError(f"color_metric_flow={choice}: set color_metric_raft_weights to a local "
+                                 f"torchvision {choice} state dict (nothing is downloaded)")
+        return RAFTFlow(raft_weights, variant=choice, device=device)
+    return FarnebackFlow() if family == "farneback" else DISFlow()
 
 
 @torch.no_grad()
@@ -64,40 +104,66 @@ def to_frames(clip: ColorClip, ab: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class MethodResult:
-    """Per clip: per-frame PSNR/SSIM/colourfulness, per-pair warp error, one CDC, seconds."""
+    """Per clip: per-frame PSNR/SSIM/Gaussian SSIM/colourfulness/LPIPS (LPIPS empty when skipped),
+    per-pair warp error, one CDC; seconds and frames of colorization; FID over all clips (None
+    when skipped)."""
     psnr: list[list[float]] = field(default_factory=list)
     ssim: list[list[float]] = field(default_factory=list)
+    ssim_gaussian: list[list[float]] = field(default_factory=list)
+    lpips: list[list[float]] = field(default_factory=list)
     colorfulness: list[list[float]] = field(default_factory=list)
     warp_error: list[list[float]] = field(default_factory=list)
     cdc: list[float] = field(default_factory=list)
     seconds: float = 0.0
     frames: int = 0
+    fid: float | None = None
+
+    def per_clip(self, metric: str) -> np.ndarray:
+        """One value per clip: the mean over its frames (pairs for warp error); CDC as is."""
+        values = getattr(self, metric)
+        if metric == "cdc":
+            return np.asarray(values, dtype=np.float64)
+        return np.array([np.mean(v) for v in values], dtype=np.float64)
 
     def summary(self) -> dict[str, float]:
-        flat = lambda xs: float(np.mean([v for x in xs for v in x]))  # noqa: E731
-        return {"psnr": flat(self.psnr), "ssim": flat(self.ssim), "cdc": float(np.mean(self.cdc)),
-                "warp_error": float(np.mean([np.mean(x) for x in self.warp_error])),
+        """Means over all frames (PSNR, SSIMs, LPIPS, colourfulness), over clips (warp error, CDC),
+        FID (NaN when skipped) and frames per second."""
+        flat = lambda xs: float(np.mean([v for x in xs for v in x])) if any(xs) else float("nan")  # noqa: E731
+        return {"psnr": flat(self.psnr), "ssim": flat(self.ssim), "ssim_gaussian": flat(self.ssim_gaussian),
+                "lpips": flat(self.lpips), "fid": float("nan") if self.fid is None else self.fid,
+                "cdc": float(np.mean(self.cdc)), "warp_error": float(np.mean(self.per_clip("warp_error"))),
                 "colorfulness": flat(self.colorfulness), "fps": self.frames / max(self.seconds, 1e-9)}
 
 
 def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, methods=METHODS,
-                     device: torch.device | str = "cpu", keep_outputs: int = 2,
-                     progress: bool = True) -> dict:
+                     device: torch.device | str = "cpu", keep_outputs: int = 2, progress: bool = True,
+                     metric_flow=None, perceptual: bool = True, fid_weights: str | None = None) -> dict:
     """Run every method on every clip and score it.
 
+    metric_flow: the flow backend of the warp error (default: metric_flow_backend for the system's
+    flow, auto). perceptual: LPIPS and FID where their weights are on this machine (else a
+    recorded skip); fid_weights: a local Inception file for FID.
     Returns {'results': {method: MethodResult}, 'summary': {method: {metric: value}},
-    'ground_truth_colorfulness': float, 'outputs': {clip_id: {method: frames uint8}} for the first
-    `keep_outputs` clips (for frame strips)}."""
+    'ground_truth_colorfulness': float, 'ground_truth_cdc': float, 'clip_ids': [...],
+    'metric_flow': its description, 'skipped': {metric: one-line reason}, 'outputs': {clip_id:
+    {method: frames uint8}} for the first `keep_outputs` clips (for frame strips)}."""
     from tqdm.auto import tqdm
 
-    from .flow import DISFlow
-
+    if not clips:
+        raise PolySpaceError("evaluate: no clips to evaluate")
+    if metric_flow is None:
+        methods_flow = system.propagator.backend.name if system is not None else "none"
+        metric_flow = metric_flow_backend(methods_flow, device=device)
+    scorers, skipped = perceptual_scorers(device, fid_weights) if perceptual else ({}, {})
     results = {m: MethodResult() for m in methods}
+    fakes: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     outputs: dict[str, dict[str, np.ndarray]] = {}
     gt_colourfulness = []
-    metric_flow = DISFlow()  # the warp-error flow: fixed, whatever backend the system uses
     for k, clip in enumerate(tqdm(clips, desc="evaluate", disable=not progress)):
         gt_colourfulness += [colorfulness(f) for f in clip.frames]
+        flows = input_flows(clip.grey, metric_flow) if len(clip.frames) > 1 else None
+        if "fid" in scorers:
+            scorers["fid"].add_real(clip.frames)
         for m in methods:
             start = time.perf_counter()
             ab = colorize_clip(m, clip, system, device)
@@ -110,27 +176,79 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
             r.frames += len(pred)
             r.psnr.append([psnr(p, g) for p, g in zip(pred, clip.frames)])
             r.ssim.append([ssim(p, g) for p, g in zip(pred, clip.frames)])
+            r.ssim_gaussian.append([ssim_gaussian(p, g) for p, g in zip(pred, clip.frames)])
             r.colorfulness.append([colorfulness(p) for p in pred])
-            r.warp_error.append(warp_error(pred, clip.frames, metric_flow)[1])
-            r.cdc.append(cdc(pred))
+            if flows is not None:
+                r.warp_error.append(warp_error(pred, clip.frames, flows=flows)[1])
+                r.cdc.append(cdc(pred))
+            if "lpips" in scorers:
+                r.lpips.append(scorers["lpips"].frames(pred, clip.frames))
+            if "fid" in scorers:
+                fakes[m].append(pred)
             if k < keep_outputs:
                 outputs.setdefault(clip.id, {})[m] = pred
         if k < keep_outputs:
             outputs[clip.id]["ground_truth"] = clip.frames
             outputs[clip.id]["grey"] = np.repeat(clip.grey[..., None], 3, axis=-1)
             outputs[clip.id]["reference"] = clip.reference[None]
+    if "fid" in scorers:
+        for m in methods:
+            results[m].fid = scorers["fid"].score(fakes[m])
     return {"results": results, "summary": {m: r.summary() for m, r in results.items()},
             "ground_truth_colorfulness": float(np.mean(gt_colourfulness)),
-            "ground_truth_cdc": float(np.mean([cdc(c.frames) for c in clips])), "outputs": outputs}
+            "ground_truth_cdc": float(np.mean([cdc(c.frames) for c in clips if len(c.frames) > 1] or [np.nan])),
+            "clip_ids": [c.id for c in clips], "metric_flow": metric_flow.describe(), "skipped": skipped,
+            "outputs": outputs}
 
 
 def summary_table(evaluation: dict):
-    """A pandas DataFrame: one row per method, columns PSNR, SSIM, CDC, warp error, colourfulness, fps."""
+    """A pandas DataFrame: one row per method, columns PSNR, SSIM (7x7), SSIM (Gaussian), LPIPS and
+    FID (when measured), CDC, warp error, colourfulness, fps."""
     import pandas as pd
 
     table = pd.DataFrame(evaluation["summary"]).T
     table.index.name = "method"
-    return table[["psnr", "ssim", "cdc", "warp_error", "colorfulness", "fps"]]
+    columns = ["psnr", "ssim", "ssim_gaussian", "lpips", "fid", "cdc", "warp_error", "colorfulness", "fps"]
+    return table[[c for c in columns if not table[c].isna().all()]]
+
+
+def clip_values(evaluation: dict, metric: str) -> dict[str, np.ndarray]:
+    """{method: one value of `metric` per clip} (the same clips, in the same order, for every method)."""
+    return {m: r.per_clip(metric) for m, r in evaluation["results"].items()}
+
+
+def interval_table(evaluation: dict, metrics=("psnr", "ssim"), against: str = "fusion"):
+    """Per method and metric: the mean over clips with its 95% bootstrap interval over clips, and
+    the paired difference `against` - method with its paired bootstrap interval (clips resampled,
+    both methods scored on the drawn clips; stats.py). A DataFrame, one row per method; needs at
+    least 2 clips."""
+    import pandas as pd
+
+    from ..stats import bootstrap_interval, paired_difference
+
+    rows = []
+    for metric in metrics:
+        values = clip_values(evaluation, metric)
+        if any(len(v) < 2 for v in values.values()):
+            raise PolySpaceError(f"interval table: {metric} has fewer than 2 clips; intervals need at least 2")
+    for m in evaluation["results"]:
+        row: dict[str, object] = {"method": m}
+        for metric in metrics:
+            values = clip_values(evaluation, metric)
+            ci = bootstrap_interval(values[m], name=f"{metric} {m}")
+            row[metric] = round(ci.value, 4)
+            row[f"{metric} 95% CI"] = f"[{ci.low:.4f}, {ci.high:.4f}]"
+            if against in values and m != against:
+                d = paired_difference(values[against], values[m], name=f"{metric} {against} - {m}")
+                row[f"{against} - method ({metric})"] = round(d.value, 4)
+                row[f"{against} - method 95% CI ({metric})"] = f"[{d.low:.4f}, {d.high:.4f}]"
+            else:
+                row[f"{against} - method ({metric})"] = None
+                row[f"{against} - method 95% CI ({metric})"] = ""
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("method")
+    table.attrs["clips"] = len(next(iter(evaluation["results"].values())).psnr)
+    return table
 
 
 def per_frame_curves(evaluation: dict, metric: str = "psnr"):
@@ -154,8 +272,9 @@ def method_metrics(evaluation: dict) -> dict[str, float]:
     summary = evaluation["summary"]
     out: dict[str, float] = {}
     for m, s in summary.items():
-        for key in ("psnr", "ssim", "cdc", "warp_error", "colorfulness"):
-            out[f"{key}_{m}"] = s[key]
+        for key in ("psnr", "ssim", "ssim_gaussian", "lpips", "fid", "cdc", "warp_error", "colorfulness"):
+            if not np.isnan(s[key]):
+                out[f"{key}_{m}"] = s[key]
     if "fusion" in summary:
         out["fps_fusion"] = summary["fusion"]["fps"]
         others = [m for m in summary if m != "fusion"]
