@@ -22,7 +22,7 @@ def test_synth_color_cli_writes_a_deterministic_indexed_set(tmp_path, capsys):
     assert main(["synth-color", "--out", str(out), "--clips", "5", "--frames", "6", "--size", "32", "--seed", "3"]) == 0
     assert "train 3, validation 1, test 1" in capsys.readouterr().out
     index = load_synthcolor_index(out)
-    assert index["params"] == {"clips": 5, "frames": 6, "size": 32, "seed": 3, "fps": 10.0}
+    assert index["params"] == {"clips": 5, "frames": 6, "size": 32, "seed": 3, "fps": 10.0, "test_clips": None}
     sources = {s: {e["source"] for e in index["splits"][s]} for s in index["splits"]}
     assert sources["test"] <= set(SPLIT_IMAGES["test"]) and not sources["test"] & sources["train"]
     entry = index["splits"]["train"][0]
@@ -49,6 +49,27 @@ def test_synth_color_clips_cover_the_hard_cases(tmp_path):
     kinds = {k for e in entries for k in e["objects"]}
     assert {"wander", "entering", "occluder"} <= kinds
     assert {e["reference_kind"] for e in entries} == {"first_frame", "separate"}
+
+
+def test_synth_color_test_split_from_many_photos_and_old_versions_regenerate(tmp_path):
+    out = tmp_path / "sc"
+    generate_synthcolor(out, clips=5, frames=3, size=32, seed=0, progress=False, test_clips=8)
+    index = load_synthcolor_index(out)
+    assert {s: len(e) for s, e in index["splits"].items()} == {"train": 3, "validation": 1, "test": 8}
+    # round-robin over the four test photos, none of them a training photo
+    assert [e["source"] for e in index["splits"]["test"]] == SPLIT_IMAGES["test"] * 2
+    assert not set(SPLIT_IMAGES["test"]) & set(SPLIT_IMAGES["train"])
+    # train clips do not depend on the test split's size
+    generate_synthcolor(tmp_path / "small", clips=5, frames=3, size=32, seed=0, progress=False)
+    entry = index["splits"]["train"][0]
+    np.testing.assert_array_equal(read_clip(out, entry)[0], read_clip(tmp_path / "small", entry)[0])
+    # a set an older generator version wrote is replaced, not refused
+    index["version"] = 1
+    (out / "index.json").write_text(json.dumps(index))
+    generate_synthcolor(out, clips=5, frames=3, size=32, seed=0, progress=False)
+    assert load_synthcolor_index(out)["version"] == 2 and len(load_synthcolor_index(out)["splits"]["test"]) == 1
+    with pytest.raises(PolySpaceError, match="test_clips"):
+        generate_synthcolor(tmp_path / "x", test_clips=0)
 
 
 def test_synth_color_bad_parameters():

@@ -9,8 +9,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from polyspace_core.colorize.baselines import colorize_global, luminance_transfer, reinhard_transfer
-from polyspace_core.colorize.lab import frames_to_lab
 from polyspace_core.colorize.flow import DISFlow, FarnebackFlow
+from polyspace_core.colorize.lab import frames_to_lab
 from polyspace_core.colorize.metrics import (
     cdc,
     colorfulness,

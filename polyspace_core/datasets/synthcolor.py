@@ -1,12 +1,13 @@
 """SynthColor: the built-in exemplar video colorization dataset, generated from real photos.
 
 Each clip is a short colour video made from one of the colour photographs scikit-image ships
-(astronaut, chelsea, coffee, rocket, ...) seen through a moving camera (pan + zoom), with
-textured coloured objects that move, rotate, occlude each other and enter the view, and in
-some clips the frames of skimage's animated GIF as an animated object. Every clip comes with an
-exemplar: either its first frame ("first_frame") or a separate reference image of the same
-scene from another viewpoint at another time ("separate", where objects that enter later are
-already visible). The colour video itself is the ground truth; methods see only its lightness.
+(astronaut, chelsea, coffee, rocket, ...) or matplotlib's sample photo (grace_hopper) seen
+through a moving camera (pan + zoom), with textured coloured objects that move, rotate, occlude
+each other and enter the view, and in some clips the frames of skimage's animated GIF as an
+animated object. Every clip comes with an exemplar: either its first frame ("first_frame") or a
+separate reference image of the same scene from another viewpoint at another time ("separate",
+where objects that enter later are already visible). The colour video itself is the ground
+truth; methods see only its lightness.
 
 Layout under `out`:
 
@@ -15,10 +16,14 @@ Layout under `out`:
     train/clip_0000_ref.png      the exemplar, same size as the frames
     validation/...  test/...
 
-Splits use disjoint source photos (a test clip never shows a training photo), and every clip
-is drawn from its own seed (seed, split, clip number), so the set is deterministic and a clip
-does not change when the number of clips does. A finished set (index.json present with the
-same parameters) is returned at once; other parameters in the same folder are an error.
+Splits use disjoint source photos (a test clip never shows a training photo; the test split has
+four photos, assigned round-robin), and every clip is drawn from its own seed (seed, split, clip
+number), so the set is deterministic and a clip does not change when the number of clips does.
+`test_clips` sets the test split's size apart from the 60/20/20 rule, so the test split can be
+large enough for a per-clip paired comparison to have power while training stays as cheap. A
+finished set (index.json present with the same parameters) is returned at once; other
+parameters in the same folder are an error; a set an older version of this generator wrote
+(another photo assignment) is announced and regenerated.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ..errors import PolySpaceError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
 
 FORMAT = "synthcolor"
-VERSION = 1
+VERSION = 2  # 2: four test photos (chelsea and grace_hopper joined coffee and rocket), test_clips
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
 
@@ -49,13 +54,13 @@ SOURCE_IMAGES = {
     "colorwheel": "color.png",
     "coffee": "coffee.png",
     "rocket": "rocket.jpg",
+    "grace_hopper": "matplotlib:grace_hopper.jpg",  # matplotlib's sample data (bundled, no download)
 }
 # disjoint photos per split (the two motorcycle views are the same scene: both in train)
 SPLIT_IMAGES = {
-    "train": ["astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry",
-              "motorcycle_left", "motorcycle_right"],
+    "train": ["astronaut", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "motorcycle_right"],
     "validation": ["retina", "colorwheel"],
-    "test": ["coffee", "rocket"],
+    "test": ["coffee", "rocket", "chelsea", "grace_hopper"],
 }
 GIF_FILE = "no_time_for_that_tiny.gif"
 SHAPES = ("disk", "ellipse", "rectangle", "triangle", "diamond")
@@ -68,8 +73,11 @@ class SynthColorParams:
     size: int = 64
     seed: int = 0
     fps: float = 10.0
+    test_clips: int | None = None
 
     def check(self) -> None:
+        if self.test_clips is not None and self.test_clips < 1:
+            raise PolySpaceError(f"synth-color test_clips={self.test_clips}: need at least 1 (or none for 20%)")
         if self.clips < 3:
             raise PolySpaceError(f"synth-color --clips={self.clips}: need at least 3 (one per split)")
         if self.frames < 2:
@@ -92,7 +100,14 @@ def load_source_image(name: str) -> np.ndarray:
 
     if name not in SOURCE_IMAGES:
         raise PolySpaceError(f"SynthColor source {name!r}: unknown; use one of {', '.join(SOURCE_IMAGES)}")
-    path = _data_dir() / SOURCE_IMAGES[name]
+    if SOURCE_IMAGES[name].startswith("matplotlib:"):
+        import matplotlib.cbook
+
+        path = Path(matplotlib.cbook.get_sample_data(SOURCE_IMAGES[name].split(":", 1)[1], asfileobj=False))
+        if not path.is_file():
+            raise PolySpaceError(f"{path}: matplotlib's bundled sample photo is missing; reinstall matplotlib")
+    else:
+        path = _data_dir() / SOURCE_IMAGES[name]
     if not path.is_file():
         raise PolySpaceError(f"{path}: scikit-image's bundled photo is missing; reinstall scikit-image")
     img = skimage.io.imread(path)
@@ -293,15 +308,17 @@ def make_clip(rng: np.random.Generator, photo: np.ndarray, frames: int, size: in
 
 # ----------------------------------------------------------------------------- the set
 
-def split_counts(clips: int) -> dict[str, int]:
-    """Clips per split: 60/20/20, at least one each."""
+def split_counts(clips: int, test_clips: int | None = None) -> dict[str, int]:
+    """Clips per split: 60/20/20 of `clips`, at least one each; with `test_clips`, the test split
+    has that many clips on top and train/validation keep their 60/20 share of `clips`."""
     val = max(1, round(clips * SPLIT_FRACTIONS["validation"]))
     test = max(1, round(clips * SPLIT_FRACTIONS["test"]))
-    return {"train": clips - val - test, "validation": val, "test": test}
+    return {"train": clips - val - test, "validation": val, "test": test if test_clips is None else test_clips}
 
 
 def generate_synthcolor(out: str | os.PathLike, clips: int = 40, frames: int = 16, size: int = 64,
-                        seed: int = 0, fps: float = 10.0, progress: bool = True) -> Path:
+                        seed: int = 0, fps: float = 10.0, progress: bool = True,
+                        test_clips: int | None = None) -> Path:
     """Write a SynthColor set under `out` (see the module docstring); returns index.json's path.
 
     A folder that already holds a finished set with the same parameters is returned at once;
@@ -311,21 +328,24 @@ def generate_synthcolor(out: str | os.PathLike, clips: int = 40, frames: int = 1
 
     from ..video.encode import write_video
 
-    params = SynthColorParams(clips, frames, size, seed, fps)
+    params = SynthColorParams(clips, frames, size, seed, fps, test_clips)
     params.check()
     out = Path(out)
     index_path = out / "index.json"
-    wanted = {"clips": clips, "frames": frames, "size": size, "seed": seed, "fps": fps}
+    wanted = {"clips": clips, "frames": frames, "size": size, "seed": seed, "fps": fps, "test_clips": test_clips}
     if index_path.is_file():
         index = read_json(index_path)
         if index.get("format") == FORMAT and index.get("version") == VERSION and index.get("params") == wanted:
             return index_path
-        raise PolySpaceError(f"{out}: already holds a SynthColor set made with {index.get('params')}; "
-                             f"choose another --out or delete that folder to regenerate with {wanted}")
+        if index.get("format") == FORMAT and isinstance(index.get("version"), int) and index["version"] < VERSION:
+            _remove_old_set(out, index)
+        else:
+            raise PolySpaceError(f"{out}: already holds a SynthColor set made with {index.get('params')}; "
+                                 f"choose another --out or delete that folder to regenerate with {wanted}")
 
     gif = load_gif_frames()
     photos = {name: load_source_image(name) for names in SPLIT_IMAGES.values() for name in names}
-    counts = split_counts(clips)
+    counts = split_counts(clips, test_clips)
     splits: dict[str, list[dict]] = {}
     jobs = [(s, i) for s in SPLITS for i in range(counts[s])]
     for split in SPLITS:
@@ -350,6 +370,18 @@ def generate_synthcolor(out: str | os.PathLike, clips: int = 40, frames: int = 1
              "splits": splits}
     atomic_write_json(index_path, index)  # last: its presence marks the set finished
     return index_path
+
+
+def _remove_old_set(out: Path, index: dict) -> None:
+    """Delete what an older generator version wrote at `out` (its index and split folders), saying so."""
+    import shutil
+
+    print(f"{out}: SynthColor version {index['version']} (an older photo assignment); "
+          f"regenerating as version {VERSION}")
+    (out / "index.json").unlink()
+    for split in SPLITS:
+        if (out / split).is_dir():
+            shutil.rmtree(out / split)
 
 
 # ----------------------------------------------------------------------------- reading
