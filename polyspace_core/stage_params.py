@@ -147,6 +147,7 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "color_frames": "int",                  # frames per clip
         "color_size": "int",                    # frame side in pixels (the working size)
         "color_synth_seed": "int",
+        "color_test_clips": "optional[int]",    # SynthColor test clips; none = 20% of color_clips
         "color_flow": "choice:dis|farneback|raft|memflow",  # temporal branch flow backend
         "color_raft_weights": "optional[path]",  # local torchvision RAFT weights (color_flow raft)
         "color_memflow_path": "optional[path]",  # MemFlow checkout + checkpoint (color_flow memflow)
@@ -167,6 +168,16 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "color_temporal_weight": "float",       # phase B: temporal consistency term
         "color_mixed_precision": "choice:no|fp16|bf16",
         "color_strip_clips": "int",             # test clips whose frames the strips and the slider show
+        # what the methods are scored on: SynthColor test, or real video under the first-frame protocol
+        "color_eval_dataset": "choice:synthcolor|davis|videos",
+        "color_eval_root": "optional[path]",     # DAVIS root (JPEGImages/480p) or a folder of videos
+        "color_eval_split": "optional[str]",     # DAVIS ImageSets list, e.g. 2017/val; none = every sequence
+        "color_eval_sequences": "list[str]",     # keep only these sequences / video stems; [] = all
+        "color_eval_size": "int",                # working short side (px) for davis / videos
+        "color_eval_frames": "optional[int]",    # first frames of each sequence; none = all
+        "color_metric_flow": "choice:auto|raft_large|raft_small|farneback|dis",  # warp-error flow
+        "color_metric_raft_weights": "optional[path]",  # local RAFT weights for the warp error
+        "color_fid_weights": "optional[path]",   # torch-fidelity Inception file; none = the hub cache's, else skip
     },
 }
 

@@ -23,6 +23,21 @@ def tiny(tmp_path_factory):
     return study.prepare_data(root / "synthcolor", clips=3, frames=4, size=32, seed=0, progress=False)
 
 
+def _defaults() -> dict:
+    from pathlib import Path
+
+    values = yaml.safe_load((Path(__file__).resolve().parent.parent / "params" / "default.yaml").read_text())
+    return {k: values[k] for k in stage_spec("08_colorization")}
+
+
+def _ws(root=None, **kw):
+    """A stand-in for notebook 08's workspace with the default preset's parameters (+ overrides)."""
+    from pathlib import Path
+
+    return SimpleNamespace(stage="08_colorization", p=SimpleNamespace(**{**_defaults(), **kw}), seed=0, device="cpu",
+                           path=lambda x: Path(x) if root is None else Path(root) / x)
+
+
 def _cfg(**kw):
     return TrainConfig(**{"exemplar_epochs": 1, "fusion_epochs": 1, "batch_size": 4, "frames_per_clip": 2,
                           "fusion_batch_size": 1, **kw})
@@ -50,12 +65,13 @@ def test_train_evaluate_metrics_and_settings_guard(tiny, tmp_path, capsys):
     evaluation = study.evaluate_run(other, tiny.test, keep_outputs=1, progress=False)
     assert list(summary_table(evaluation).index) == list(METHODS)
     assert list(study.summary_table(evaluation).index) == list(METHODS)
-    ws = SimpleNamespace(stage="08_colorization", p=SimpleNamespace(color_strip_clips=1))
+    ws = _ws(color_strip_clips=1)
     # the notebook's call: the test split, keeping color_strip_clips clips' outputs
     assert list(study.evaluate(ws, other, tiny, progress=False)["outputs"]) == list(evaluation["outputs"])
     metrics = study.stage_metrics(ws, evaluation, other)
+    assert metrics["metric_flow"]["backend"] == "farneback"  # the system uses DIS: never measured with it
     for m in METHODS:
-        for key in ("psnr", "ssim", "cdc", "warp_error"):
+        for key in ("psnr", "ssim", "ssim_gaussian", "cdc", "warp_error"):
             assert np.isfinite(metrics[f"{key}_{m}"])
     assert metrics["fps_fusion"] > 0 and metrics["test_clips"] == 1 and "val_l1_fusion" in metrics
     assert metrics["claims"] == [] and "need at least 2" in metrics["claims_skipped"]  # said, not faked
@@ -79,10 +95,7 @@ def test_train_evaluate_metrics_and_settings_guard(tiny, tmp_path, capsys):
 
 
 def test_ws_parameters_map_onto_the_training_config(tmp_path):
-    from pathlib import Path
-
-    values = yaml.safe_load((Path(__file__).resolve().parent.parent / "params" / "default.yaml").read_text())
-    params = {k: values[k] for k in stage_spec("08_colorization")}
+    params = _defaults()
     ws = SimpleNamespace(p=SimpleNamespace(**params), seed=3, device="cpu")
     cfg = study.train_config(ws)
     assert (cfg.exemplar_epochs, cfg.fusion_epochs, cfg.seed) == (params["color_exemplar_epochs"],
@@ -91,3 +104,108 @@ def test_ws_parameters_map_onto_the_training_config(tmp_path):
     ws.p.color_flow = "raft"
     with pytest.raises(PolySpaceError, match="RAFT weights"):
         study.flow_backend(ws)
+
+
+def test_interval_table_is_the_stats_modules_figures(tiny, tmp_path):
+    from polyspace_core.stats import bootstrap_interval, paired_difference
+
+    run = study.train_run(tmp_path / "run", tiny, DISFlow(), _cfg(), "cpu", progress=False)
+    evaluation = study.evaluate_run(run, tiny.test + tiny.val + tiny.train, keep_outputs=0, progress=False)
+    table = study.interval_table(evaluation)
+    psnr = study.clip_psnr(evaluation)
+    ci = bootstrap_interval(psnr["exemplar"])
+    assert table.loc["exemplar", "psnr"] == pytest.approx(round(ci.value, 4))
+    assert table.loc["exemplar", "psnr 95% CI"] == f"[{ci.low:.4f}, {ci.high:.4f}]"
+    d = paired_difference(psnr["fusion"], psnr["exemplar"])
+    assert table.loc["exemplar", "fusion - method (psnr)"] == pytest.approx(round(d.value, 4))
+    assert table.loc["exemplar", "fusion - method 95% CI (psnr)"] == f"[{d.low:.4f}, {d.high:.4f}]"
+    assert table.loc["fusion", "fusion - method 95% CI (ssim)"] == ""
+    metrics = study.stage_metrics(_ws(), evaluation, run)
+    assert metrics["psnr_fusion_minus"]["exemplar"]["low"] == pytest.approx(d.low)
+    assert set(metrics["ssim_intervals"]) == set(METHODS)
+    with pytest.raises(PolySpaceError, match="at least 2"):
+        study.interval_table(study.evaluate_run(run, tiny.test, keep_outputs=0, progress=False))
+
+
+def _write_davis(root, sequences=("bear", "car-turn"), frames=5):
+    """A DAVIS-layout tree: JPEGImages/480p/<seq>/00000.jpg ... (a panning window over a photo)
+    and ImageSets/2017/val.txt."""
+    import cv2
+    from skimage import data
+
+    photo = {"bear": data.chelsea(), "car-turn": data.coffee(), "dog": data.astronaut()}
+    for name in sequences:
+        folder = root / "JPEGImages" / "480p" / name
+        folder.mkdir(parents=True)
+        for t in range(frames):
+            frame = photo[name][20:110, 10 + 3 * t:170 + 3 * t]  # 90x160, moving right
+            cv2.imwrite(str(folder / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(sequences) + "\n")
+
+
+def test_davis_path_first_frame_reference_evaluation(tiny, tmp_path):
+    root = tmp_path / "DAVIS"
+    _write_davis(root)
+    ws = _ws(color_eval_dataset="davis", color_eval_root=str(root), color_eval_split="2017/val",
+             color_eval_size=48, color_eval_frames=4, color_strip_clips=1)
+    test = study.test_set(ws, tiny)
+    assert [c.id for c in test.clips] == ["bear", "car-turn"]
+    for clip in test.clips:
+        assert clip.frames.shape == (4, 48, 88, 3)      # short side 48, sides multiples of 8, 4 frames
+        np.testing.assert_array_equal(clip.reference, clip.frames[0])  # the first-frame protocol
+        assert clip.reference_kind == "first_frame"
+    assert "first-frame reference" in test._repr_html_()
+    run = study.train_run(tmp_path / "run", tiny, DISFlow(), _cfg(), "cpu", progress=False)
+    evaluation = study.evaluate(ws, run, test, progress=False)
+    assert evaluation["clip_ids"] == ["bear", "car-turn"]
+    metrics = study.stage_metrics(ws, evaluation, run, test)
+    assert metrics["test_set"] == "davis" and metrics["test_clips"] == 2
+    assert all(np.isfinite(metrics[f"psnr_{m}"]) for m in METHODS)
+    # frame 0 is the reference itself: given to the methods, not scored (PSNR would be inf)
+    assert evaluation["first_scored_frame"] == 1
+    assert all(len(v) == 3 for v in evaluation["results"]["fusion"].psnr)
+    assert all(len(v) == 2 for v in evaluation["results"]["fusion"].warp_error)
+    # the temporal branch carries the reference along a 3 px pan: frame 1 is close
+    assert evaluation["results"]["temporal"].psnr[0][0] > 25
+    assert study.interval_table(evaluation).shape[0] == len(METHODS)
+    assert set(study.measurement_notes(evaluation).index) >= {"warp error flow"}
+
+
+def test_davis_and_video_folder_errors(tmp_path):
+    from polyspace_core.colorize.data import load_sequence_clips
+    from polyspace_core.datasets.registry import list_color_sequences
+    from polyspace_core.video.encode import write_video
+
+    ws = _ws(color_eval_dataset="davis", color_eval_root=str(tmp_path / "nowhere"))
+    with pytest.raises(PolySpaceError, match="color_eval_root") as e:
+        study.test_set(ws)
+    assert "\n" not in str(e.value)
+    with pytest.raises(PolySpaceError, match="color_eval_root: not set"):
+        study.test_set(_ws(color_eval_dataset="davis", color_eval_root=None))
+    root = tmp_path / "DAVIS"
+    _write_davis(root, ("bear", "dog"), frames=3)
+    (root / "JPEGImages" / "480p" / "empty").mkdir()
+    with pytest.raises(PolySpaceError, match="empty sequence"):
+        list_color_sequences("davis", root)
+    assert [s.name for s in list_color_sequences("davis", root, split="2017/val")] == ["bear", "dog"]
+    (root / "JPEGImages" / "480p" / "dog" / "00001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(PolySpaceError, match="00001.jpg: frame does not decode"):
+        load_sequence_clips("davis", root, 32, sequences=["dog"], progress=False)
+    with pytest.raises(PolySpaceError, match="'cat': not in"):
+        list_color_sequences("davis", root, sequences=["cat"])
+    # a folder of videos (Videvo style), through the project's decoders
+    videos = tmp_path / "videvo"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    clip = np.repeat(rng.integers(0, 255, (1, 32, 48, 3), dtype=np.uint8), 6, axis=0)
+    write_video(videos / "a.mp4", clip, fps=10, codec="h264", bframes=0, options={"crf": "0"})
+    clips = load_sequence_clips("videos", videos, 32, max_frames=4, progress=False)
+    assert [c.id for c in clips] == ["a"] and clips[0].frames.shape == (4, 32, 48, 3)
+    np.testing.assert_array_equal(clips[0].reference, clips[0].frames[0])
+    (videos / "b.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(PolySpaceError, match="b.mp4"):
+        load_sequence_clips("videos", videos, 32, progress=False)
+    with pytest.raises(PolySpaceError, match="no video files"):
+        list_color_sequences("videos", tmp_path / "DAVIS")

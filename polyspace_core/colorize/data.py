@@ -21,7 +21,9 @@ from .lab import frames_to_gray, frames_to_lab
 @dataclass
 class ColorClip:
     """One clip: frames (T, H, W, 3) uint8 RGB (the ground truth), reference (H, W, 3) uint8 at
-    the frames' size, their Lab tensors (T, 3, H, W) / (3, H, W) and the grey frames (T, H, W)."""
+    the frames' size, their Lab tensors (T, 3, H, W) / (3, H, W) and the grey frames (T, H, W).
+    score_from: the first frame the metrics score (1 under the first-frame-reference protocol:
+    frame 0 IS the reference, given to the methods, so it is not scored)."""
 
     id: str
     frames: np.ndarray
@@ -30,9 +32,11 @@ class ColorClip:
     lab: torch.Tensor
     ref_lab: torch.Tensor
     grey: np.ndarray
+    score_from: int = 0
 
 
-def make_clip(clip_id: str, frames: np.ndarray, reference: np.ndarray, reference_kind: str = "") -> ColorClip:
+def make_clip(clip_id: str, frames: np.ndarray, reference: np.ndarray, reference_kind: str = "",
+              score_from: int = 0) -> ColorClip:
     """A ColorClip from uint8 RGB frames and a reference of any size (resized to the frames')."""
     h, w = frames.shape[1:3]
     if reference.shape[:2] != (h, w):
@@ -40,7 +44,7 @@ def make_clip(clip_id: str, frames: np.ndarray, reference: np.ndarray, reference
         rgb = F.interpolate(rgb, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         reference = (rgb[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return ColorClip(clip_id, frames, reference, reference_kind, frames_to_lab(frames),
-                     frames_to_lab(reference), frames_to_gray(frames))
+                     frames_to_lab(reference), frames_to_gray(frames), score_from)
 
 
 def load_color_clips(root: str | os.PathLike, split: str, limit: int | None = None,
@@ -98,3 +102,47 @@ class SequenceDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         c, n = self.clips[i], self.seq_len
         return {"lab": c.lab[:n], "grey": torch.from_numpy(c.grey[:n]), "ref_lab": c.ref_lab}
+
+
+def resize_short_side(frames: np.ndarray, short_side: int, multiple: int = 8) -> np.ndarray:
+    """(T, H, W, 3) uint8 resized (area interpolation) so the short side is `short_side` and both
+    sides are multiples of `multiple` (the aspect ratio kept to within that rounding)."""
+    import cv2
+
+    if short_side < 16:
+        raise PolySpaceError(f"working size {short_side}: use a short side of at least 16 px")
+    h, w = frames.shape[1:3]
+    scale = short_side / min(h, w)
+    nh = max(multiple, int(round(h * scale / multiple)) * multiple)
+    nw = max(multiple, int(round(w * scale / multiple)) * multiple)
+    if (nh, nw) == (h, w):
+        return frames
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (nw, nh), interpolation=interp) for f in frames])
+
+
+def load_sequence_clips(dataset: str, root: str | os.PathLike, size: int, max_frames: int | None = None,
+                        sequences: list[str] | None = None, key: str = "root", progress: bool = True,
+                        **options) -> list[ColorClip]:
+    """Real colour sequences as ColorClips under the first-frame-reference protocol (the
+    protocol of the DAVIS / Videvo tables): each sequence's first ground-truth frame is its
+    reference, the methods see every frame's lightness (frame 0 included: the temporal memory
+    starts there), and frames 1.. are scored (frame 0 is the reference itself; score_from = 1).
+
+    dataset: davis | videos (datasets.registry.list_color_sequences; `options` go to it, e.g.
+    resolution, split). size: the working short side in px (frames resized, both sides multiples
+    of 8); metrics are computed at that size. max_frames: the first frames of each sequence (all
+    when None). key: the parameter naming the root, for the error line when it is missing."""
+    from tqdm.auto import tqdm
+
+    from ..datasets.registry import list_color_sequences
+
+    found = list_color_sequences(dataset, root, sequences=sequences, key=key, **options)
+    clips = []
+    for seq in tqdm(found, desc=f"load {dataset}", disable=not progress):
+        frames = resize_short_side(seq.read(max_frames), size)
+        if len(frames) < 3:
+            raise PolySpaceError(f"{dataset} sequence {seq.name}: {len(frames)} frame(s); the first-frame protocol "
+                                 f"needs at least 3 (the reference + 2 scored)")
+        clips.append(make_clip(seq.name, frames, frames[0].copy(), "first_frame", score_from=1))
+    return clips

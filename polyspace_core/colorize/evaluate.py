@@ -145,6 +145,7 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
     recorded skip); fid_weights: a local Inception file for FID.
     Returns {'results': {method: MethodResult}, 'summary': {method: {metric: value}},
     'ground_truth_colorfulness': float, 'ground_truth_cdc': float, 'clip_ids': [...],
+    'first_scored_frame': int (clip.score_from; 1 under the first-frame protocol),
     'metric_flow': its description, 'skipped': {metric: one-line reason}, 'outputs': {clip_id:
     {method: frames uint8}} for the first `keep_outputs` clips (for frame strips)}."""
     from tqdm.auto import tqdm
@@ -160,10 +161,11 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
     outputs: dict[str, dict[str, np.ndarray]] = {}
     gt_colourfulness = []
     for k, clip in enumerate(tqdm(clips, desc="evaluate", disable=not progress)):
-        gt_colourfulness += [colorfulness(f) for f in clip.frames]
-        flows = input_flows(clip.grey, metric_flow) if len(clip.frames) > 1 else None
+        scored = clip.frames[clip.score_from:]
+        gt_colourfulness += [colorfulness(f) for f in scored]
+        flows = input_flows(clip.grey[clip.score_from:], metric_flow) if len(scored) > 1 else None
         if "fid" in scorers:
-            scorers["fid"].add_real(clip.frames)
+            scorers["fid"].add_real(scored)
         for m in methods:
             start = time.perf_counter()
             ab = colorize_clip(m, clip, system, device)
@@ -174,17 +176,19 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
             r = results[m]
             r.seconds += seconds
             r.frames += len(pred)
-            r.psnr.append([psnr(p, g) for p, g in zip(pred, clip.frames)])
-            r.ssim.append([ssim(p, g) for p, g in zip(pred, clip.frames)])
-            r.ssim_gaussian.append([ssim_gaussian(p, g) for p, g in zip(pred, clip.frames)])
-            r.colorfulness.append([colorfulness(p) for p in pred])
+            # scored frames: from clip.score_from (1 when frame 0 is the reference itself)
+            p_s, g_s = pred[clip.score_from:], clip.frames[clip.score_from:]
+            r.psnr.append([psnr(p, g) for p, g in zip(p_s, g_s)])
+            r.ssim.append([ssim(p, g) for p, g in zip(p_s, g_s)])
+            r.ssim_gaussian.append([ssim_gaussian(p, g) for p, g in zip(p_s, g_s)])
+            r.colorfulness.append([colorfulness(p) for p in p_s])
             if flows is not None:
-                r.warp_error.append(warp_error(pred, clip.frames, flows=flows)[1])
-                r.cdc.append(cdc(pred))
+                r.warp_error.append(warp_error(p_s, g_s, flows=flows)[1])
+                r.cdc.append(cdc(p_s))
             if "lpips" in scorers:
-                r.lpips.append(scorers["lpips"].frames(pred, clip.frames))
+                r.lpips.append(scorers["lpips"].frames(p_s, g_s))
             if "fid" in scorers:
-                fakes[m].append(pred)
+                fakes[m].append(p_s)
             if k < keep_outputs:
                 outputs.setdefault(clip.id, {})[m] = pred
         if k < keep_outputs:
@@ -196,8 +200,10 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
             results[m].fid = scorers["fid"].score(fakes[m])
     return {"results": results, "summary": {m: r.summary() for m, r in results.items()},
             "ground_truth_colorfulness": float(np.mean(gt_colourfulness)),
-            "ground_truth_cdc": float(np.mean([cdc(c.frames) for c in clips if len(c.frames) > 1] or [np.nan])),
-            "clip_ids": [c.id for c in clips], "metric_flow": metric_flow.describe(), "skipped": skipped,
+            "ground_truth_cdc": float(np.mean([cdc(c.frames[c.score_from:]) for c in clips
+                                              if len(c.frames) - c.score_from > 1] or [np.nan])),
+            "clip_ids": [c.id for c in clips], "first_scored_frame": min(c.score_from for c in clips),
+            "metric_flow": metric_flow.describe(), "skipped": skipped,
             "outputs": outputs}
 
 
@@ -260,7 +266,9 @@ def per_frame_curves(evaluation: dict, metric: str = "psnr"):
         values = getattr(r, metric)
         length = min(len(v) for v in values)
         mean = np.mean([v[:length] for v in values], axis=0)
-        offset = 1 if metric == "warp_error" else 0  # warp error t compares frame t+1 with t
+        # frame numbers of the clip: scoring may start after the reference frame; warp error t
+        # compares frame t with t+1 (Lai et al.: t+1 warped back onto t)
+        offset = evaluation.get("first_scored_frame", 0)
         rows += [{"method": m, "frame": t + offset, metric: float(v)} for t, v in enumerate(mean)]
     return pd.DataFrame(rows)
 

@@ -3,9 +3,10 @@
     color = data(ws)                        # SynthColor at color_root (generated once), in memory
     flow = flow_backend(ws)                 # color_flow + its weights
     run = train(ws, color, flow)            # phases A and B into ws.run_dir (resumed / reused)
-    evaluation = evaluate(ws, run, color)   # global / temporal / exemplar / fusion on the test split
-    summary_table(evaluation)
-    ws.write_metrics(stage_metrics(ws, evaluation, run))
+    test = test_set(ws, color)              # SynthColor test, or DAVIS / a folder of videos (first-frame reference)
+    evaluation = evaluate(ws, run, test)    # global / temporal / exemplar / fusion on it
+    summary_table(evaluation); interval_table(evaluation)
+    ws.write_metrics(stage_metrics(ws, evaluation, run, test))
 
 The entry points take the workspace first and read the color_* parameters from it; what they call
 takes explicit arguments (prepare_data, train_run, evaluate_run), which the tests use directly.
@@ -32,7 +33,7 @@ import torch
 
 from ..errors import PolySpaceError
 from ..stats import Claim, bootstrap_interval, paired_difference
-from .data import ColorClip, load_color_clips
+from .data import ColorClip, load_color_clips, load_sequence_clips
 from .flow import FlowBackend, build_flow_backend
 from .system import FusionSystem
 from .train import TrainConfig, claim_run_folder, train_colorization
@@ -79,14 +80,16 @@ class ColorData:
 
 
 def prepare_data(root: str | Path, clips: int = 40, frames: int = 16, size: int = 64, seed: int = 0,
-                 progress: bool = True) -> ColorData:
+                 progress: bool = True, test_clips: int | None = None) -> ColorData:
     """Generate SynthColor under `root` unless it is there already (same parameters), then decode
-    its three splits into memory (uint8 frames + Lab tensors, see data.py)."""
+    its three splits into memory (uint8 frames + Lab tensors, see data.py). test_clips: the test
+    split's size (none: 20% of `clips`)."""
     from ..datasets.synthcolor import generate_synthcolor, load_synthcolor_index
 
     root = Path(root)
     start = time.perf_counter()
-    generate_synthcolor(root, clips=clips, frames=frames, size=size, seed=seed, progress=progress)
+    generate_synthcolor(root, clips=clips, frames=frames, size=size, seed=seed, progress=progress,
+                        test_clips=test_clips)
     seconds = {"generate": time.perf_counter() - start}
     start = time.perf_counter()
     splits = {s: load_color_clips(root, s, progress=progress) for s in ("train", "validation", "test")}
@@ -100,7 +103,7 @@ def data(ws, progress: bool = True) -> ColorData:
     """The stage's SynthColor set: prepare_data with the notebook's color_* parameters."""
     p = ws.p
     return prepare_data(ws.path(p.color_root), clips=p.color_clips, frames=p.color_frames, size=p.color_size,
-                        seed=p.color_synth_seed, progress=progress)
+                        seed=p.color_synth_seed, progress=progress, test_clips=p.color_test_clips)
 
 
 # ----------------------------------------------------------------------------- flow
@@ -172,7 +175,10 @@ class ColorRun:
 
 
 def _settings(data: ColorData, cfg: TrainConfig, flow: FlowBackend, swin_checkpoint, exemplar_checkpoint) -> dict:
-    return {"data": {"root": str(data.root), **data.params}, "train": asdict(cfg), "flow": flow.describe(),
+    # what training reads: the train/validation splits (the test split's size does not change them)
+    params = {k: v for k, v in data.params.items() if k != "test_clips"}
+    return {"data": {"root": str(data.root), "version": data.index.get("version"), **params},
+            "train": asdict(cfg), "flow": flow.describe(),
             "swin_checkpoint": _opt(swin_checkpoint), "exemplar_checkpoint": _opt(exemplar_checkpoint)}
 
 
@@ -202,27 +208,115 @@ def train_run(out_dir: str | Path, data: ColorData, flow: FlowBackend, cfg: Trai
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate(ws, run: ColorRun, data: ColorData, progress: bool = True) -> dict:
-    """Every method on the test split (used here once), keeping the outputs of the first
-    color_strip_clips clips for the frame strips; see evaluate.evaluate_methods for what comes back."""
-    return evaluate_run(run, data.test, keep_outputs=ws.p.color_strip_clips, progress=progress)
+@dataclass
+class TestSet:
+    """What the methods are scored on: SynthColor's test split (its own references) or real colour
+    sequences (DAVIS, a folder of videos) under the first-frame-reference protocol."""
+
+    dataset: str
+    root: Path
+    clips: list[ColorClip]
+    protocol: str
+    seconds: float = 0.0
+
+    def card(self):
+        """One row per clip: frames, size, reference kind."""
+        import pandas as pd
+
+        return pd.DataFrame([{"clip": c.id, "frames": len(c.frames), "size": f"{c.frames.shape[2]}x{c.frames.shape[1]}",
+                              "reference": c.reference_kind} for c in self.clips]).set_index("clip")
+
+    def _repr_html_(self) -> str:
+        card = self.card()
+        frames = int(card["frames"].sum())
+        head = (f"<p>{html.escape(self.dataset)} at <code>{html.escape(str(self.root))}</code>: {len(self.clips)} "
+                f"clips, {frames} frames; {html.escape(self.protocol)} ({self.seconds:.1f} s to load)</p>")
+        return head + (card.to_html() if len(card) <= 12 else card.head(12).to_html() + "<p>...</p>")
 
 
-def evaluate_run(run: ColorRun, clips: list[ColorClip], keep_outputs: int = 2, progress: bool = True) -> dict:
+def test_set(ws, data: ColorData | None = None, progress: bool = True) -> TestSet:
+    """The clips notebook 08 scores: color_eval_dataset synthcolor -> data.test (used here once);
+    davis / videos -> the sequences at color_eval_root (color_eval_split, color_eval_sequences), the
+    first color_eval_frames frames at a color_eval_size short side, each with its first frame as
+    the reference."""
+    p = ws.p
+    if p.color_eval_dataset == "synthcolor":
+        if data is None:
+            raise PolySpaceError("test_set: color_eval_dataset synthcolor needs the SynthColor data (study.data)")
+        return TestSet("SynthColor test", data.root, data.test,
+                       "each clip's own reference (first frame or separate view)")
+    if p.color_eval_root is None:
+        raise PolySpaceError(f"color_eval_root: not set; point it at the {p.color_eval_dataset} folder "
+                             f"(DAVIS: the one holding JPEGImages/480p)")
+    options = {"split": p.color_eval_split} if p.color_eval_dataset == "davis" else {}
+    return load_test_set(p.color_eval_dataset, ws.path(p.color_eval_root), p.color_eval_size, p.color_eval_frames,
+                         list(p.color_eval_sequences) or None, progress=progress, **options)
+
+
+def load_test_set(dataset: str, root: str | Path, size: int, max_frames: int | None = None,
+                  sequences: list[str] | None = None, progress: bool = True, **options) -> TestSet:
+    """Real colour sequences (data.load_sequence_clips) as a TestSet; a missing root is a one-line
+    error naming color_eval_root."""
+    start = time.perf_counter()
+    clips = load_sequence_clips(dataset, root, size, max_frames, sequences, key="color_eval_root",
+                                progress=progress, **options)
+    return TestSet(dataset, Path(root), clips, f"first-frame reference, short side {size} px",
+                   time.perf_counter() - start)
+
+
+def evaluate(ws, run: ColorRun, test: TestSet | ColorData, progress: bool = True) -> dict:
+    """Every method on the test set (SynthColor test is used here once), keeping the outputs of the
+    first color_strip_clips clips for the frame strips; the warp error's flow from
+    color_metric_flow (an estimator the methods do not use); LPIPS / FID where their weights are on
+    this machine. See evaluate.evaluate_methods for what comes back."""
+    p = ws.p
+    if isinstance(test, ColorData):
+        test = test_set(ws, test)
+    return evaluate_run(run, test.clips, keep_outputs=p.color_strip_clips, progress=progress,
+                        metric_flow=p.color_metric_flow, metric_raft_weights=_opt(p.color_metric_raft_weights),
+                        fid_weights=_opt(p.color_fid_weights))
+
+
+def evaluate_run(run: ColorRun, clips: list[ColorClip], keep_outputs: int = 2, progress: bool = True,
+                 metric_flow: str = "auto", metric_raft_weights: str | None = None,
+                 fid_weights: str | None = None, perceptual: bool = True) -> dict:
     """Every method (global, temporal, exemplar, fusion) on `clips` with the run's system, on its
-    device; see evaluate.evaluate_methods for what comes back."""
-    from .evaluate import evaluate_methods
+    device, the warp error measured with evaluate.metric_flow_backend(run's flow, metric_flow);
+    see evaluate.evaluate_methods for what comes back."""
+    from .evaluate import evaluate_methods, metric_flow_backend
 
     if not clips:
         raise PolySpaceError("evaluate: no clips to evaluate; the split is empty")
-    return evaluate_methods(clips, run.system, device=run.device, keep_outputs=keep_outputs, progress=progress)
+    backend = metric_flow_backend(run.system.propagator.backend.name, metric_flow, metric_raft_weights, run.device)
+    return evaluate_methods(clips, run.system, device=run.device, keep_outputs=keep_outputs, progress=progress,
+                            metric_flow=backend, perceptual=perceptual, fid_weights=fid_weights)
 
 
 def summary_table(evaluation: dict):
-    """One row per method: PSNR, SSIM, CDC, warp error, colourfulness, fps (4 decimals)."""
+    """One row per method: PSNR, SSIM (7x7), SSIM (Gaussian), LPIPS / FID when measured, CDC, warp
+    error (Lai et al.'s scale), colourfulness, fps (4 decimals)."""
     from .evaluate import summary_table as table
 
     return table(evaluation).round(4)
+
+
+def interval_table(evaluation: dict, metrics=("psnr", "ssim")):
+    """Per method: mean PSNR and SSIM over clips with 95% bootstrap intervals, and fusion - method
+    with paired bootstrap intervals over the same clips (evaluate.interval_table)."""
+    from .evaluate import interval_table as table
+
+    return table(evaluation, metrics)
+
+
+def measurement_notes(evaluation: dict):
+    """What the figures were measured with: the warp error's flow and the metrics skipped (one line each)."""
+    import pandas as pd
+
+    flow = evaluation["metric_flow"]
+    rows = [{"item": "warp error flow", "note": ", ".join(f"{k}={v}" for k, v in flow.items())
+             + " (the temporal branch's flow is not used to measure it)"}]
+    rows += [{"item": name, "note": why} for name, why in evaluation["skipped"].items()]
+    return pd.DataFrame(rows).set_index("item")
 
 
 def result_checks(evaluation: dict):
@@ -242,7 +336,9 @@ def result_checks(evaluation: dict):
 def clip_psnr(evaluation: dict) -> dict[str, np.ndarray]:
     """Mean PSNR of each test clip per method (the unit the intervals resample: frames of one clip
     are not independent)."""
-    return {m: np.array([np.mean(frames) for frames in r.psnr]) for m, r in evaluation["results"].items()}
+    from .evaluate import clip_values
+
+    return clip_values(evaluation, "psnr")
 
 
 def claims(evaluation: dict) -> list[Claim]:
@@ -267,10 +363,12 @@ def strip_outputs(evaluation: dict, clip: int = 0) -> tuple[str, dict]:
     return ids[clip], outputs[ids[clip]]
 
 
-def stage_metrics(ws, evaluation: dict, run: ColorRun | None = None) -> dict[str, Any]:
-    """metrics.json of 08: evaluate.method_metrics (psnr_/ssim_/cdc_/warp_error_<method>,
-    fps_fusion, the two criteria), the test clip count, and the training record (best validation
-    L1 and epoch per phase, training seconds, the checkpoint)."""
+def stage_metrics(ws, evaluation: dict, run: ColorRun | None = None, test: TestSet | None = None) -> dict[str, Any]:
+    """metrics.json of 08: evaluate.method_metrics (psnr_/ssim_/ssim_gaussian_/lpips_/fid_/cdc_/
+    warp_error_<method>, fps_fusion, the two criteria), the test set (name, clips), per-method 95%
+    intervals of PSNR and SSIM over clips and paired intervals of fusion - method, the warp
+    error's flow, the metrics skipped and why, and the training record (best validation L1 and
+    epoch per phase, training seconds, the checkpoint)."""
     from .evaluate import method_metrics
 
     metrics = method_metrics(evaluation)
@@ -281,9 +379,22 @@ def stage_metrics(ws, evaluation: dict, run: ColorRun | None = None) -> dict[str
     out = {k: metrics[k] for k in first if k in metrics}
     out.update({k: v for k, v in metrics.items() if k not in out})
     out["test_clips"] = len(next(iter(evaluation["results"].values())).cdc)
+    if test is not None:
+        out["test_set"] = test.dataset
+        out["test_protocol"] = test.protocol
+    out["metric_flow"] = evaluation["metric_flow"]
+    out["skipped"] = evaluation["skipped"]
     if out["test_clips"] >= 2:
-        out["psnr_intervals"] = {m: [(ci := bootstrap_interval(v, name=f"PSNR {m}")).low, ci.high]
-                                 for m, v in clip_psnr(evaluation).items()}
+        from .evaluate import clip_values
+
+        for metric in ("psnr", "ssim"):
+            values = clip_values(evaluation, metric)
+            out[f"{metric}_intervals"] = {m: [(ci := bootstrap_interval(v, name=f"{metric} {m}")).low, ci.high]
+                                          for m, v in values.items()}
+            if "fusion" in values:
+                out[f"{metric}_fusion_minus"] = {
+                    m: paired_difference(values["fusion"], v, name=f"{metric} fusion - {m}").as_dict()
+                    for m, v in values.items() if m != "fusion"}
     else:
         out["claims_skipped"] = f"{out['test_clips']} test clip: intervals and claims need at least 2"
     out["claims"] = [c.as_dict() for c in claims(evaluation)]
