@@ -171,3 +171,88 @@ def test_reinhard_matches_reference_statistics():
     out = reinhard_transfer(target, ref)
     torch.testing.assert_close(out.mean((1, 2)), ref.mean((1, 2)), atol=1e-3, rtol=0)
     torch.testing.assert_close(out.std((1, 2)), ref.std((1, 2)), atol=1e-3, rtol=1e-4)
+
+
+def _no_downloads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_lpips_and_fid_are_skipped_in_one_line_without_local_weights(tmp_path, monkeypatch):
+    from polyspace_core.colorize.metrics import perceptual_scorers
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _no_downloads(monkeypatch)
+    scorers, skipped = perceptual_scorers("cpu")
+    assert scorers == {} and set(skipped) == {"lpips", "fid"}
+    for why in skipped.values():
+        assert "\n" not in why and "nothing is downloaded" in why and str(tmp_path / "torch") in why
+    with pytest.raises(PolySpaceError, match="color_fid_weights"):
+        perceptual_scorers("cpu", fid_weights_path=tmp_path / "missing.pth")
+
+
+def test_lpips_reads_the_local_alexnet_file_and_matches_torchmetrics(tmp_path, monkeypatch):
+    """torchvision's AlexNet file at the hub cache path torchmetrics reads (random weights here:
+    this checks the wiring and that nothing is fetched, not the published LPIPS values)."""
+    import torchvision
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    from polyspace_core.colorize.metrics import lpips_weights, perceptual_scorers
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _no_downloads(monkeypatch)
+    torch.manual_seed(0)
+    path = lpips_weights()[0] or (tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    assert lpips_weights() == (path, "")
+    scorers, skipped = perceptual_scorers("cpu")
+    assert "lpips" in scorers and "lpips" not in skipped
+    pred, gt = _pair()
+    clip_p, clip_g = np.stack([pred, gt]), np.stack([gt, gt])
+    values = scorers["lpips"].frames(clip_p, clip_g)
+    assert values[1] == pytest.approx(0.0, abs=1e-7) and values[0] > 0
+    ref = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True)
+    to = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    assert values[0] == pytest.approx(float(ref(to(pred[None]), to(gt[None]))), rel=1e-5)
+
+
+def test_fid_reads_a_local_inception_file(tmp_path, monkeypatch):
+    """FID through torchmetrics from a local Inception file (random weights written here in
+    torch-fidelity's layout): identical sets score ~0, a shifted set more; a file holding Python
+    objects is refused before torch-fidelity's full unpickler sees it."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    from polyspace_core.colorize.metrics import FID
+
+    _no_downloads(monkeypatch)
+    empty = tmp_path / "empty.pth"
+    torch.save({}, empty)
+    with monkeypatch.context() as m:  # build the network without weights to get its state-dict layout
+        m.setattr(torch.nn.Module, "load_state_dict", lambda self, *a, **k: None)
+        net = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["64"],
+                                                   feature_extractor_weights_path=str(empty))
+    torch.manual_seed(0)
+    state = {}
+    for key, value in net.state_dict().items():  # random but well-scaled: He init, unit batch-norm statistics
+        if key.endswith("running_var") or (value.dim() == 1 and key.endswith("weight")):
+            value = torch.ones_like(value)
+        elif value.is_floating_point() and value.dim() > 1:
+            value = torch.randn_like(value) * (2.0 / value[0].numel()) ** 0.5
+        elif value.is_floating_point():
+            value = torch.zeros_like(value)
+        state[key] = value
+    weights = tmp_path / "inception.pth"
+    torch.save(state, weights)
+    fid = FID(weights, "cpu", features=64)  # the 64-d tap: same network and file, a small covariance
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    fid.add_real(real)
+    assert fid.score([real[:2], real[2:]]) == pytest.approx(0.0, abs=1e-2)
+    assert fid.score([np.clip(real.astype(int) + 80, 0, 255).astype(np.uint8)]) > 1e-2
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": PolySpaceError("not a tensor")}, bad)
+    with pytest.raises(PolySpaceError, match="bad.pth"):
+        FID(bad, "cpu")

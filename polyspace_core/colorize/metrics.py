@@ -286,7 +286,9 @@ class FID:
     """FID (torchmetrics, 2048-d Inception-v3 pool features) of sets of uint8 RGB frames against
     one set of real frames; build with perceptual_scorers. A set-level figure: no per-clip values."""
 
-    def __init__(self, weights: Path, device: torch.device | str = "cpu"):
+    def __init__(self, weights: Path, device: torch.device | str = "cpu", features: int = 2048):
+        """features: the Inception layer (2048 = the pool features every FID table uses; 64, 192,
+        768 are torchmetrics' smaller taps, for quick checks)."""
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         from ..checkpoints import read_torch_file
@@ -295,7 +297,7 @@ class FID:
         # that holds anything but tensors is refused here (one line naming it)
         read_torch_file(weights, "use torch-fidelity's Inception-v3 state dict")
         self.device = torch.device(device)
-        self.metric = FrechetInceptionDistance(feature=2048, reset_real_features=False,
+        self.metric = FrechetInceptionDistance(feature=features, reset_real_features=False,
                                                feature_extractor_weights_path=str(weights)).to(self.device)
         self.real = 0
 
