@@ -250,8 +250,13 @@ def test_fid_reads_a_local_inception_file(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     real = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     fid.add_real(real)
-    assert fid.score([real[:2], real[2:]]) == pytest.approx(0.0, abs=1e-2)
-    assert fid.score([np.clip(real.astype(int) + 80, 0, 255).astype(np.uint8)]) > 1e-2
+    fid.add_fake("same", real[:2])
+    fid.add_fake("shifted", np.clip(real.astype(int) + 80, 0, 255).astype(np.uint8))
+    fid.add_fake("same", real[2:])  # sets accumulate clip by clip, interleaved
+    assert fid.score("same") == pytest.approx(0.0, abs=1e-2)
+    assert fid.score("shifted") > 1e-2
+    with pytest.raises(PolySpaceError, match="'other'"):
+        fid.score("other")
     bad = tmp_path / "bad.pth"
     torch.save({"x": PolySpaceError("not a tensor")}, bad)
     with pytest.raises(PolySpaceError, match="bad.pth"):

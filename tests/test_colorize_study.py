@@ -119,7 +119,7 @@ def test_interval_table_is_the_stats_modules_figures(tiny, tmp_path):
     d = paired_difference(psnr["fusion"], psnr["exemplar"])
     assert table.loc["exemplar", "fusion - method (psnr)"] == pytest.approx(round(d.value, 4))
     assert table.loc["exemplar", "fusion - method 95% CI (psnr)"] == f"[{d.low:.4f}, {d.high:.4f}]"
-    assert table.loc["fusion", "fusion - method 95% CI (ssim)"] == ""
+    assert table.loc["fusion", "fusion - method 95% CI (ssim)"] == "—"
     metrics = study.stage_metrics(_ws(), evaluation, run)
     assert metrics["psnr_fusion_minus"]["exemplar"]["low"] == pytest.approx(d.low)
     assert set(metrics["ssim_intervals"]) == set(METHODS)

@@ -157,7 +157,6 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
         metric_flow = metric_flow_backend(methods_flow, device=device)
     scorers, skipped = perceptual_scorers(device, fid_weights) if perceptual else ({}, {})
     results = {m: MethodResult() for m in methods}
-    fakes: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     outputs: dict[str, dict[str, np.ndarray]] = {}
     gt_colourfulness = []
     for k, clip in enumerate(tqdm(clips, desc="evaluate", disable=not progress)):
@@ -188,7 +187,7 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
             if "lpips" in scorers:
                 r.lpips.append(scorers["lpips"].frames(p_s, g_s))
             if "fid" in scorers:
-                fakes[m].append(p_s)
+                scorers["fid"].add_fake(m, p_s)
             if k < keep_outputs:
                 outputs.setdefault(clip.id, {})[m] = pred
         if k < keep_outputs:
@@ -197,7 +196,7 @@ def evaluate_methods(clips: list[ColorClip], system: FusionSystem | None, method
             outputs[clip.id]["reference"] = clip.reference[None]
     if "fid" in scorers:
         for m in methods:
-            results[m].fid = scorers["fid"].score(fakes[m])
+            results[m].fid = scorers["fid"].score(m)
     return {"results": results, "summary": {m: r.summary() for m, r in results.items()},
             "ground_truth_colorfulness": float(np.mean(gt_colourfulness)),
             "ground_truth_cdc": float(np.mean([cdc(c.frames[c.score_from:]) for c in clips
@@ -249,8 +248,8 @@ def interval_table(evaluation: dict, metrics=("psnr", "ssim"), against: str = "f
                 row[f"{against} - method ({metric})"] = round(d.value, 4)
                 row[f"{against} - method 95% CI ({metric})"] = f"[{d.low:.4f}, {d.high:.4f}]"
             else:
-                row[f"{against} - method ({metric})"] = None
-                row[f"{against} - method 95% CI ({metric})"] = ""
+                row[f"{against} - method ({metric})"] = "—"
+                row[f"{against} - method 95% CI ({metric})"] = "—"
         rows.append(row)
     table = pd.DataFrame(rows).set_index("method")
     table.attrs["clips"] = len(next(iter(evaluation["results"].values())).psnr)

@@ -283,8 +283,11 @@ class LPIPS:
 
 
 class FID:
-    """FID (torchmetrics, 2048-d Inception-v3 pool features) of sets of uint8 RGB frames against
-    one set of real frames; build with perceptual_scorers. A set-level figure: no per-clip values."""
+    """FID (torchmetrics, Inception-v3 pool features) of several generated sets against one real
+    set, each accumulated clip by clip as running sums (no frames kept); build with
+    perceptual_scorers. A set-level figure: no per-clip values."""
+
+    FAKE_STATES = ("fake_features_sum", "fake_features_cov_sum", "fake_features_num_samples")
 
     def __init__(self, weights: Path, device: torch.device | str = "cpu", features: int = 2048):
         """features: the Inception layer (2048 = the pool features every FID table uses; 64, 192,
@@ -300,6 +303,7 @@ class FID:
         self.metric = FrechetInceptionDistance(feature=features, reset_real_features=False,
                                                feature_extractor_weights_path=str(weights)).to(self.device)
         self.real = 0
+        self.fake: dict[str, dict[str, torch.Tensor]] = {}  # per set: torchmetrics' fake-feature sums
 
     @staticmethod
     def _tensor(frames: np.ndarray) -> torch.Tensor:
@@ -307,18 +311,35 @@ class FID:
 
     @torch.no_grad()
     def add_real(self, frames: np.ndarray) -> None:
+        """Add real frames (T, H, W, 3) uint8."""
         self.metric.update(self._tensor(frames).to(self.device), real=True)
         self.real += len(frames)
 
+    def _swap_in(self, name: str) -> None:
+        self.metric.reset()  # zeroes the fake sums, keeps the real ones (reset_real_features=False)
+        for key, value in self.fake.get(name, {}).items():
+            setattr(self.metric, key, value.clone())
+
     @torch.no_grad()
-    def score(self, fake_sets: list[np.ndarray]) -> float:
-        """FID of the frames in `fake_sets` (a list of (T, H, W, 3) uint8) against the real frames added."""
-        if self.real < 2 or sum(len(f) for f in fake_sets) < 2:
+    def add_fake(self, name: str, frames: np.ndarray) -> None:
+        """Add generated frames (T, H, W, 3) uint8 to the set `name` (e.g. a method)."""
+        self._swap_in(name)
+        self.metric.update(self._tensor(frames).to(self.device), real=False)
+        self.fake[name] = {key: getattr(self.metric, key).clone() for key in self.FAKE_STATES}
+
+    @torch.no_grad()
+    def score(self, name: str) -> float:
+        """FID of the set `name` against the real frames added."""
+        if name not in self.fake:
+            raise PolySpaceError(f"FID: no generated frames were added for {name!r}")
+        if self.real < 2 or int(self.fake[name]["fake_features_num_samples"]) < 2:
             raise PolySpaceError("FID: needs at least 2 real and 2 generated frames")
-        self.metric.reset()  # keeps the real features (reset_real_features=False)
-        for frames in fake_sets:
-            self.metric.update(self._tensor(frames).to(self.device), real=False)
-        return float(self.metric.compute())
+        import warnings
+
+        self._swap_in(name)
+        with warnings.catch_warnings():  # the sums were restored by hand, not by update(): nothing is missing
+            warnings.filterwarnings("ignore", message=".*called before the ``update`` method.*")
+            return float(self.metric.compute())
 
 
 def perceptual_scorers(device: torch.device | str = "cpu", fid_weights_path: str | os.PathLike | None = None,
