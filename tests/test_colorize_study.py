@@ -120,6 +120,8 @@ def test_interval_table_is_the_stats_modules_figures(tiny, tmp_path):
     assert table.loc["exemplar", "fusion - method (psnr)"] == pytest.approx(round(d.value, 4))
     assert table.loc["exemplar", "fusion - method 95% CI (psnr)"] == f"[{d.low:.4f}, {d.high:.4f}]"
     assert table.loc["fusion", "fusion - method 95% CI (ssim)"] == "—"
+    fig = plots.plot_paired_differences(evaluation)
+    assert len(fig.axes[0].collections) >= len(METHODS) - 1  # one scatter of clips per compared method
     metrics = study.stage_metrics(_ws(), evaluation, run)
     assert metrics["psnr_fusion_minus"]["exemplar"]["low"] == pytest.approx(d.low)
     assert set(metrics["ssim_intervals"]) == set(METHODS)

@@ -1,4 +1,5 @@
-"""Figures for notebook 08: training curves, per-frame metric curves, frame strips, a frame slider.
+"""Figures for notebook 08: training curves, per-frame metric curves, per-clip paired differences,
+frame strips, a frame slider.
 
 Every function returns a matplotlib Figure (rendered statically in headless reports), closed
 once made so a notebook shows it once, as the cell's result; the slider wraps the same strip
@@ -140,3 +141,31 @@ def frame_browser(outputs: dict[str, dict[str, np.ndarray]], interactive: bool, 
     n = len(outputs[clip_id]["ground_truth"])
     frames = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, max_columns))})
     return frame_strip(outputs[clip_id], frames, title=f"{clip_id}: frames {frames[0]}-{frames[-1]}")
+
+
+def plot_paired_differences(evaluation: dict, metric: str = "psnr", against: str = "fusion"):
+    """Per clip: `against` - each other method on `metric` (one dot per clip, the same clips for
+    every method), with the mean and its 95% paired bootstrap interval (stats.paired_difference)
+    as a bar; the dashed line is no difference."""
+    import matplotlib.pyplot as plt
+
+    from ..stats import paired_difference
+    from .evaluate import clip_values
+
+    values = clip_values(evaluation, metric)
+    others = [m for m in values if m != against]
+    fig, ax = plt.subplots(figsize=(1.6 * len(others) + 2.0, 3.2))
+    rng = np.random.default_rng(0)  # horizontal jitter only, so overlapping dots stay visible
+    for i, m in enumerate(others):
+        diff = values[against] - values[m]
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(diff)), diff, s=10, alpha=0.5)
+        ci = paired_difference(values[against], values[m], name=f"{metric} {against} - {m}")
+        ax.errorbar(i + 0.3, ci.value, yerr=[[ci.value - ci.low], [ci.high - ci.value]], fmt="o", color="black",
+                    capsize=4)
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(others)), [ROW_LABELS.get(m, m) for m in others], fontsize=8)
+    ax.set_ylabel(f"{against} - method ({metric}, per clip)")
+    ax.set_title(f"{len(values[against])} clips: per-clip differences, mean and 95% paired interval", fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
