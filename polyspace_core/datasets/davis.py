@@ -53,7 +53,7 @@ class ColorSequence:
 def _root(root: str | os.PathLike, key: str, what: str) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise PolySpaceError(f"{root}: {what} root not found; set {key} to the folder ({what})")
+        raise PolySpaceError(f"{root}: {what} not found; set {key} to it")
     return root
 
 
@@ -65,7 +65,7 @@ def list_davis(root: str | os.PathLike, *, resolution: str = "480p", split: str 
     ImageSets/<year>/<split>.txt, e.g. "2017/val" (None: every sequence folder). sequences: keep
     only these names (an unknown name is an error). key: the parameter that names the root, for
     the error line when it is missing."""
-    root = _root(root, key, "DAVIS, holding JPEGImages/480p")
+    root = _root(root, key, "DAVIS root (the folder holding JPEGImages/480p)")
     if resolution not in RESOLUTIONS:
         raise PolySpaceError(f"DAVIS resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
     images = root / "JPEGImages" / resolution
@@ -101,7 +101,7 @@ def list_video_folder(root: str | os.PathLike, *, sequences: list[str] | None = 
                       key: str = "root") -> list[ColorSequence]:
     """Every video file directly under `root` (extensions in VIDEO_EXTENSIONS), sorted, named by
     file stem; `sequences` keeps only those stems."""
-    root = _root(root, key, "a folder of videos")
+    root = _root(root, key, "folder of videos")
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if sequences:
         stems = {p.stem for p in files}
