@@ -168,6 +168,7 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "color_temporal_weight": "float",       # phase B: temporal consistency term
         "color_mixed_precision": "choice:no|fp16|bf16",
         "color_strip_clips": "int",             # test clips whose frames the strips and the slider show
+        "seeds": "list[int]",                   # phase B (the colorization fusion) repeated per seed
         # what the methods are scored on: SynthColor test, or real video under the first-frame protocol
         "color_eval_dataset": "choice:synthcolor|davis|videos",
         "color_eval_root": "optional[path]",     # DAVIS root (JPEGImages/480p) or a folder of videos

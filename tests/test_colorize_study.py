@@ -95,11 +95,13 @@ def test_train_evaluate_metrics_and_settings_guard(tiny, tmp_path, capsys):
 
 
 def test_ws_parameters_map_onto_the_training_config(tmp_path):
-    params = _defaults()
+    params = {**_defaults(), "seeds": []}
     ws = SimpleNamespace(p=SimpleNamespace(**params), seed=3, device="cpu")
     cfg = study.train_config(ws)
     assert (cfg.exemplar_epochs, cfg.fusion_epochs, cfg.seed) == (params["color_exemplar_epochs"],
                                                                   params["color_fusion_epochs"], 3)
+    ws.p.seeds = [5, 6]  # the first of `seeds` trains the run the figures show
+    assert study.train_config(ws).seed == 5 and study.train_config(ws, 6).seed == 6
     assert study.flow_backend(ws).describe()["backend"] == "dis"
     ws.p.color_flow = "raft"
     with pytest.raises(PolySpaceError, match="RAFT weights"):
@@ -211,3 +213,38 @@ def test_davis_and_video_folder_errors(tmp_path):
         load_sequence_clips("videos", videos, 32, progress=False)
     with pytest.raises(PolySpaceError, match="no video files"):
         list_color_sequences("videos", tmp_path / "DAVIS")
+
+
+def test_seeds_combine_clip_by_clip():
+    """08 over seeds: the seeded methods' per-clip values are averaged over the seeds before the
+    intervals and claims; summary means and std over seeds; other clips cannot be combined."""
+    from polyspace_core.colorize.evaluate import MethodResult, clip_values, combine_seeds
+    from polyspace_core.stats import paired_difference
+
+    def evaluation(fusion_psnr, exemplar_psnr, ids=("a", "b", "c")):
+        results = {"global": MethodResult(psnr=[[20.0], [21.0], [19.0]], cdc=[0.1, 0.1, 0.1]),
+                   "exemplar": MethodResult(psnr=[[v] for v in exemplar_psnr], cdc=[0.1, 0.1, 0.1]),
+                   "fusion": MethodResult(psnr=[[v] for v in fusion_psnr], cdc=[0.1, 0.1, 0.1])}
+        for r in results.values():
+            r.ssim = r.psnr
+            r.warp_error = [[0.0]] * 3
+            r.frames, r.seconds = 3, 1.0
+        return {"results": results, "summary": {m: r.summary() for m, r in results.items()},
+                "clip_ids": list(ids)}
+
+    first = evaluation([24.0, 25.0, 23.0], [22.0, 23.0, 22.0])
+    second = evaluation([26.0, 25.0, 24.0], [22.0, 24.0, 21.0])
+    del second["results"]["global"], second["summary"]["global"]  # global does not depend on training
+    both = combine_seeds({0: first, 7: second})
+    assert both["seeds"] == [0, 7]
+    values = clip_values(both, "psnr")
+    np.testing.assert_allclose(values["fusion"], [25.0, 25.0, 23.5])
+    np.testing.assert_allclose(values["global"], [20.0, 21.0, 19.0])
+    assert both["summary"]["fusion"]["psnr"] == pytest.approx(np.mean([24.0, 25.0]))
+    assert both["summary_std"]["fusion"]["psnr"] == pytest.approx(np.std([24.0, 25.0], ddof=1))
+    claim = next(c for c in study.claims(both) if c.id == "fusion_beats_exemplar_psnr")
+    diff = paired_difference([25.0, 25.0, 23.5], [22.0, 23.5, 21.5])
+    assert (claim.value, claim.ci_low, claim.ci_high) == pytest.approx((diff.value, diff.low, diff.high))
+    assert "2 seeds" in claim.rule
+    with pytest.raises(PolySpaceError, match="other clips"):
+        combine_seeds({0: first, 7: evaluation([1.0] * 3, [1.0] * 3, ids=("a", "b", "x"))})

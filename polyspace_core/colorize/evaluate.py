@@ -19,6 +19,7 @@ intervals resample (frames of one clip are not independent): interval_table.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,12 +215,51 @@ def summary_table(evaluation: dict):
     table = pd.DataFrame(evaluation["summary"]).T
     table.index.name = "method"
     columns = ["psnr", "ssim", "ssim_gaussian", "lpips", "fid", "cdc", "warp_error", "colorfulness", "fps"]
-    return table[[c for c in columns if not table[c].isna().all()]]
+    table = table[[c for c in columns if not table[c].isna().all()]]
+    if evaluation.get("summary_std"):  # several training seeds: the seeded methods' std beside their means
+        for metric in ("psnr", "ssim"):
+            table[f"{metric}_seed_std"] = [evaluation["summary_std"].get(m, {}).get(metric, float("nan"))
+                                           for m in table.index]
+    return table
 
 
 def clip_values(evaluation: dict, metric: str) -> dict[str, np.ndarray]:
-    """{method: one value of `metric` per clip} (the same clips, in the same order, for every method)."""
-    return {m: r.per_clip(metric) for m, r in evaluation["results"].items()}
+    """{method: one value of `metric` per clip} (the same clips, in the same order, for every method);
+    for an evaluation over several training seeds (combine_seeds) each clip's value is its mean
+    over the seeds."""
+    values = {m: r.per_clip(metric) for m, r in evaluation["results"].items()}
+    for m, runs in evaluation.get("seed_results", {}).items():
+        values[m] = np.mean([r.per_clip(metric) for r in runs.values()], axis=0)
+    return values
+
+
+SEEDED_METHODS = ("exemplar", "fusion")  # the methods training changes; global and temporal have no weights
+
+
+def combine_seeds(evaluations: Mapping[int, dict]) -> dict:
+    """One evaluation from the same test clips scored with systems trained under several seeds
+    (seed -> evaluate_methods result; seeds after the first may hold only SEEDED_METHODS, the
+    others do not depend on training): the first seed's evaluation (its outputs and per-frame
+    results for the figures) with `seeds`, `seed_results` {method: {seed: MethodResult}} (what
+    clip_values averages per clip), `summary` the mean over seeds and `summary_std` the std over
+    seeds of each figure of the seeded methods."""
+    seeds = list(evaluations)
+    first = evaluations[seeds[0]]
+    for seed, e in evaluations.items():
+        if e["clip_ids"] != first["clip_ids"]:
+            raise PolySpaceError(f"seed {seed}: scored other clips than seed {seeds[0]}; "
+                                 "seeds are combined clip by clip")
+    combined = {**first, "seeds": seeds, "summary": dict(first["summary"]), "summary_std": {}, "seed_results": {}}
+    if len(seeds) < 2:
+        return combined
+    for m in SEEDED_METHODS:
+        if m not in first["results"] or any(m not in e["results"] for e in evaluations.values()):
+            continue
+        combined["seed_results"][m] = {seed: e["results"][m] for seed, e in evaluations.items()}
+        rows = [e["results"][m].summary() for e in evaluations.values()]
+        combined["summary"][m] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        combined["summary_std"][m] = {k: float(np.std([r[k] for r in rows], ddof=1)) for k in rows[0]}
+    return combined
 
 
 def interval_table(evaluation: dict, metrics=("psnr", "ssim"), against: str = "fusion"):

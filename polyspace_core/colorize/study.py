@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import PolySpaceError
+from ..seeding import training_seeds
 from ..stats import Claim, bootstrap_interval, paired_difference
 from .data import ColorClip, load_color_clips, load_sequence_clips
 from .flow import FlowBackend, build_flow_backend
@@ -123,8 +124,9 @@ def _opt(path) -> str | None:
 
 # ----------------------------------------------------------------------------- training
 
-def train_config(ws) -> TrainConfig:
-    """The notebook's color_* training parameters as a TrainConfig (seeded with the stage seed)."""
+def train_config(ws, seed: int | None = None) -> TrainConfig:
+    """The notebook's color_* training parameters as a TrainConfig (seeded with `seed`, default the
+    first of `seeds`)."""
     p = ws.p
     return TrainConfig(exemplar_epochs=p.color_exemplar_epochs, fusion_epochs=p.color_fusion_epochs,
                        batch_size=p.color_batch, frames_per_clip=p.color_frames_per_clip,
@@ -132,7 +134,7 @@ def train_config(ws) -> TrainConfig:
                        lr_exemplar=p.color_lr_exemplar, lr_exemplar_finetune=p.color_lr_exemplar_finetune,
                        lr_fusion=p.color_lr_fusion, warp_weight=p.color_warp_weight,
                        temporal_weight=p.color_temporal_weight, mixed_precision=p.color_mixed_precision,
-                       seed=ws.seed)
+                       seed=training_seeds(p.seeds, ws.seed)[0] if seed is None else seed)
 
 
 @dataclass
@@ -174,12 +176,14 @@ class ColorRun:
                 + self.summary().round(4).to_html())
 
 
-def _settings(data: ColorData, cfg: TrainConfig, flow: FlowBackend, swin_checkpoint, exemplar_checkpoint) -> dict:
+def _settings(data: ColorData, cfg: TrainConfig, flow: FlowBackend, swin_checkpoint, exemplar_checkpoint,
+              shared_phase_a=None) -> dict:
     # what training reads: the train/validation splits (the test split's size does not change them)
     params = {k: v for k, v in data.params.items() if k != "test_clips"}
     return {"data": {"root": str(data.root), "version": data.index.get("version"), **params},
             "train": asdict(cfg), "flow": flow.describe(),
-            "swin_checkpoint": _opt(swin_checkpoint), "exemplar_checkpoint": _opt(exemplar_checkpoint)}
+            "swin_checkpoint": _opt(swin_checkpoint), "exemplar_checkpoint": _opt(exemplar_checkpoint),
+            **({"shared_phase_a": str(shared_phase_a)} if shared_phase_a is not None else {})}
 
 
 def train(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> ColorRun:
@@ -190,19 +194,52 @@ def train(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> Colo
                      exemplar_checkpoint=p.color_exemplar_checkpoint, progress=progress)
 
 
+def train_seeds(ws, data: ColorData, flow: FlowBackend, run: ColorRun, progress: bool = True) -> dict[int, ColorRun]:
+    """Phase B (the colorization fusion) again under every seed of `seeds` after the first, from
+    `run`'s phase A, each into `<run dir>/seed<N>/`: {seed: ColorRun}, `run` first. With
+    color_exemplar_checkpoint (no phase A of our own) the seeds start from that checkpoint."""
+    p = ws.p
+    seeds = training_seeds(p.seeds, ws.seed)
+    runs = {seeds[0]: run}
+    phase_a = None if p.color_exemplar_checkpoint else run.out_dir / "exemplar_phase"
+    for seed in seeds[1:]:
+        runs[seed] = train_run(ws.run_dir / f"seed{seed}", data, flow, train_config(ws, seed), ws.device,
+                               swin_checkpoint=p.color_swin_checkpoint, exemplar_checkpoint=p.color_exemplar_checkpoint,
+                               shared_phase_a=phase_a, progress=progress)
+    return runs
+
+
+def seeds_summary(runs: dict[int, ColorRun]):
+    """Per seed: phase B's best epoch and validation L1, its training seconds; then mean and std."""
+    import pandas as pd
+
+    rows = []
+    for seed, run in runs.items():
+        best = run.best("fusion")
+        rows.append({"seed": seed, "best_epoch": best["epoch"] if best else None,
+                     "best_val_l1": best["val_l1"] if best else None,
+                     "train_seconds": sum(h["seconds"] for h in run.history if h["phase"] == "fusion")})
+    table = pd.DataFrame(rows).set_index("seed")
+    if len(rows) > 1:
+        table.loc["mean"] = table.mean()
+        table.loc["std"] = table.std(ddof=1)
+    return table
+
+
 def train_run(out_dir: str | Path, data: ColorData, flow: FlowBackend, cfg: TrainConfig,
               device: torch.device | str = "cpu", swin_checkpoint=None, exemplar_checkpoint=None,
-              progress: bool = True) -> ColorRun:
+              progress: bool = True, shared_phase_a: str | Path | None = None) -> ColorRun:
     """train_colorization into out_dir, after checking that what is there was made with the same
     settings (else it is announced and cleared). Returns the trained system (eval mode)."""
     out = Path(out_dir)
-    settings = _settings(data, cfg, flow, swin_checkpoint, exemplar_checkpoint)
+    settings = _settings(data, cfg, flow, swin_checkpoint, exemplar_checkpoint, shared_phase_a)
     reused = claim_run_folder(out, settings, replace=True)  # the notebook's own folder: a changed setting retrains
     device = torch.device(device)
     start = time.perf_counter()
     system, history = train_colorization(data.train, data.val, out, cfg, device, flow=flow,
                                          swin_checkpoint=_opt(swin_checkpoint),
-                                         exemplar_checkpoint=_opt(exemplar_checkpoint), progress=progress)
+                                         exemplar_checkpoint=_opt(exemplar_checkpoint), progress=progress,
+                                         shared_phase_a=shared_phase_a)
     return ColorRun(system.eval(), history, out, settings, time.perf_counter() - start, reused, device)
 
 
@@ -264,32 +301,44 @@ def load_test_set(dataset: str, root: str | Path, size: int, max_frames: int | N
                    time.perf_counter() - start)
 
 
-def evaluate(ws, run: ColorRun, test: TestSet | ColorData, progress: bool = True) -> dict:
+def evaluate(ws, run: ColorRun, test: TestSet | ColorData, progress: bool = True,
+             runs: dict[int, ColorRun] | None = None) -> dict:
     """Every method on the test set (SynthColor test is used here once), keeping the outputs of the
     first color_strip_clips clips for the frame strips; the warp error's flow from
     color_metric_flow (an estimator the methods do not use); LPIPS / FID where their weights are on
-    this machine. See evaluate.evaluate_methods for what comes back."""
+    this machine. See evaluate.evaluate_methods for what comes back. runs (train_seeds): the
+    exemplar and fusion methods are scored with every seed's system too and combined clip by clip
+    (evaluate.combine_seeds: means, std over seeds, per-clip values averaged over the seeds)."""
+    from .evaluate import SEEDED_METHODS, combine_seeds
+
     p = ws.p
     if isinstance(test, ColorData):
         test = test_set(ws, test)
-    return evaluate_run(run, test.clips, keep_outputs=p.color_strip_clips, progress=progress,
-                        metric_flow=p.color_metric_flow, metric_raft_weights=_opt(p.color_metric_raft_weights),
-                        fid_weights=_opt(p.color_fid_weights))
+    kw = dict(progress=progress, metric_flow=p.color_metric_flow,
+              metric_raft_weights=_opt(p.color_metric_raft_weights), fid_weights=_opt(p.color_fid_weights))
+    first = evaluate_run(run, test.clips, keep_outputs=p.color_strip_clips, **kw)
+    if not runs or len(runs) < 2:
+        return first
+    evaluations = {seed: first if other is run else evaluate_run(other, test.clips, keep_outputs=0,
+                                                                 methods=SEEDED_METHODS, **kw)
+                   for seed, other in runs.items()}
+    return combine_seeds(evaluations)
 
 
 def evaluate_run(run: ColorRun, clips: list[ColorClip], keep_outputs: int = 2, progress: bool = True,
                  metric_flow: str = "auto", metric_raft_weights: str | None = None,
-                 fid_weights: str | None = None, perceptual: bool = True) -> dict:
+                 fid_weights: str | None = None, perceptual: bool = True, methods=None) -> dict:
     """Every method (global, temporal, exemplar, fusion) on `clips` with the run's system, on its
-    device, the warp error measured with evaluate.metric_flow_backend(run's flow, metric_flow);
-    see evaluate.evaluate_methods for what comes back."""
-    from .evaluate import evaluate_methods, metric_flow_backend
+    device (or only `methods`), the warp error measured with evaluate.metric_flow_backend(run's
+    flow, metric_flow); see evaluate.evaluate_methods for what comes back."""
+    from .evaluate import METHODS, evaluate_methods, metric_flow_backend
 
     if not clips:
         raise PolySpaceError("evaluate: no clips to evaluate; the split is empty")
     backend = metric_flow_backend(run.system.propagator.backend.name, metric_flow, metric_raft_weights, run.device)
-    return evaluate_methods(clips, run.system, device=run.device, keep_outputs=keep_outputs, progress=progress,
-                            metric_flow=backend, perceptual=perceptual, fid_weights=fid_weights)
+    return evaluate_methods(clips, run.system, methods=methods or METHODS, device=run.device,
+                            keep_outputs=keep_outputs, progress=progress, metric_flow=backend, perceptual=perceptual,
+                            fid_weights=fid_weights)
 
 
 def summary_table(evaluation: dict):
@@ -347,8 +396,9 @@ def claims(evaluation: dict) -> list[Claim]:
     psnr = clip_psnr(evaluation)
     if "fusion" not in psnr or len(psnr["fusion"]) < 2:  # an interval needs two clips (stage_metrics says so)
         return []
+    seeds = len(evaluation.get("seeds", [None]))
     return [Claim.difference(f"fusion_beats_{m}_psnr", f"fusion beats {m} (PSNR dB, per clip)",
-                             paired_difference(psnr["fusion"], psnr[m], name=f"PSNR fusion - {m}"))
+                             paired_difference(psnr["fusion"], psnr[m], name=f"PSNR fusion - {m}"), seeds=seeds)
             for m in psnr if m != "fusion"]
 
 
@@ -382,6 +432,10 @@ def stage_metrics(ws, evaluation: dict, run: ColorRun | None = None, test: TestS
     if test is not None:
         out["test_set"] = test.dataset
         out["test_protocol"] = test.protocol
+    if len(evaluation.get("seeds", [])) > 1:
+        out["seeds"] = list(evaluation["seeds"])
+        out["seed_std"] = {m: {k: std[k] for k in ("psnr", "ssim", "cdc", "warp_error")}
+                           for m, std in evaluation["summary_std"].items()}
     out["metric_flow"] = evaluation["metric_flow"]
     out["skipped"] = evaluation["skipped"]
     if out["test_clips"] >= 2:

@@ -226,13 +226,17 @@ def claim_run_folder(out_dir: str | os.PathLike, settings: Mapping[str, Any], re
 def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip], out_dir: str | os.PathLike,
                        cfg: TrainConfig, device: torch.device | str = "cpu", flow=None,
                        swin_checkpoint: str | None = None, exemplar_checkpoint: str | None = None,
-                       progress: bool = True) -> tuple[FusionSystem, list[dict]]:
+                       progress: bool = True, shared_phase_a: str | os.PathLike | None = None
+                       ) -> tuple[FusionSystem, list[dict]]:
     """Phases A and B; saves out_dir/exemplar_phase/ and out_dir/checkpoint/ (a FusionSystem
     folder) plus history.json. A phase whose folder exists is loaded instead of retrained.
 
     exemplar_checkpoint: an ExemplarBranch folder -> Strategy 1 (phase A skipped, the colour net
     frozen, the correspondence fine-tuned). Else Strategy 2 from scratch, with a Swin embedding
-    from `swin_checkpoint` or the frozen random embedding."""
+    from `swin_checkpoint` or the frozen random embedding. shared_phase_a: the finished phase-A
+    folder of another run with the same data and settings; phase B starts from it as from its own
+    phase A but draws from `cfg.seed` (notebook 08's seeds share phase A and repeat phase B, the
+    colorization fusion, under their own seeds)."""
     from ..io import atomic_write_json, read_json
     from ..seeding import rng_state, seed_everything, set_rng_state
     from .exemplar import build_exemplar_branch
@@ -248,6 +252,13 @@ def train_colorization(train_clips: list[ColorClip], val_clips: list[ColorClip],
     phase_a = out / "exemplar_phase"
     if exemplar_checkpoint is not None:
         branch = ExemplarBranch.from_pretrained(exemplar_checkpoint)
+    elif shared_phase_a is not None:
+        if not (Path(shared_phase_a) / "config.json").is_file():
+            raise PolySpaceError(f"{shared_phase_a}: not a finished phase A (no config.json); train that run first")
+        branch = ExemplarBranch.from_pretrained(shared_phase_a)
+        branch.pretrained = False  # a phase-A result of these settings: train it on as Strategy 2
+        branch.apply_strategy()
+        history = [h for h in history if h["phase"] != "exemplar"]
     elif (phase_a / "config.json").is_file():
         branch = ExemplarBranch.from_pretrained(phase_a)
         branch.pretrained = False  # our own phase-A result: keep training it as Strategy 2
