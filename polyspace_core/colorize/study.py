@@ -209,6 +209,23 @@ def train_seeds(ws, data: ColorData, flow: FlowBackend, run: ColorRun, progress:
     return runs
 
 
+def learning_rates(ws):
+    """The notebook's learning rates next to the seed's (system.RECOMMENDED_LR) and their ratio:
+    the demo trains its small nets from scratch on SynthColor and uses larger rates than the
+    seed's guide, which the report states rather than hides."""
+    import pandas as pd
+
+    from .system import RECOMMENDED_LR
+
+    p = ws.p
+    seed_lr = RECOMMENDED_LR
+    rows = [("phase A: exemplar branch from scratch", p.color_lr_exemplar, seed_lr["scratch"]["exemplar"]),
+            ("phase B: exemplar part fine-tuned", p.color_lr_exemplar_finetune, seed_lr["pretrained"]["exemplar"]),
+            ("phase B: fusion UNet", p.color_lr_fusion, seed_lr["scratch"]["fusion"])]
+    return pd.DataFrame([{"what": w, "this run": ours, "seed's guide": seed, "ratio": ours / seed}
+                         for w, ours, seed in rows]).set_index("what")
+
+
 def seeds_summary(runs: dict[int, ColorRun]):
     """Per seed: phase B's best epoch and validation L1, its training seconds; then mean and std."""
     import pandas as pd
