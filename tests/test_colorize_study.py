@@ -253,8 +253,10 @@ def test_seeds_combine_clip_by_clip():
 def test_learning_rates_are_shown_against_the_seeds_guide():
     from polyspace_core.colorize.system import RECOMMENDED_LR
 
-    ws = SimpleNamespace(p=SimpleNamespace(color_lr_exemplar=2e-3, color_lr_exemplar_finetune=2e-4, color_lr_fusion=5e-5))
+    ws = SimpleNamespace(p=SimpleNamespace(color_lr_exemplar=2e-3, color_lr_exemplar_finetune=2e-4,
+                                           color_lr_fusion=5e-5))
     table = study.learning_rates(ws)
-    assert table["seed's guide"].tolist() == [RECOMMENDED_LR["scratch"]["exemplar"],
-                                              RECOMMENDED_LR["pretrained"]["exemplar"], RECOMMENDED_LR["scratch"]["fusion"]]
+    guide = RECOMMENDED_LR
+    assert table["seed's guide"].tolist() == [guide["scratch"]["exemplar"], guide["pretrained"]["exemplar"],
+                                              guide["scratch"]["fusion"]]
     assert table["ratio"].tolist() == pytest.approx([20.0, 20.0, 0.5])
