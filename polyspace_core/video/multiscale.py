@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PolySpaceError
-from .transforms import SpatialTransform
+from .transforms import SpatialTransform, check_frames
 
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 SNAP_PIXELS = 3  # TSN: a candidate side this close to the output size becomes the output size
@@ -111,13 +111,7 @@ class MultiScaleCrop:
         box resized to size x size (area averaging when shrinking, bilinear when enlarging)."""
         import cv2
 
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise PolySpaceError(f"MultiScaleCrop.apply: frames must be uint8 (T, H, W, 3), got "
-                                 f"{frames.dtype} {frames.shape}")
-        if tuple(frames.shape[1:3]) != params.source_hw:
-            raise PolySpaceError(f"MultiScaleCrop.apply: params were drawn for {params.source_hw} frames, got "
-                                 f"{tuple(frames.shape[1:3])}; draw again for this size")
+        frames = check_frames(frames, params.source_hw, "MultiScaleCrop.apply")
         if params.resized_hw != params.source_hw:
             frames = self.rescale(frames)
         top, left, ch, cw = params.box

@@ -14,6 +14,17 @@ import numpy as np
 from ..errors import PolySpaceError
 
 
+def check_frames(frames, source_hw: tuple[int, int], who: str) -> np.ndarray:
+    """frames as a uint8 (T, H, W, 3) array whose (H, W) is the size the params were drawn for."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise PolySpaceError(f"{who}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if tuple(frames.shape[1:3]) != tuple(source_hw):
+        raise PolySpaceError(f"{who}: params were drawn for {source_hw} frames, got {tuple(frames.shape[1:3])}; "
+                             "draw again for this size")
+    return frames
+
+
 @dataclass(frozen=True)
 class TransformParams:
     """One draw: the source size it was drawn for, the resized size, the crop box and flip."""
@@ -85,14 +96,7 @@ class SpatialTransform:
         """(T, H, W, 3) uint8 -> (T, crop_h, crop_w, 3) uint8 with the drawn params."""
         import cv2
 
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise PolySpaceError(f"SpatialTransform.apply: frames must be uint8 (T, H, W, 3), got "
-                                 f"{frames.dtype} {frames.shape}")
-        if tuple(frames.shape[1:3]) != params.source_hw:
-            raise PolySpaceError(f"SpatialTransform.apply: params were drawn for "
-                                 f"{params.source_hw} frames, got {tuple(frames.shape[1:3])}; "
-                                 f"draw again for this size")
+        frames = check_frames(frames, params.source_hw, "SpatialTransform.apply")
         rh, rw = params.resized_hw
         if (rh, rw) != params.source_hw:
             # area averaging when shrinking avoids aliasing; bilinear when enlarging
