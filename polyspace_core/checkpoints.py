@@ -89,6 +89,15 @@ def read_module(folder: str | os.PathLike, kind: str, map_location: str | torch.
     return config, load_safetensors(weights, map_location, fix=fix)
 
 
+def config_from(config_cls: type, raw: dict[str, Any], folder: str | os.PathLike) -> Any:
+    """config_cls(**raw) for a config read from `folder`; unknown or missing fields are a one-line
+    error naming its config.json."""
+    try:
+        return config_cls(**raw)
+    except TypeError as e:
+        raise PolySpaceError(f"{Path(folder) / 'config.json'}: unexpected config ({e})") from None
+
+
 def read_torch_file(path: str | os.PathLike, fix: str) -> Any:
     """What a torch.save file holds, read with `torch.load(weights_only=True)` onto the CPU.
 

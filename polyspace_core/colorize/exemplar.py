@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoints import load_state_dict_strict, read_module, save_module
+from ..checkpoints import config_from, load_state_dict_strict, read_module, save_module
 from ..errors import PolySpaceError
 from .embedding import FAMILIES, IMAGENET_MEAN, IMAGENET_STD, backbone_from_config, build_embedding, load_backbone
 from .unet import SmallUNet
@@ -229,11 +229,7 @@ class ExemplarBranch(nn.Module):
         if any(k.startswith("embed.swin.") for k in weights):
             weights = {("embed.backbone." + k[len("embed.swin."):] if k.startswith("embed.swin.") else k): v
                        for k, v in weights.items()}
-        try:
-            config = ExemplarConfig(**raw)
-        except TypeError as e:
-            raise PolySpaceError(f"{Path(folder) / 'config.json'}: unexpected config ({e})") from None
-        branch = cls(config)
+        branch = cls(config_from(ExemplarConfig, raw, folder))
         load_state_dict_strict(branch, weights, Path(folder) / "model.safetensors")
         branch.pretrained = True
         branch.apply_strategy()

@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoints import load_state_dict_strict, read_module, save_module
+from ..checkpoints import config_from, load_state_dict_strict, read_module, save_module
 from ..errors import PolySpaceError
 from .lab import denormalize_ab, denormalize_l, lab_to_rgb, normalize_ab, rgb_to_lab
 
@@ -398,11 +398,7 @@ class SwinTExCoBranch(nn.Module):
     def from_pretrained(cls, folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SwinTExCoBranch:
         """A branch saved by save_pretrained (Strategy 1). The release's own layout: released.py."""
         raw, weights = read_module(folder, "swintexco_branch", map_location, what="SwinTExCo checkpoint")
-        try:
-            config = SwinTExCoConfig(**raw)
-        except TypeError as e:
-            raise PolySpaceError(f"{Path(folder) / 'config.json'}: unexpected config ({e})") from None
-        branch = cls(config)
+        branch = cls(config_from(SwinTExCoConfig, raw, folder))
         load_state_dict_strict(branch, weights, Path(folder) / "model.safetensors")
         branch.pretrained = True
         branch.apply_strategy()
