@@ -21,6 +21,20 @@ STAGES = [
     "08_colorization",
 ]
 
+# The stages whose outputs each notebook reads from runs/<preset>/ (what its study finds there):
+# a sweep point is stale when one of them ran again, and `polyspace report --jobs N` starts a
+# stage only when those of them in the same run have finished.
+UPSTREAM: dict[str, list[str]] = {
+    "01_featurize": [],
+    "02_train_converters": ["01_featurize"],
+    "03_alignment": ["01_featurize", "02_train_converters"],
+    "04_train_fusion": ["01_featurize", "02_train_converters"],
+    "05_eval_downstream": ["01_featurize", "04_train_fusion"],
+    "06_efficiency": ["01_featurize", "04_train_fusion", "05_eval_downstream"],
+    "07_ffn_tfd": [],
+    "08_colorization": [],
+}
+
 # Keys every notebook has.
 COMMON: dict[str, str] = {
     "preset": "str",            # names the preset; outputs go to runs/<preset>/, reports/<preset>/

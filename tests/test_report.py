@@ -12,6 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.report import key_figures, render_index, run_report, select_stages
+from polyspace_core.report.run import kernel_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,3 +154,36 @@ def test_index_writes_merge_with_what_another_report_wrote_meanwhile(tmp_path):
     index = json.loads((out / "index.json").read_text())
     assert index["stages"][0]["metrics"] == {"a": 2} and index["stages"][1]["error"] == "boom"
     assert "08_colorization" in (out / "index.html").read_text()
+
+
+def test_jobs_run_independent_stages_at_once_and_dependent_ones_after(tiny_project, monkeypatch):
+    """--jobs 2: 01 and 07 (independent) run side by side, each kernel with its share of the
+    cores; 02 (reads 01) starts only after 01 has ended; the index lists the stages in order."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    marks = tiny_project / "marks"
+    marks.mkdir()
+
+    def body(stage, wait_for=None):
+        wait = (f'deadline = time.time() + 120\n'
+                f'while not (marks / "{wait_for}.start").exists():\n'
+                f'    assert time.time() < deadline, "{wait_for} never ran beside this stage"\n'
+                f'    time.sleep(0.05)\n') if wait_for else ""
+        return (f'import os, time, pathlib, torch\nmarks = pathlib.Path(r"{marks}")\n'
+                f'(marks / "{stage}.start").write_text(str(time.time()))\n{wait}'
+                f'(marks / "{stage}.end").write_text(str(time.time()))\n'
+                f'ws.write_metrics({{"threads": torch.get_num_threads(), '
+                f'"omp": int(os.environ["OMP_NUM_THREADS"])}})')
+
+    for stage, wait_for in (("01_featurize", "07_ffn_tfd"), ("02_train_converters", None), ("07_ffn_tfd", None)):
+        nbformat.write(_notebook(stage, body(stage, wait_for)), tiny_project / "notebooks" / f"{stage}.ipynb")
+    results = run_report("smoke", "01,02,07", root=tiny_project, jobs=2)
+    assert [(r.stage, r.status) for r in results] == [("01_featurize", "ok"), ("02_train_converters", "ok"),
+                                                       ("07_ffn_tfd", "ok")], [r.error for r in results]
+    at = {p.name: float(p.read_text()) for p in marks.iterdir()}
+    assert at["02_train_converters.start"] >= at["01_featurize.end"]
+    threads = kernel_threads(2)
+    assert all(r.metrics["threads"] == threads and r.metrics["omp"] == threads for r in results)
+    index = json.loads((tiny_project / "reports" / "smoke" / "index.json").read_text())
+    assert [s["stage"] for s in index["stages"]] == ["01_featurize", "02_train_converters", "07_ffn_tfd"]
+    with pytest.raises(PolySpaceError, match="--jobs 0"):
+        run_report("smoke", "01", root=tiny_project, jobs=0)

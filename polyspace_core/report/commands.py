@@ -13,6 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     p.add_argument("--overwrite", action="store_true",
                    help="replace stages the report holds with results of other parameters (else an error)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="notebooks run at once, each once the stages it reads have finished, each kernel "
+                        "with its share of the cores (default 1: one after another; make report uses 2)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values; "
@@ -44,7 +47,7 @@ def _report(args: argparse.Namespace) -> int:
     from ..paths import project_root
     from .run import run_report
 
-    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite)
+    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite, jobs=args.jobs)
     failed = [r.stage for r in results if r.status != "ok"]
     index = project_root() / "reports" / args.preset / "index.html"
     print(f"report: {index}")

@@ -1,6 +1,7 @@
 """Run notebooks headless with papermill, convert them to HTML, and keep the index (index.py) current.
 
-`run_report("smoke")` executes every notebook in order on the preset and writes
+`run_report("smoke")` executes every notebook in order on the preset (or, with `jobs` > 1, that
+many at once, each as soon as the stages it reads have finished: `stage_params.UPSTREAM`) and writes
 
     reports/<preset>/<NN_name>.ipynb      the executed notebook
     reports/<preset>/<NN_name>.html       nbconvert, lab template, images embedded (opens offline)
@@ -26,7 +27,7 @@ from typing import Any
 from ..errors import PolySpaceError
 from ..io import atomic_write_text
 from ..paths import project_root
-from ..stage_params import STAGES, stage_spec
+from ..stage_params import STAGES, UPSTREAM, stage_spec
 from ..workspace import load_preset, resolve_params
 from .index import read_index_stages, write_index
 
@@ -187,14 +188,15 @@ def replaced_results(out_dir: Path, preset: str, root: Path, stages: list[str]) 
 
 
 def run_report(preset: str = "default", nb: str | None = None, root: Path | None = None,
-               timeout_s: int | None = None, overwrite: bool = False) -> list[StageResult]:
+               timeout_s: int | None = None, overwrite: bool = False, jobs: int = 1) -> list[StageResult]:
     """Run the selected notebooks on `preset` and write the report; returns one result per stage.
     Stages not selected keep their earlier entry in the index (so `NB=04` updates one row). A
     stage the report holds as finished with other parameters (the preset was edited) is never
-    replaced silently: that is a one-line error before anything runs, unless `overwrite`."""
-    from tqdm.auto import tqdm
-
+    replaced silently: that is a one-line error before anything runs, unless `overwrite`.
+    jobs: notebooks run at once (see run_stages_at_once)."""
     root = root or project_root()
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise PolySpaceError(f"--jobs {jobs!r}: expected 1 or more notebooks at once")
     load_preset(preset, root)  # a bad preset name fails before anything runs
     out_dir = root / "reports" / preset
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,12 +207,73 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
         raise PolySpaceError(f"{out_dir}: holds results made with other parameters: {'; '.join(changed)}; pass "
                              f"--overwrite (make report OVERWRITE=1) to replace them, or keep both with "
                              f"`polyspace sweep` or another preset")
-    results = []
-    for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
-        result = run_stage(stage, preset, root, out_dir, timeout_s)
-        print(f"{stage}: {result.status} in {result.duration_s:.1f}s"
+    results: list[StageResult] = []
+
+    def finished(result: StageResult) -> None:
+        print(f"{result.stage}: {result.status} in {result.duration_s:.1f}s"
               + (f" -- {result.error}" if result.error else ""), flush=True)
         results.append(result)
         # after every stage, so an interrupted report still lists what finished
-        write_index(out_dir, preset, root, results)
-    return results
+        write_index(out_dir, preset, root, sorted(results, key=lambda r: STAGES.index(r.stage)))
+
+    if jobs == 1 or len(stages) == 1:
+        from tqdm.auto import tqdm
+
+        for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
+            finished(run_stage(stage, preset, root, out_dir, timeout_s))
+    else:
+        run_stages_at_once(stages, jobs, finished, preset, root, out_dir, timeout_s)
+    return sorted(results, key=lambda r: STAGES.index(r.stage))
+
+
+def kernel_threads(jobs: int) -> int:
+    """Torch threads of each kernel when `jobs` notebooks run at once: the cores shared out."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def _run_stage_in_worker(threads: int, *args: Any) -> StageResult:
+    # a kernel takes this process's environment: each gets its share of the cores (unless the
+    # user fixed OMP_NUM_THREADS), so `jobs` kernels do not each start one thread per core
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    return run_stage(*args)
+
+
+def run_stages_at_once(stages: list[str], jobs: int, finished, preset: str, root: Path, out_dir: Path,
+                       timeout_s: int | None = None) -> None:
+    """Run `stages` with up to `jobs` notebooks at once, each in a process of its own, calling
+    `finished(result)` as each ends. A stage starts once the stages it reads (UPSTREAM) that are
+    part of this run have ended, ok or not (as in a sequential run, a stage after a failed one
+    still runs and reports its own error); ready stages start in notebook order. Why: the studies
+    are independent (01-06, 07, 08), and tiny CPU models use a second core poorly within one
+    process, so on 2 cores two notebooks of one thread each finish sooner than one after another."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = kernel_threads(jobs)
+    pending, ended, running = list(stages), set(), {}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while pending or running:
+            for stage in list(pending):
+                ready = all(up in ended or up not in stages for up in UPSTREAM[stage])
+                if ready and len(running) < jobs:
+                    print(f"{stage}: started", flush=True)
+                    future = pool.submit(_run_stage_in_worker, threads, stage, preset, root, out_dir, timeout_s)
+                    running[future] = (stage, time.time())
+                    pending.remove(stage)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                stage, started = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as e:  # the worker process itself died (killed, out of memory)
+                    result = StageResult(stage=stage, status="failed", duration_s=round(time.time() - started, 2),
+                                         notebook=f"{stage}.ipynb", html=None,
+                                         error=f"{type(e).__name__}: {e}".splitlines()[0][:500])
+                ended.add(stage)
+                finished(result)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()

@@ -55,7 +55,7 @@ from ..errors import PolySpaceError
 from ..io import atomic_write_json, atomic_write_text, read_json
 from ..paths import project_root
 from ..provenance import git_state
-from ..stage_params import STAGES, stage_spec
+from ..stage_params import STAGES, UPSTREAM, stage_spec
 from ..workspace import EXPLICIT_ENV, OUTPUTS_ENV, coerce_value, load_preset, resolve_params
 from .index import headline_keys, is_figure, read_index_stages, refresh_sweeps, write_index
 from .run import notebook_path, run_stage, select_stages, stage_parameters
@@ -64,18 +64,6 @@ SWEEPS = "sweeps"
 FORMAT = "polyspace-sweep"
 VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,-]*$")
-
-# The stages whose outputs each notebook reads from runs/<preset>/ (what its study finds there).
-UPSTREAM: dict[str, list[str]] = {
-    "01_featurize": [],
-    "02_train_converters": ["01_featurize"],
-    "03_alignment": ["01_featurize", "02_train_converters"],
-    "04_train_fusion": ["01_featurize", "02_train_converters"],
-    "05_eval_downstream": ["01_featurize", "04_train_fusion"],
-    "06_efficiency": ["01_featurize", "04_train_fusion", "05_eval_downstream"],
-    "07_ffn_tfd": [],
-    "08_colorization": [],
-}
 
 
 @dataclass(frozen=True)
