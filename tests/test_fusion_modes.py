@@ -234,3 +234,37 @@ def test_training_seeds_parameter():
     for bad in ([1, 1], [-1], [1.5], [True]):
         with pytest.raises(PolySpaceError, match="seeds"):
             training_seeds(bad, 0)
+
+
+def test_oracle_standardises_teacher_features_with_their_own_statistics(chain):
+    """05's oracle feeds the teachers' own features; its head normalises them with the teachers'
+    training-split mean/std, not with the statistics fitted on converted features."""
+    from polyspace_core.features.store import FeatureStore
+    from polyspace_core.fusion.data import cached_batches
+    from polyspace_core.fusion.pipeline import load_fusion, oracle_pipeline
+
+    pipeline = load_fusion(chain["root"] / "fusion_cached" / "best")
+    fitted = pipeline.head.branches[0].standardize
+    converted_stats = fitted.mean.clone(), fitted.std.clone()
+    store = FeatureStore.open(chain["features"] / "train")
+    batches = cached_batches(store, [TEACHER], batch=4, shuffle=False)
+    oracle = oracle_pipeline(pipeline, batches.full_pass())
+    # the reference: per-dimension moments over every token of the ok training clips
+    ok = torch.as_tensor(store.indices(ok_only=True))
+    tokens = store.array(TEACHER)[ok].double().reshape(-1, store.shape(TEACHER)[1])
+    std = oracle.head.branches[0].standardize
+    torch.testing.assert_close(std.mean, tokens.mean(0).float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(std.std, tokens.std(0, unbiased=False).float(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(std.std, converted_stats[1])  # ridge outputs have other statistics
+    assert oracle.teacher_inputs and not pipeline.teacher_inputs
+    # the fusion head itself is untouched, and the rest of the oracle is the same trained head
+    torch.testing.assert_close(pipeline.head.branches[0].standardize.std, converted_stats[1])
+    torch.testing.assert_close(oracle.head.classifier.weight, pipeline.head.classifier.weight)
+    batch = next(iter(cached_batches(FeatureStore.open(chain["features"] / "test"), [STUDENT, TEACHER], batch=3,
+                                     shuffle=False)))
+    z = (batch[TEACHER] - std.mean) / std.std
+    # the fusion head fed inputs that its converted-feature statistics standardise to the same z
+    expect = pipeline.head(batch[STUDENT], [z * converted_stats[1] + converted_stats[0]])
+    torch.testing.assert_close(oracle(batch)["logits"], expect["logits"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(PolySpaceError, match="teachers' own features"):
+        oracle_pipeline(pipeline, cached_batches(store, [STUDENT], batch=4, shuffle=False).full_pass())

@@ -3,7 +3,9 @@
 `FusionPipeline(batch)` reads the student's token features from the batch (cached mode: the
 store; video mode: `StudentFeatures` put them there), converts them into every teacher's space and
 runs the head. With `teacher_inputs=True` it reads each teacher's own features from the batch
-instead of converting (the oracle of 05: what fusion would give with perfect converters).
+instead of converting; `oracle_pipeline` builds that copy for 05's oracle row, with the teacher
+inputs standardised by the teachers' own training-split statistics (what fusion would give with
+perfect converters).
 
 Converters are frozen (weights fixed, always in eval mode) or fine-tuned with the head.
 
@@ -14,7 +16,8 @@ names, feature info, training summary), written atomically, fusion.json last.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from torch import nn
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
-from .head import FusionConfig, FusionHead
+from .head import FusionConfig, FusionHead, Moments
 
 CHECKPOINT_FORMAT = "polyspace-fusion/1"
 # batch key of a teacher's converted features computed ahead of training (frozen converters)
@@ -118,6 +121,31 @@ class FusionPipeline(nn.Module):
         self.head.fit_input_statistics(pairs())
         self.train(was_training)
         return self
+
+
+@torch.no_grad()
+def oracle_pipeline(pipeline: FusionPipeline, train_batches: Iterable[Mapping[str, torch.Tensor]]) -> FusionPipeline:
+    """The fusion oracle: a copy of the trained `pipeline` fed each teacher's OWN features in place
+    of the converted ones, every teacher input standardised with that teacher's own statistics
+    (per-dimension mean/std over every token of `train_batches`, the whole training split holding
+    each teacher's features), as the head's normalisation does for the converted features. The
+    head was fitted on converted features, whose statistics differ from the teachers' (a ridge map
+    shrinks the variance, for one); with those statistics the oracle would read the teachers'
+    features off-scale and not be the upper bound it stands for. `pipeline` is left unchanged;
+    the copy is in eval mode."""
+    c = pipeline.config
+    moments = [Moments() for _ in c.teachers]
+    for batch in train_batches:
+        missing = [t for t in c.teachers if t not in batch]
+        if missing:
+            raise PolySpaceError(f"fusion oracle needs the teachers' own features; {missing} are not in the batch")
+        for m, t in zip(moments, c.teachers):
+            m.add(batch[t])
+    oracle = copy.deepcopy(pipeline).eval()
+    for branch, m in zip(oracle.head.branches, moments):
+        branch.standardize.set_statistics(m)
+    oracle.teacher_inputs = True
+    return oracle
 
 
 @torch.no_grad()
