@@ -22,10 +22,11 @@ Wherever a key is accepted, a hub id or a local directory (saved with `save_pret
 the model AND its processor) is accepted too, optionally named: `teacher_a=path/to/dir`.
 A source that cannot be loaded is a one-line PolySpaceError; never a substitute network.
 
-Token rules (per clip, CLS excluded from token rules):
-  temporal  (T', D)   mean over the spatial tokens of each temporal index (tubelet)
-  full      (T'*S, D) every patch token, time-major
-  clip      (1, D)    the clip feature of the table above
+Token rules (per clip, CLS excluded from token rules), and the token grid each has (`token_grid`,
+recorded in the store's manifest as "grid"):
+  temporal  (T', D)   mean over the spatial tokens of each temporal index (tubelet)   (T', 1, 1)
+  full      (T'*S, D) every patch token, time-major, row-major in space               (T', H', W')
+  clip      (1, D)    the clip feature of the table above                            (1, 1, 1)
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ class VideoBackbone(nn.Module):
         self.dim = int(cfg.hidden_size)
         patch = cfg.tubelet_size[1:] if arch.key == "vivit" else (cfg.patch_size, cfg.patch_size)
         patch = tuple(patch) if isinstance(patch, (list, tuple)) else (patch, patch)
-        self.spatial_tokens = (self.clip_spec.height // patch[0]) * (self.clip_spec.width // patch[1])
+        # the patch grid of one temporal index (H', W'), row-major in the token order
+        self.patch_grid = (self.clip_spec.height // patch[0], self.clip_spec.width // patch[1])
+        self.spatial_tokens = self.patch_grid[0] * self.patch_grid[1]
         if arch.key == "vivit":
             tubelet = int(cfg.tubelet_size[0])
         elif arch.key in ("vjepa2", "videomae"):
@@ -184,12 +187,21 @@ class VideoBackbone(nn.Module):
         return {"temporal": self.temporal_tokens, "full": self.temporal_tokens * self.spatial_tokens,
                 "clip": 1}[tokens]
 
+    def token_grid(self, tokens: str) -> tuple[int, int, int]:
+        """(T, H, W) of the token grid under a token rule (T * H * W = num_tokens): (T', H', W')
+        for "full" (tokens time-major, then row-major over the patches), (T', 1, 1) for
+        "temporal", (1, 1, 1) for "clip". Length adaptation resamples over it."""
+        _check_rule(tokens)
+        return {"temporal": (self.temporal_tokens, 1, 1), "full": (self.temporal_tokens, *self.patch_grid),
+                "clip": (1, 1, 1)}[tokens]
+
     def describe(self, tokens: str) -> dict[str, Any]:
-        """The manifest entry of this model for a token rule."""
+        """The manifest entry of this model for a token rule (`grid`: the token grid (T, H, W))."""
         return {
             "name": self.name, "source": self.source, "arch": self.arch.key,
             "class": self.arch.model_class, "clip": self.clip_spec.to_dict(), "tokens": tokens,
             "clip_rule": self.arch.clip_rule, "T": self.num_tokens(tokens), "dim": self.dim,
+            "grid": list(self.token_grid(tokens)),
         }
 
     # ---- compute

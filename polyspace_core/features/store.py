@@ -293,6 +293,19 @@ class FeatureStore:
         info = self.model_info(name)
         return int(info["T"]), int(info["dim"])
 
+    def grid(self, name: str) -> tuple[int, int, int]:
+        """(T, H, W) token grid of a model's features (T * H * W = the stored T): the manifest's
+        "grid"; a store written before grids were recorded has a 1-d layout over time, (T, 1, 1),
+        except for full tokens, whose patch grid only featurize knew (an error: re-extract)."""
+        from ..align.resample import as_grid
+
+        info = self.model_info(name)
+        t = int(info["T"])
+        if info.get("grid") is None and info.get("tokens", self.tokens) == "full":
+            raise PolySpaceError(f"{self.split_dir / MANIFEST}: the manifest records no token grid for the full "
+                                 f"tokens of {name!r} (written by an older featurize); re-extract the store")
+        return as_grid(info.get("grid"), t, f"{self.split_dir / MANIFEST}: model {name!r}")
+
     @property
     def failures(self) -> list[tuple[int, str, str]]:
         """(index, path, reason) of every sample whose extraction failed."""

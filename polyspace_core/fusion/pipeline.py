@@ -47,8 +47,12 @@ class FusionPipeline(nn.Module):
         self.config = head.config
         if len(converters) != len(self.config.teachers):
             raise PolySpaceError(f"fusion: {len(converters)} converters for {len(self.config.teachers)} teachers")
-        for name, conv in zip(self.config.teachers, converters):
+        for name, grid, conv in zip(self.config.teachers, self.config.teacher_grids, converters):
             cc = getattr(conv, "config", None)
+            if cc is not None and (cc.grid_in, cc.grid_out) != (self.config.student_grid, grid):
+                raise PolySpaceError(
+                    f"converter for {name!r} maps token grid {cc.grid_in} -> {cc.grid_out} but the fusion head "
+                    f"expects {self.config.student_grid} -> {grid}; train converters on these features")
             if cc is not None and (cc.d_in, cc.t_in, cc.d_out, cc.t_out) != (
                     self.config.student_dim, self.config.student_tokens,
                     self.config.teacher_dims[self.config.teachers.index(name)],
@@ -169,6 +173,16 @@ def precompute_converted(pipeline: FusionPipeline, features: torch.Tensor, devic
     return out
 
 
+def student_grid(converters: Mapping[str, nn.Module]) -> list[int]:
+    """The student's token grid (T, H, W) that every converter of a set reads (one-line error if
+    they disagree: they were trained on different features)."""
+    grids = {tuple(conv.config.grid_in) for conv in converters.values()}
+    if len(grids) != 1:
+        raise PolySpaceError(f"converters read student features on different token grids {sorted(grids)}; "
+                             f"train them on the same feature store")
+    return list(grids.pop())
+
+
 def build_pipeline(student: str, student_shape: tuple[int, int], converters: Mapping[str, nn.Module],
                    num_classes: int, *, rank: int = 64, gate_hidden: int = 64, pooling: str = "mean",
                    dropout: float = 0.1, gate_l1: float = 0.0, finetune_converters: bool = False) -> FusionPipeline:
@@ -178,10 +192,14 @@ def build_pipeline(student: str, student_shape: tuple[int, int], converters: Map
     for t in teachers:
         if not hasattr(converters[t], "config"):
             raise PolySpaceError(f"converter for {t!r} has no config; load it with align.load_converter_set")
+    grid = student_grid(converters)
+    if grid[0] * grid[1] * grid[2] != int(student_shape[0]):
+        grid = None  # converters for other features: FusionPipeline names the mismatch
     config = FusionConfig(
         student=student, student_dim=int(student_shape[1]), student_tokens=int(student_shape[0]), teachers=teachers,
         teacher_dims=[converters[t].config.d_out for t in teachers],
         teacher_tokens=[converters[t].config.t_out for t in teachers],
+        student_grid=grid, teacher_grids=[converters[t].config.grid_out for t in teachers],
         num_classes=num_classes, rank=rank, gate_hidden=gate_hidden, pooling=pooling, dropout=dropout,
         gate_l1=gate_l1)
     return FusionPipeline(FusionHead(config), [converters[t] for t in teachers], finetune_converters)
