@@ -400,7 +400,9 @@ def save_selected(directory: str | Path, grid: ConverterGrid, selected: dict[str
     """Write the selected converter of each teacher as a converter set (converters.json + folders)."""
     return save_converter_set(directory, grid.student, {t: r.converter for t, r in selected.items()},
                               {t: r.fit.record() for t, r in selected.items()},
-                              info={"selected_on": grid.val_split})
+                              info={"selected_on": grid.val_split,
+                                    # the store they were trained on: video mode reads its precision there
+                                    "train_args": {"features": str(Path(grid.features).resolve())}})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -237,12 +237,13 @@ class VideoBackbone(nn.Module):
     def features(self, pixels: torch.Tensor, tokens: str = "temporal",
                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
         """Token features for pixels (B, T, 3, h, w) under a token rule, float32 on the model's
-        device. `autocast_dtype` (float16/bfloat16) runs the forward under CUDA autocast."""
+        device. `autocast_dtype` (float16/bfloat16, see `autocast_dtype_for`) runs the forward
+        under autocast on the model's device."""
         _check_rule(tokens)
         device = next(self.model.parameters()).device
         pixels = pixels.to(device, non_blocking=True)
         ctx = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
-               if autocast_dtype is not None and device.type == "cuda" else contextlib.nullcontext())
+               if autocast_dtype is not None else contextlib.nullcontext())
         with ctx:
             hidden = self.hidden_states(pixels)
         return token_rule(self, hidden.float(), tokens)
@@ -258,6 +259,23 @@ class VideoBackbone(nn.Module):
             self.model.save_pretrained(directory)
             self.processor.save_pretrained(directory)
         return directory
+
+
+# feature dtypes whose precision the backbones run in (the store's dtype names)
+_HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def autocast_dtype_for(dtype: str | None, device: str | torch.device) -> torch.dtype | None:
+    """The one precision policy of the backbones (featurize, and the student in video mode):
+    features stored as `dtype` ("float32", "float16", "bfloat16") are computed under autocast in
+    that dtype, bfloat16 on any device (torch autocasts CPU ops to bf16), float16 on CUDA only
+    (CPU float16 autocast is emulated: slow, and not what a GPU run computes); None = float32."""
+    if dtype is not None and dtype not in (*_HALF, "float32"):
+        raise PolySpaceError(f"dtype {dtype!r}: features are float32, float16 or bfloat16")
+    half = _HALF.get(dtype)
+    if half is torch.float16 and torch.device(device).type != "cuda":
+        return None
+    return half
 
 
 def preprocess_clips(processor: Any, clips: Sequence[np.ndarray], frames: int, name: str) -> torch.Tensor:

@@ -510,7 +510,9 @@ def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features
                                  f"{c.student!r} (write {c.student}=SOURCE)")
         items = load_split(dataset, root, split, seed=split_seed)
         batches = VideoBatches(items.items, items.labels, backbone, batch=batch, workers=workers, on_error=on_error)
-        source = StudentFeatures(backbone, pipeline.info["data"].get("tokens", "temporal")).to(acc.device)
+        # the precision the head was trained on (checkpoints saved before it was recorded: float32)
+        source = StudentFeatures(backbone, pipeline.info["data"].get("tokens", "temporal"),
+                                 pipeline.info["data"].get("dtype", "float32")).to(acc.device)
         class_names, mode = list(items.class_names), "video"
     if class_names != pipeline.info["class_names"]:
         raise PolySpaceError(f"{fusion_dir}: trained on other classes than split {split!r} has")

@@ -76,11 +76,14 @@ class FusionPipeline(nn.Module):
         return self
 
     def convert(self, z0: torch.Tensor) -> list[torch.Tensor]:
-        """Student features -> [converted features per teacher]."""
-        if self.finetune_converters:
-            return [conv(z0) for conv in self.converters]
-        with torch.no_grad():
-            return [conv(z0) for conv in self.converters]
+        """Student features -> [converted features per teacher], in float32 whatever autocast
+        the caller runs under: cached mode applies frozen converters once, outside training's
+        autocast (`precompute_converted`), so both modes convert in the same precision."""
+        with torch.autocast(device_type=z0.device.type, enabled=False):
+            if self.finetune_converters:
+                return [conv(z0.float()) for conv in self.converters]
+            with torch.no_grad():
+                return [conv(z0.float()) for conv in self.converters]
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
