@@ -234,3 +234,93 @@ def test_training_seeds_parameter():
     for bad in ([1, 1], [-1], [1.5], [True]):
         with pytest.raises(PolySpaceError, match="seeds"):
             training_seeds(bad, 0)
+
+
+def test_oracle_standardises_teacher_features_with_their_own_statistics(chain):
+    """05's oracle feeds the teachers' own features; its head normalises them with the teachers'
+    training-split mean/std, not with the statistics fitted on converted features."""
+    from polyspace_core.features.store import FeatureStore
+    from polyspace_core.fusion.data import cached_batches
+    from polyspace_core.fusion.pipeline import load_fusion, oracle_pipeline
+
+    pipeline = load_fusion(chain["root"] / "fusion_cached" / "best")
+    fitted = pipeline.head.branches[0].standardize
+    converted_stats = fitted.mean.clone(), fitted.std.clone()
+    store = FeatureStore.open(chain["features"] / "train")
+    batches = cached_batches(store, [TEACHER], batch=4, shuffle=False)
+    oracle = oracle_pipeline(pipeline, batches.full_pass())
+    # the reference: per-dimension moments over every token of the ok training clips
+    ok = torch.as_tensor(store.indices(ok_only=True))
+    tokens = store.array(TEACHER)[ok].double().reshape(-1, store.shape(TEACHER)[1])
+    std = oracle.head.branches[0].standardize
+    torch.testing.assert_close(std.mean, tokens.mean(0).float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(std.std, tokens.std(0, unbiased=False).float(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(std.std, converted_stats[1])  # ridge outputs have other statistics
+    assert oracle.teacher_inputs and not pipeline.teacher_inputs
+    # the fusion head itself is untouched, and the rest of the oracle is the same trained head
+    torch.testing.assert_close(pipeline.head.branches[0].standardize.std, converted_stats[1])
+    torch.testing.assert_close(oracle.head.classifier.weight, pipeline.head.classifier.weight)
+    batch = next(iter(cached_batches(FeatureStore.open(chain["features"] / "test"), [STUDENT, TEACHER], batch=3,
+                                     shuffle=False)))
+    z = (batch[TEACHER] - std.mean) / std.std
+    # the fusion head fed inputs that its converted-feature statistics standardise to the same z
+    expect = pipeline.head(batch[STUDENT], [z * converted_stats[1] + converted_stats[0]])
+    torch.testing.assert_close(oracle(batch)["logits"], expect["logits"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(PolySpaceError, match="teachers' own features"):
+        oracle_pipeline(pipeline, cached_batches(store, [STUDENT], batch=4, shuffle=False).full_pass())
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: the CUDA half of the policy runs where there is one"))])
+def test_cached_and_video_mode_agree_under_bf16_autocast(chain, tmp_path, device):
+    """One precision policy: featurize runs the backbones under bf16 autocast (on CPU too) and
+    records it; video mode runs the student the same way and rounds to the store's dtype;
+    converters run in float32 in both modes; the head under the accelerator's bf16 autocast."""
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+    from polyspace_core.features.store import FeatureStore
+    from polyspace_core.fusion.data import StudentFeatures, VideoBatches
+    from polyspace_core.fusion.train import _video_precision
+
+    features = tmp_path / "bf16"
+    for split in ("train", "validation"):
+        featurize(load_split(chain["dataset"], chain["videos"], split), STUDENT, [TEACHER], features,
+                  dtype="bfloat16", batch=4, device=device, progress=False)
+    store = FeatureStore.open(features / "validation")
+    assert store.dtype == torch.bfloat16
+    assert [store.model_info(m)["autocast"] for m in store.models] == ["bfloat16", "bfloat16"]
+    # the stored features are the bf16-autocast ones, not fp32 features rounded to bf16
+    fp32 = FeatureStore.open(chain["features"] / "validation").array(STUDENT).float()
+    assert not torch.equal(store.array(STUDENT).float(), fp32.bfloat16().float())
+
+    # the student in video mode computes what the store holds
+    split = load_split(chain["dataset"], chain["videos"], "validation")
+    from polyspace_core.backbones import load_backbone
+
+    student = StudentFeatures(load_backbone(STUDENT, device=device), "temporal", "bfloat16")
+    for batch in VideoBatches(split.items, split.labels, student.backbone, batch=4):
+        got = student({k: v.to(device) for k, v in batch.items()})[student.name].cpu()
+        torch.testing.assert_close(got, store.array(STUDENT)[batch["index"]].float(), rtol=0, atol=0)
+
+    assert main(["train-converter", "--features", str(features), "--save_dir", str(tmp_path / "converters"),
+                 "--kind", "ridge", "--device", device]) == 0
+    # video mode without a store finds the precision through the converters' training store
+    assert _video_precision(None, tmp_path / "converters", "train") == "bfloat16"
+    acc = make_accelerator(device, mixed_precision="bf16")
+    runs = {}
+    for mode in ("cached", "video"):
+        torch.manual_seed(0)
+        data = {"features": features} if mode == "cached" else {"dataset": chain["dataset"],
+                                                                 "root": chain["videos"], "student": STUDENT}
+        runs[mode] = train_fusion(mode=mode, converters=tmp_path / "converters",
+                                  settings=TrainSettings(epochs=2, batch=4, lr=1e-3),
+                                  head=HeadOptions(rank=16, gate_hidden=16), save_dir=tmp_path / f"fusion_{mode}",
+                                  accelerator=acc, device=device, progress=False, **data)
+    cached, video = runs["cached"], runs["video"]
+    assert [r["train_loss"] for r in cached.history] == pytest.approx([r["train_loss"] for r in video.history],
+                                                                       rel=1e-3)
+    assert [r["val_top1"] for r in cached.history] == [r["val_top1"] for r in video.history]
+    for (k, a), (_, b) in zip(cached.pipeline.state_dict().items(), video.pipeline.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-3, msg=k)
+    meta = json.loads((tmp_path / "fusion_video" / "best" / "fusion.json").read_text())
+    assert meta["data"]["dtype"] == "bfloat16"

@@ -118,7 +118,8 @@ def _train_converter(args: argparse.Namespace) -> int:
                                  f"extract both splits with the same models")
         config = ConverterConfig(args.kind, d_in, d_out, t_in, t_out, hidden=args.hidden, depth=args.depth,
                                  heads=args.heads, latents=args.latents, dropout=args.dropout,
-                                 ridge_alpha=args.ridge_alpha)
+                                 ridge_alpha=args.ridge_alpha, grid_in=list(train_store.grid(student)),
+                                 grid_out=list(train_store.grid(teacher)))
         train_args = {"features": str(root.resolve()), "loss_weights": loss_label, "epochs": args.epochs,
                       "batch": args.batch, "lr": args.lr, "seed": args.seed, "temperature": args.temperature,
                       "weight_decay": args.weight_decay}

@@ -11,9 +11,12 @@ Six kinds, all built from one `ConverterConfig` by `build_converter`:
     linear      (the original's "C") one linear map per token
 
 Token counts differ between backbones (V-JEPA 2 at 16 frames has 8 temporal tokens, TimeSformer 8,
-ViViT 16, ...). Every kind except `attention` and `resampler` adapts the length by linear
-interpolation over time (`resample_tokens`); those two learn it (queries / a mixing matrix that
-starts as that same interpolation).
+ViViT 16; with `--tokens full` the patch grids differ too, 16x16 against 14x14). Every kind except
+`attention` and `resampler` adapts the length by resampling over the token grid, each side with
+its own grid (`resample.resample_grid`: linear over time, bilinear over space, so a token keeps
+its place); those two learn it (queries / a mixing matrix that starts as that same resampling).
+The grids are in the config (grid_in, grid_out: (T, H, W) from the store's manifest); a config
+saved without them is a 1-d layout over time, (t_in, 1, 1) and (t_out, 1, 1).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PolySpaceError
+from .resample import as_grid, grid_matrix, interpolation_matrix, resample_grid, resample_tokens
 
 CONVERTER_KINDS = ("procrustes", "ridge", "mlp", "attention", "resampler", "linear")
 CLOSED_FORM_KINDS = ("procrustes", "ridge")
@@ -48,6 +52,8 @@ class ConverterConfig:
     dropout: float = 0.0
     ridge_alpha: float = 1e-3  # ridge penalty, relative to the mean per-dimension energy of the inputs
     procrustes_scale: bool = True  # fit an isotropic scale along with the orthogonal map
+    grid_in: list[int] | None = None   # student token grid (T, H, W); None: (t_in, 1, 1)
+    grid_out: list[int] | None = None  # teacher token grid (T, H, W); None: (t_out, 1, 1)
 
     def __post_init__(self) -> None:
         kind = str(self.kind).strip()
@@ -67,6 +73,9 @@ class ConverterConfig:
             raise PolySpaceError(f"converter dropout={self.dropout!r}: must be in [0, 1)")
         if not float(self.ridge_alpha) >= 0.0:
             raise PolySpaceError(f"converter ridge_alpha={self.ridge_alpha!r}: must be >= 0")
+        # explicit from here on (saved with the config); older configs have none: time only
+        self.grid_in = list(as_grid(self.grid_in, self.t_in, "converter grid_in"))
+        self.grid_out = list(as_grid(self.grid_out, self.t_out, "converter grid_out"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,29 +87,6 @@ class ConverterConfig:
         if unknown:
             raise PolySpaceError(f"converter config has unknown keys {unknown}; known keys are {sorted(known)}")
         return cls(**data)
-
-
-def resample_tokens(x: torch.Tensor, t_out: int) -> torch.Tensor:
-    """(B, T, D) -> (B, t_out, D) by linear interpolation over the token (time) axis.
-
-    End points are kept (align_corners), so the first and last teacher tokens see the first and
-    last student tokens. One token is repeated. T == t_out returns `x` itself.
-    """
-    t_in = x.shape[1]
-    if t_in == t_out:
-        return x
-    if t_in == 1:
-        return x.expand(-1, t_out, -1)
-    if t_out == 1:  # align_corners is undefined for one output sample; the clip mean is the natural read-out
-        return x.mean(dim=1, keepdim=True)
-    y = F.interpolate(x.transpose(1, 2), size=t_out, mode="linear", align_corners=True)
-    return y.transpose(1, 2)
-
-
-def interpolation_matrix(t_in: int, t_out: int) -> torch.Tensor:
-    """The (t_out, t_in) matrix M with resample_tokens(x, t_out) == M @ x for every x."""
-    eye = torch.eye(t_in).unsqueeze(0)  # (1, t_in tokens, t_in "features")
-    return resample_tokens(eye, t_out)[0].contiguous()
 
 
 class Converter(nn.Module):
@@ -121,18 +107,23 @@ class Converter(nn.Module):
     def closed_form(self) -> bool:
         return self.config.kind in CLOSED_FORM_KINDS
 
+    def adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """Student tokens (B, T_s, D) on grid_in -> (B, T_t, D) on the teacher's grid_out."""
+        return resample_grid(x, self.config.grid_in, self.config.grid_out)
+
 
 # ---------------------------------------------------------------------------------------------
 # closed-form kinds
 
 
-def _flatten_pairs(x: torch.Tensor, y: torch.Tensor, t_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Student (N, T_s, D_s) and teacher (N, T_t, D_t) -> token pairs (N*T_t, D_s), (N*T_t, D_t) in float64."""
+def _flatten_pairs(converter: Converter, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student (N, T_s, D_s) and teacher (N, T_t, D_t) -> token pairs (N*T_t, D_s), (N*T_t, D_t)
+    in float64, the student's tokens resampled onto the teacher's grid."""
     if x.ndim != 3 or y.ndim != 3 or x.shape[0] != y.shape[0]:
         raise PolySpaceError(
             f"fit needs student (N, T_s, D_s) and teacher (N, T_t, D_t) with the same N, "
             f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    x = resample_tokens(x.double(), t_out)
+    x = converter.adapt(x.double())
     return x.reshape(-1, x.shape[-1]), y.double().reshape(-1, y.shape[-1])
 
 
@@ -157,7 +148,7 @@ class ProcrustesConverter(Converter):
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> ProcrustesConverter:
         """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
         self.check_input(x)
-        xs, ys = _flatten_pairs(x, y, self.config.t_out)
+        xs, ys = _flatten_pairs(self, x, y)
         mean_in, mean_out = xs.mean(0), ys.mean(0)
         xc, yc = xs - mean_in, ys - mean_out
         u, s, vh = torch.linalg.svd(xc.T @ yc, full_matrices=False)
@@ -173,7 +164,7 @@ class ProcrustesConverter(Converter):
         self.check_input(x)
         if not bool(self.fitted):
             raise PolySpaceError("procrustes converter is not fitted; call .fit(student, teacher) or load a fitted one")
-        x = resample_tokens(x, self.config.t_out)
+        x = self.adapt(x)
         return self.scale * ((x - self.mean_in) @ self.rotation) + self.mean_out
 
 
@@ -194,7 +185,7 @@ class RidgeConverter(Converter):
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> RidgeConverter:
         """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
         self.check_input(x)
-        xs, ys = _flatten_pairs(x, y, self.config.t_out)
+        xs, ys = _flatten_pairs(self, x, y)
         mean_in, mean_out = xs.mean(0), ys.mean(0)
         xc, yc = xs - mean_in, ys - mean_out
         gram = xc.T @ xc
@@ -211,7 +202,7 @@ class RidgeConverter(Converter):
         self.check_input(x)
         if not bool(self.fitted):
             raise PolySpaceError("ridge converter is not fitted; call .fit(student, teacher) or load a fitted one")
-        return resample_tokens(x, self.config.t_out) @ self.weight + self.bias
+        return self.adapt(x) @ self.weight + self.bias
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +303,7 @@ class AttentionBlock(nn.Module):
 
 
 class ResidualMLPConverter(LearnedConverter):
-    """Interpolate tokens to T_t, then y = Linear(x) + Head(MLPBlocks(Linear(x))).
+    """Resample tokens onto the teacher's grid, then y = Linear(x) + Head(MLPBlocks(Linear(x))).
 
     The head starts at zero, so training begins from the linear map and the MLP learns what the
     linear map misses.
@@ -330,7 +321,7 @@ class ResidualMLPConverter(LearnedConverter):
         nn.init.zeros_(self.head.bias)
 
     def net(self, x: torch.Tensor) -> torch.Tensor:
-        x = resample_tokens(x, self.config.t_out)
+        x = self.adapt(x)
         h = self.stem(x)
         for block in self.blocks:
             h = block(h)
@@ -343,7 +334,7 @@ class AttentionResamplerConverter(LearnedConverter):
     Student tokens (plus a learned position embedding) are read by `latents` learned latent tokens
     through cross-attention, refined by `depth` self-attention blocks, and decoded by T_t learned
     queries (one per teacher token) that cross-attend to the latents. A linear path over the
-    time-interpolated tokens runs alongside, so the attention trunk learns the residual.
+    grid-resampled tokens runs alongside, so the attention trunk learns the residual.
     """
 
     def __init__(self, config: ConverterConfig):
@@ -369,17 +360,17 @@ class AttentionResamplerConverter(LearnedConverter):
         for block in self.process:
             z = block(z)
         out = self.write(self.queries.expand(b, -1, -1), z)
-        return self.skip(resample_tokens(x, self.config.t_out)) + self.out_proj(self.norm(out))
+        return self.skip(self.adapt(x)) + self.out_proj(self.norm(out))
 
 
 class LinearResamplerConverter(LearnedConverter):
-    """The original's "B": a learned linear time mixing T_s -> T_t (initialised to linear
-    interpolation), a linear stem, residual temporal-conv + MLP blocks, and a linear head."""
+    """The original's "B": a learned linear token mixing T_s -> T_t (initialised to the grid
+    resampling, `grid_matrix`), a linear stem, residual temporal-conv + MLP blocks, and a linear head."""
 
     def __init__(self, config: ConverterConfig):
         super().__init__(config)
         c = config
-        self.time_mix = nn.Parameter(interpolation_matrix(c.t_in, c.t_out))
+        self.time_mix = nn.Parameter(grid_matrix(c.grid_in, c.grid_out))
         self.stem = nn.Linear(c.d_in, c.hidden)
         self.blocks = nn.ModuleList()
         for _ in range(c.depth):
@@ -396,14 +387,14 @@ class LinearResamplerConverter(LearnedConverter):
 
 
 class LinearConverter(LearnedConverter):
-    """The original's "C": interpolate tokens to T_t, then one linear map per token."""
+    """The original's "C": resample tokens onto the teacher's grid, then one linear map per token."""
 
     def __init__(self, config: ConverterConfig):
         super().__init__(config)
         self.proj = nn.Linear(config.d_in, config.d_out)
 
     def net(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(resample_tokens(x, self.config.t_out))
+        return self.proj(self.adapt(x))
 
 
 _CLASSES = {
@@ -425,7 +416,7 @@ def build_converter(config: ConverterConfig | dict) -> Converter:
 
 __all__ = [
     "CONVERTER_KINDS", "CLOSED_FORM_KINDS", "ConverterConfig", "Converter", "LearnedConverter", "build_converter",
-    "resample_tokens", "interpolation_matrix",
+    "resample_tokens", "interpolation_matrix", "resample_grid", "grid_matrix",
     "ProcrustesConverter", "RidgeConverter", "ResidualMLPConverter", "AttentionResamplerConverter",
     "LinearResamplerConverter", "LinearConverter",
 ]

@@ -282,7 +282,11 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
     """
     root = Path(features)
     student, teachers = _store_roles(root, train_split, teachers)
+    from ..features.store import FeatureStore
+
     kinds = [ConverterConfig(k, 1, 1).kind for k in kinds]  # validates names, resolves A/B/C
+    store = FeatureStore.open(root / train_split)
+    token_grids = {name: store.grid(name) for name in (student, *teachers)}  # (T, H, W) each side resamples over
     loss_labels = [format_loss_weights(parse_loss_weights(s)) for s in losses]
     if not kinds or (not loss_labels and any(k not in CLOSED_FORM_KINDS for k in kinds)):
         raise PolySpaceError("converter grid: give at least one kind, and a loss for learned kinds")
@@ -299,7 +303,8 @@ def train_converter_grid(features: str | Path, kinds: Sequence[str], losses: Seq
                                pairs_from_store(root / val_split, student, teacher))}
         train, val = pairs[teacher]
         (_, t_in, d_in), (_, t_out, d_out) = train[0].shape, train[1].shape
-        config = ConverterConfig(kind, d_in, d_out, t_in, t_out, hidden=hidden, depth=depth)
+        config = ConverterConfig(kind, d_in, d_out, t_in, t_out, hidden=hidden, depth=depth,
+                                 grid_in=list(token_grids[student]), grid_out=list(token_grids[teacher]))
         fit = train_converter(train, val, config, "l2" if loss == CLOSED_FORM_LOSS else loss, epochs=epochs,
                               batch=batch, lr=lr, seed=seed, device=device, progress=False,
                               log_dir=None if log_dir is None else
@@ -395,7 +400,9 @@ def save_selected(directory: str | Path, grid: ConverterGrid, selected: dict[str
     """Write the selected converter of each teacher as a converter set (converters.json + folders)."""
     return save_converter_set(directory, grid.student, {t: r.converter for t, r in selected.items()},
                               {t: r.fit.record() for t, r in selected.items()},
-                              info={"selected_on": grid.val_split})
+                              info={"selected_on": grid.val_split,
+                                    # the store they were trained on: video mode reads its precision there
+                                    "train_args": {"features": str(Path(grid.features).resolve())}})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .models import (
                      TOKEN_RULES,
                      ClipSpec,
                      VideoBackbone,
+                     autocast_dtype_for,
                      build_tiny,
                      load_backbone,
                      load_backbones,
@@ -24,5 +25,6 @@ from .models import (
                      token_rule,
 )
 
-__all__ = ["ARCHS", "TINY_PRESETS", "TINY_SIZE", "TOKEN_RULES", "ClipSpec", "VideoBackbone", "build_tiny",
-           "load_backbone", "load_backbones", "model_choices", "parse_model_spec", "preprocess_clips", "token_rule"]
+__all__ = ["ARCHS", "TINY_PRESETS", "TINY_SIZE", "TOKEN_RULES", "ClipSpec", "VideoBackbone", "autocast_dtype_for",
+           "build_tiny", "load_backbone", "load_backbones", "model_choices", "parse_model_spec", "preprocess_clips",
+           "token_rule"]

@@ -22,10 +22,11 @@ Wherever a key is accepted, a hub id or a local directory (saved with `save_pret
 the model AND its processor) is accepted too, optionally named: `teacher_a=path/to/dir`.
 A source that cannot be loaded is a one-line PolySpaceError; never a substitute network.
 
-Token rules (per clip, CLS excluded from token rules):
-  temporal  (T', D)   mean over the spatial tokens of each temporal index (tubelet)
-  full      (T'*S, D) every patch token, time-major
-  clip      (1, D)    the clip feature of the table above
+Token rules (per clip, CLS excluded from token rules), and the token grid each has (`token_grid`,
+recorded in the store's manifest as "grid"):
+  temporal  (T', D)   mean over the spatial tokens of each temporal index (tubelet)   (T', 1, 1)
+  full      (T'*S, D) every patch token, time-major, row-major in space               (T', H', W')
+  clip      (1, D)    the clip feature of the table above                            (1, 1, 1)
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ class VideoBackbone(nn.Module):
         self.dim = int(cfg.hidden_size)
         patch = cfg.tubelet_size[1:] if arch.key == "vivit" else (cfg.patch_size, cfg.patch_size)
         patch = tuple(patch) if isinstance(patch, (list, tuple)) else (patch, patch)
-        self.spatial_tokens = (self.clip_spec.height // patch[0]) * (self.clip_spec.width // patch[1])
+        # the patch grid of one temporal index (H', W'), row-major in the token order
+        self.patch_grid = (self.clip_spec.height // patch[0], self.clip_spec.width // patch[1])
+        self.spatial_tokens = self.patch_grid[0] * self.patch_grid[1]
         if arch.key == "vivit":
             tubelet = int(cfg.tubelet_size[0])
         elif arch.key in ("vjepa2", "videomae"):
@@ -184,12 +187,21 @@ class VideoBackbone(nn.Module):
         return {"temporal": self.temporal_tokens, "full": self.temporal_tokens * self.spatial_tokens,
                 "clip": 1}[tokens]
 
+    def token_grid(self, tokens: str) -> tuple[int, int, int]:
+        """(T, H, W) of the token grid under a token rule (T * H * W = num_tokens): (T', H', W')
+        for "full" (tokens time-major, then row-major over the patches), (T', 1, 1) for
+        "temporal", (1, 1, 1) for "clip". Length adaptation resamples over it."""
+        _check_rule(tokens)
+        return {"temporal": (self.temporal_tokens, 1, 1), "full": (self.temporal_tokens, *self.patch_grid),
+                "clip": (1, 1, 1)}[tokens]
+
     def describe(self, tokens: str) -> dict[str, Any]:
-        """The manifest entry of this model for a token rule."""
+        """The manifest entry of this model for a token rule (`grid`: the token grid (T, H, W))."""
         return {
             "name": self.name, "source": self.source, "arch": self.arch.key,
             "class": self.arch.model_class, "clip": self.clip_spec.to_dict(), "tokens": tokens,
             "clip_rule": self.arch.clip_rule, "T": self.num_tokens(tokens), "dim": self.dim,
+            "grid": list(self.token_grid(tokens)),
         }
 
     # ---- compute
@@ -225,12 +237,13 @@ class VideoBackbone(nn.Module):
     def features(self, pixels: torch.Tensor, tokens: str = "temporal",
                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
         """Token features for pixels (B, T, 3, h, w) under a token rule, float32 on the model's
-        device. `autocast_dtype` (float16/bfloat16) runs the forward under CUDA autocast."""
+        device. `autocast_dtype` (float16/bfloat16, see `autocast_dtype_for`) runs the forward
+        under autocast on the model's device."""
         _check_rule(tokens)
         device = next(self.model.parameters()).device
         pixels = pixels.to(device, non_blocking=True)
         ctx = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
-               if autocast_dtype is not None and device.type == "cuda" else contextlib.nullcontext())
+               if autocast_dtype is not None else contextlib.nullcontext())
         with ctx:
             hidden = self.hidden_states(pixels)
         return token_rule(self, hidden.float(), tokens)
@@ -246,6 +259,23 @@ class VideoBackbone(nn.Module):
             self.model.save_pretrained(directory)
             self.processor.save_pretrained(directory)
         return directory
+
+
+# feature dtypes whose precision the backbones run in (the store's dtype names)
+_HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def autocast_dtype_for(dtype: str | None, device: str | torch.device) -> torch.dtype | None:
+    """The one precision policy of the backbones (featurize, and the student in video mode):
+    features stored as `dtype` ("float32", "float16", "bfloat16") are computed under autocast in
+    that dtype, bfloat16 on any device (torch autocasts CPU ops to bf16), float16 on CUDA only
+    (CPU float16 autocast is emulated: slow, and not what a GPU run computes); None = float32."""
+    if dtype is not None and dtype not in (*_HALF, "float32"):
+        raise PolySpaceError(f"dtype {dtype!r}: features are float32, float16 or bfloat16")
+    half = _HALF.get(dtype)
+    if half is torch.float16 and torch.device(device).type != "cuda":
+        return None
+    return half
 
 
 def preprocess_clips(processor: Any, clips: Sequence[np.ndarray], frames: int, name: str) -> torch.Tensor:

@@ -4,7 +4,9 @@ Per video: one `decode_clips` call with one ClipRequest per model (each model's 
 count, uniform sampling over the annotated window), so a frame several models use is decoded
 once; each model's clip then goes through that model's own processor (resize, crop,
 normalise) in the loader workers. The main process batches the pixels per model and runs the
-forward passes (CUDA autocast in fp16/bf16 when a half dtype is asked for; fp32 on CPU).
+forward passes under the one precision policy (`backbones.autocast_dtype_for`: autocast in the
+store's dtype, bf16 on any device, fp16 on CUDA), recorded per model in the manifest ("autocast"),
+which video-mode training follows for the student.
 
 Work is cut into shards of `shard_size` consecutive samples; batches never cross a shard, and
 under `torchrun`/`accelerate launch` shard k goes to rank k % world_size, so a multi-process
@@ -24,10 +26,10 @@ from typing import Any
 
 import torch
 
-from ..backbones import TINY_PRESETS, VideoBackbone, load_backbones, preprocess_clips
+from ..backbones import TINY_PRESETS, VideoBackbone, autocast_dtype_for, load_backbones, preprocess_clips
 from ..errors import PolySpaceError
 from ..provenance import provenance
-from .store import DTYPES, FeatureStore, FeatureStoreWriter, dtype_name, sha256_file
+from .store import FeatureStore, FeatureStoreWriter, dtype_name, sha256_file
 
 ON_ERROR = ("skip", "error")
 
@@ -200,7 +202,8 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     split: a DatasetSplit (`polyspace_core.datasets.load_split`). student/teachers: backbone
     specs (registry key, tiny preset, hub id, local dir, optionally NAME=SOURCE) or loaded
     VideoBackbones. out: store root; the split goes to `<out>/<split.split>/`. tokens:
-    temporal | full | clip. dtype: float32 | float16 | bfloat16 (storage; also CUDA autocast).
+    temporal | full | clip. dtype: float32 | float16 | bfloat16 (storage, and the autocast dtype
+    of the forward passes: `autocast_dtype_for`).
     on_error: "skip" (record the failure, continue) or "error" (stop at the first bad video).
     frames: clip length for models that take any count (V-JEPA 2). min_frames: a video whose
     (annotated) window holds fewer frames is left out with its reason recorded; shorter windows
@@ -231,9 +234,12 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     if len(set(names)) != len(names):
         raise PolySpaceError(f"models {names}: each needs its own name; write NAME=SOURCE")
 
+    autocast = autocast_dtype_for(store_dtype, dist.device)
     models = []
     for role, b in zip(["student"] + ["teacher"] * len(teachers), backbones):
-        models.append({**b.describe(tokens), "role": role, "weights": _weights_id(b)})
+        # "autocast": the precision the forward ran in (None: float32); video mode runs the student so
+        models.append({**b.describe(tokens), "role": role, "weights": _weights_id(b),
+                       "autocast": dtype_name(autocast) if autocast is not None else None})
     store_dir = Path(out) / split.split
     writer = FeatureStoreWriter(
         store_dir, models=models, dtype=store_dtype, tokens=tokens, shard_size=shard_size,
@@ -261,7 +267,6 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     batches = shard_batches(writer.ranges, todo, batch)
     loader = torch.utils.data.DataLoader(source, batch_sampler=batches, num_workers=workers,
                                          collate_fn=_keep_list, persistent_workers=False)
-    autocast = DTYPES[store_dtype] if store_dtype != "float32" else None
 
     from tqdm.auto import tqdm
 

@@ -293,6 +293,23 @@ class FeatureStore:
         info = self.model_info(name)
         return int(info["T"]), int(info["dim"])
 
+    def grid(self, name: str) -> tuple[int, int, int]:
+        """(T, H, W) token grid of a model's features (T * H * W = the stored T): the manifest's
+        "grid"; a store written before grids were recorded has a 1-d layout over time, (T, 1, 1),
+        except for full tokens, whose patch grid only featurize knew (an error: re-extract)."""
+        info = self.model_info(name)
+        t, grid = int(info["T"]), info.get("grid")
+        if grid is None:
+            if info.get("tokens", self.tokens) == "full":
+                raise PolySpaceError(f"{self.split_dir / MANIFEST}: the manifest records no token grid for the full "
+                                     f"tokens of {name!r} (written by an older featurize); re-extract the store")
+            return (t, 1, 1)
+        if (not isinstance(grid, list) or len(grid) != 3 or not all(isinstance(g, int) and g >= 1 for g in grid)
+                or grid[0] * grid[1] * grid[2] != t):
+            raise PolySpaceError(f"{self.split_dir / MANIFEST}: model {name!r} has token grid {grid!r}, not three "
+                                 f"positive integers whose product is its T={t}; the manifest is damaged, re-extract")
+        return (grid[0], grid[1], grid[2])
+
     @property
     def failures(self) -> list[tuple[int, str, str]]:
         """(index, path, reason) of every sample whose extraction failed."""

@@ -35,7 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="video mode: dataset parser (hmdb51, hmdb51-csv, ucf101, "
                                                    "diving48, ssv2, synthmotion)")
     p.add_argument("--root", default=None, help="video mode: the dataset folder; cached mode: the feature store root")
-    p.add_argument("--features", default=None, help="cached mode: the feature store root (default: --root)")
+    p.add_argument("--features", default=None,
+                   help="cached mode: the feature store root (default: --root); video mode: the store whose "
+                        "precision (dtype, autocast) the student runs in (default: the converters' store)")
     p.add_argument("--student", default=None, help="video mode: the student backbone (key, tiny preset, hub id, "
                                                     "local dir or NAME=SOURCE)")
     p.add_argument("--frames", type=int, default=16, help="video mode: frames for students that take any count (16)")
@@ -126,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
                        gate_l1=args.gate_l1, finetune_converters=args.finetune_converters)
     cached = args.use_cached_features
     run = train_fusion(mode="cached" if cached else "video", converters=converters, settings=settings, head=head,
-                       features=_features_root(args) if cached else None, dataset=args.dataset,
+                       features=_features_root(args) if cached else args.features, dataset=args.dataset,
                        root=None if cached else args.root, student=args.student, teachers=args.teachers,
                        num_classes=args.classes, frames=args.frames, tokens=args.tokens, train_split=args.split,
                        val_split=args.val_split, features_fp16=args.features_fp16 or None, save_dir=args.save_dir,

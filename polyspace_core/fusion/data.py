@@ -11,7 +11,8 @@ takes its share of every global batch, see `rank_share`).
     video mode    VideoBatches: a DataLoader over featurize's own ClipSource (one decode per
                   video, the student's clip through its processor), then {"pixels": (B, T, 3, h, w),
                   "label", "index"}; `StudentFeatures` runs the student backbone on the pixels with
-                  the token rule featurize used, giving the same {student: (B, T, D)} batch.
+                  the token rule and precision featurize used (autocast in the store's dtype, the
+                  features rounded to it), giving the same {student: (B, T, D)} batch.
 """
 
 from __future__ import annotations
@@ -215,17 +216,31 @@ class VideoBatches:
         return self.epoch(0)
 
 
+def store_precision(features_root: str | Path, split: str = "train") -> str:
+    """The dtype ("float32", "float16", "bfloat16") of the store at `features_root`, from the
+    manifest of `split` (the precision video mode runs the student in)."""
+    from ..features.store import FeatureStore
+
+    return FeatureStore.open(Path(features_root) / split).manifest["dtype"]
+
+
 class StudentFeatures(torch.nn.Module):
     """Video mode's first stage: pixels -> the student's token features, exactly as featurize
-    computes them (`VideoBackbone.features` with the same token rule). Frozen, no gradients.
-    Cached mode has no such stage: its batches already hold the features."""
+    computes them and cached mode reads them: `VideoBackbone.features` with the same token rule,
+    under the same autocast (`autocast_dtype_for(dtype, device)`), rounded to the store's `dtype`
+    and read back as float32. Frozen, no gradients. Cached mode has no such stage: its batches
+    already hold the features."""
 
-    def __init__(self, backbone, tokens: str = "temporal"):
+    def __init__(self, backbone, tokens: str = "temporal", dtype: str = "float32"):
         super().__init__()
+        from ..backbones import autocast_dtype_for
+
+        autocast_dtype_for(dtype, "cpu")  # an unknown dtype name is an error here, not at the first batch
         self.backbone = backbone.eval()
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.tokens = tokens
+        self.dtype = dtype
         self.name = backbone.name
 
     def train(self, mode: bool = True) -> StudentFeatures:
@@ -234,5 +249,11 @@ class StudentFeatures(torch.nn.Module):
     @torch.no_grad()
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v for k, v in batch.items() if k != "pixels"}
-        out[self.name] = self.backbone.features(batch["pixels"], self.tokens)
+        from ..backbones import autocast_dtype_for
+
+        pixels = batch["pixels"]
+        autocast = autocast_dtype_for(self.dtype, pixels.device)
+        feats = self.backbone.features(pixels, self.tokens, autocast_dtype=autocast)
+        # the store holds the features in its dtype; cached mode reads them back as float32
+        out[self.name] = feats.to(getattr(torch, self.dtype)).float()
         return out

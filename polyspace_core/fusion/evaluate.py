@@ -12,7 +12,9 @@ Rows (every baseline is trained on the train split and selected on validation, n
     teacher <name> probe      a teacher's OWN features -> linear (upper bound: running that teacher)
     teachers concat probe     all teachers' features concatenated -> linear (upper bound)
     fusion oracle             the trained fusion head fed the teachers' own features in place of
-                              the converted ones (what perfect converters would give)
+                              the converted ones, each standardised with that teacher's own
+                              train-split statistics (`oracle_pipeline`; what perfect converters
+                              would give)
 
 Cost is GFLOPs per clip of everything a prediction runs, backbones included (true FLOPs, 2 per
 multiply-add, counted with torch's FlopCounterMode through polyspace_core.efficiency): the student
@@ -37,7 +39,7 @@ from ..stats import Claim, bootstrap_interval, claims_table, mcnemar_exact, pair
 from .data import TensorBatches, cached_batches, open_split_store
 from .head import count_trainable
 from .metrics import classification_metrics, confusion_matrix
-from .pipeline import load_fusion
+from .pipeline import load_fusion, oracle_pipeline
 from .probes import train_attentive_probe, train_linear_probe, train_matched_student_head
 from .train import FitResult, TrainSettings, predict
 
@@ -211,11 +213,11 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
         predictions[key] = pred["logits"].argmax(1).numpy()
         return pred
 
-    # fusion, then the oracle with the same weights
+    # fusion, then the oracle: the same weights on the teachers' own features, standardised with
+    # the teachers' own training-split statistics (the head's were fitted on converted features)
     fusion_pred = run(pipeline, "fusion")
-    pipeline.teacher_inputs = True
-    oracle_pred = run(pipeline, "fusion_oracle")
-    pipeline.teacher_inputs = False
+    oracle = oracle_pipeline(pipeline, train_b.full_pass(c.teachers))
+    oracle_pred = run(oracle, "fusion_oracle")
 
     def logs(name: str) -> Path | None:
         return Path(log_dir) / name if log_dir is not None else None
@@ -275,8 +277,8 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
                          count_trainable(r.model), gflops.get(f"teacher_{t}")))
     rows.append(_row("teachers concat probe", "teachers_concat", "upper bound", run(concat.model, "teachers_concat"),
                      n_classes, count_trainable(concat.model), gflops.get("teachers_concat")))
-    rows.append(_row("fusion oracle (teacher features)", "fusion_oracle", "upper bound", oracle_pred, n_classes, pf,
-                     gflops.get("fusion_oracle")))
+    rows.append(_row("fusion oracle (teacher features, own statistics)", "fusion_oracle", "upper bound", oracle_pred,
+                     n_classes, pf, gflops.get("fusion_oracle")))
 
     labels = fusion_pred["label"].numpy()
     correct = {key: (predictions[key] == labels)[None] for key in predictions}
@@ -508,7 +510,9 @@ def evaluate_checkpoint(fusion_dir: str | Path, *, split: str = "test", features
                                  f"{c.student!r} (write {c.student}=SOURCE)")
         items = load_split(dataset, root, split, seed=split_seed)
         batches = VideoBatches(items.items, items.labels, backbone, batch=batch, workers=workers, on_error=on_error)
-        source = StudentFeatures(backbone, pipeline.info["data"].get("tokens", "temporal")).to(acc.device)
+        # the precision the head was trained on (checkpoints saved before it was recorded: float32)
+        source = StudentFeatures(backbone, pipeline.info["data"].get("tokens", "temporal"),
+                                 pipeline.info["data"].get("dtype", "float32")).to(acc.device)
         class_names, mode = list(items.class_names), "video"
     if class_names != pipeline.info["class_names"]:
         raise PolySpaceError(f"{fusion_dir}: trained on other classes than split {split!r} has")

@@ -5,9 +5,10 @@ Fusion (DESIGN.md, Models):
     z = z0 + Σ_i g_i · P_i(ẑ_i) / √N        g_i = σ(MLP([ẑ_i; z0]))  per token
 
 z0 (B, T_s, D_s) are the student's token features, ẑ_i (B, T_i, D_i) the student features converted
-into teacher i's space. Each ẑ_i is first brought to the student's token count T_s by linear
-interpolation over time (`resample_tokens`, the converters' own rule; length adaptation: teachers
-see 8, 16 or 32 frames, the student another number), then P_i — a low-rank projection
+into teacher i's space. Each ẑ_i is first brought onto the student's token grid by resampling
+over (T, H, W), each side with its own grid (`resample_grid`, the converters' own rule; length
+adaptation: teachers see 8, 16 or 32 frames and, with full tokens, other patch grids than the
+student), then P_i — a low-rank projection
 D_i -> rank -> D_s — maps it into the student space, and a per-token scalar gate decides how much
 of it to add. The up-projection starts at zero, so an
 untrained head *is* the student-only classifier and every teacher contribution has to earn its way
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..align.converters import resample_tokens
+from ..align.resample import as_grid, resample_grid
 from ..errors import PolySpaceError
 
 POOLINGS = ("mean", "attention")
@@ -51,7 +52,9 @@ class FusionConfig:
     """Everything needed to rebuild a fusion head; saved as JSON next to its weights.
 
     teachers / teacher_dims / teacher_tokens: one entry per teacher, in the order the head sums
-    them (the converted features arrive in that order). rank: width of each low-rank projection.
+    them (the converted features arrive in that order). student_grid / teacher_grids: each
+    side's token grid (T, H, W) (None in a config saved before grids were recorded: (T, 1, 1),
+    a 1-d layout over time). rank: width of each low-rank projection.
     gate_hidden: width of each gate MLP. pooling: "mean" or "attention". gate_l1: weight of the
     gate sparsity penalty (0 = off).
     """
@@ -68,6 +71,8 @@ class FusionConfig:
     pooling: str = "mean"
     dropout: float = 0.1
     gate_l1: float = 0.0
+    student_grid: list[int] | None = None
+    teacher_grids: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         self.teachers = list(self.teachers)
@@ -94,6 +99,13 @@ class FusionConfig:
             raise PolySpaceError(f"fusion head dropout={self.dropout!r}: must be in [0, 1)")
         if not float(self.gate_l1) >= 0.0:
             raise PolySpaceError(f"fusion head gate_l1={self.gate_l1!r}: must be >= 0")
+        # explicit from here on (saved with the config); older configs have none: time only
+        self.student_grid = list(as_grid(self.student_grid, self.student_tokens, "fusion head student_grid"))
+        grids = self.teacher_grids if self.teacher_grids is not None else [None] * len(self.teachers)
+        if len(grids) != len(self.teachers):
+            raise PolySpaceError("fusion head: teachers and teacher_grids differ in length")
+        self.teacher_grids = [list(as_grid(g, t, f"fusion head grid of {name!r}"))
+                              for g, t, name in zip(grids, self.teacher_tokens, self.teachers)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,11 +184,12 @@ class Moments:
 
 
 class TeacherBranch(nn.Module):
-    """One teacher's contribution: g · P(ẑ) at the student's token count, and the gate g."""
+    """One teacher's contribution: g · P(ẑ) on the student's token grid, and the gate g."""
 
-    def __init__(self, teacher_dim: int, student_dim: int, student_tokens: int, rank: int, gate_hidden: int):
+    def __init__(self, teacher_dim: int, student_dim: int, teacher_grid: Sequence[int], student_grid: Sequence[int],
+                 rank: int, gate_hidden: int):
         super().__init__()
-        self.student_tokens = student_tokens
+        self.teacher_grid, self.student_grid = tuple(teacher_grid), tuple(student_grid)
         self.standardize = Standardize(teacher_dim)
         self.norm = nn.LayerNorm(teacher_dim)
         self.down = nn.Linear(teacher_dim, rank, bias=False)
@@ -189,7 +202,7 @@ class TeacherBranch(nn.Module):
 
     def forward(self, z_hat: torch.Tensor, z0_normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z_hat (B, T_i, D_i), z0_normed (B, T_s, D_s) -> (contribution (B, T_s, D_s), gate (B, T_s))."""
-        z_hat = self.norm(resample_tokens(self.standardize(z_hat), self.student_tokens))
+        z_hat = self.norm(resample_grid(self.standardize(z_hat), self.teacher_grid, self.student_grid))
         gate = torch.sigmoid(self.gate(torch.cat([z_hat, z0_normed], dim=-1))).squeeze(-1)
         return gate.unsqueeze(-1) * self.up(self.down(z_hat)), gate
 
@@ -208,7 +221,8 @@ class FusionHead(nn.Module):
         self.standardize = Standardize(c.student_dim)
         self.student_norm = nn.LayerNorm(c.student_dim)
         self.branches = nn.ModuleList(
-            TeacherBranch(d, c.student_dim, c.student_tokens, c.rank, c.gate_hidden) for d in c.teacher_dims)
+            TeacherBranch(d, c.student_dim, g, c.student_grid, c.rank, c.gate_hidden)
+            for d, g in zip(c.teacher_dims, c.teacher_grids))
         self.out_norm = nn.LayerNorm(c.student_dim)
         self.pool = Pooling(c.student_dim, c.pooling)
         self.drop = nn.Dropout(c.dropout)

@@ -3,7 +3,9 @@
 `FusionPipeline(batch)` reads the student's token features from the batch (cached mode: the
 store; video mode: `StudentFeatures` put them there), converts them into every teacher's space and
 runs the head. With `teacher_inputs=True` it reads each teacher's own features from the batch
-instead of converting (the oracle of 05: what fusion would give with perfect converters).
+instead of converting; `oracle_pipeline` builds that copy for 05's oracle row, with the teacher
+inputs standardised by the teachers' own training-split statistics (what fusion would give with
+perfect converters).
 
 Converters are frozen (weights fixed, always in eval mode) or fine-tuned with the head.
 
@@ -14,7 +16,8 @@ names, feature info, training summary), written atomically, fusion.json last.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from torch import nn
 from ..checkpoints import load_state_dict_strict
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
-from .head import FusionConfig, FusionHead
+from .head import FusionConfig, FusionHead, Moments
 
 CHECKPOINT_FORMAT = "polyspace-fusion/1"
 # batch key of a teacher's converted features computed ahead of training (frozen converters)
@@ -44,8 +47,12 @@ class FusionPipeline(nn.Module):
         self.config = head.config
         if len(converters) != len(self.config.teachers):
             raise PolySpaceError(f"fusion: {len(converters)} converters for {len(self.config.teachers)} teachers")
-        for name, conv in zip(self.config.teachers, converters):
+        for name, grid, conv in zip(self.config.teachers, self.config.teacher_grids, converters):
             cc = getattr(conv, "config", None)
+            if cc is not None and (cc.grid_in, cc.grid_out) != (self.config.student_grid, grid):
+                raise PolySpaceError(
+                    f"converter for {name!r} maps token grid {cc.grid_in} -> {cc.grid_out} but the fusion head "
+                    f"expects {self.config.student_grid} -> {grid}; train converters on these features")
             if cc is not None and (cc.d_in, cc.t_in, cc.d_out, cc.t_out) != (
                     self.config.student_dim, self.config.student_tokens,
                     self.config.teacher_dims[self.config.teachers.index(name)],
@@ -69,11 +76,14 @@ class FusionPipeline(nn.Module):
         return self
 
     def convert(self, z0: torch.Tensor) -> list[torch.Tensor]:
-        """Student features -> [converted features per teacher]."""
-        if self.finetune_converters:
-            return [conv(z0) for conv in self.converters]
-        with torch.no_grad():
-            return [conv(z0) for conv in self.converters]
+        """Student features -> [converted features per teacher], in float32 whatever autocast
+        the caller runs under: cached mode applies frozen converters once, outside training's
+        autocast (`precompute_converted`), so both modes convert in the same precision."""
+        with torch.autocast(device_type=z0.device.type, enabled=False):
+            if self.finetune_converters:
+                return [conv(z0.float()) for conv in self.converters]
+            with torch.no_grad():
+                return [conv(z0.float()) for conv in self.converters]
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
@@ -121,6 +131,31 @@ class FusionPipeline(nn.Module):
 
 
 @torch.no_grad()
+def oracle_pipeline(pipeline: FusionPipeline, train_batches: Iterable[Mapping[str, torch.Tensor]]) -> FusionPipeline:
+    """The fusion oracle: a copy of the trained `pipeline` fed each teacher's OWN features in place
+    of the converted ones, every teacher input standardised with that teacher's own statistics
+    (per-dimension mean/std over every token of `train_batches`, the whole training split holding
+    each teacher's features), as the head's normalisation does for the converted features. The
+    head was fitted on converted features, whose statistics differ from the teachers' (a ridge map
+    shrinks the variance, for one); with those statistics the oracle would read the teachers'
+    features off-scale and not be the upper bound it stands for. `pipeline` is left unchanged;
+    the copy is in eval mode."""
+    c = pipeline.config
+    moments = [Moments() for _ in c.teachers]
+    for batch in train_batches:
+        missing = [t for t in c.teachers if t not in batch]
+        if missing:
+            raise PolySpaceError(f"fusion oracle needs the teachers' own features; {missing} are not in the batch")
+        for m, t in zip(moments, c.teachers):
+            m.add(batch[t])
+    oracle = copy.deepcopy(pipeline).eval()
+    for branch, m in zip(oracle.head.branches, moments):
+        branch.standardize.set_statistics(m)
+    oracle.teacher_inputs = True
+    return oracle
+
+
+@torch.no_grad()
 def precompute_converted(pipeline: FusionPipeline, features: torch.Tensor, device: torch.device | str = "cpu",
                          chunk: int = 1024) -> dict[str, torch.Tensor]:
     """Frozen converters are a fixed function of the stored student features, so cached mode can
@@ -141,6 +176,16 @@ def precompute_converted(pipeline: FusionPipeline, features: torch.Tensor, devic
     return out
 
 
+def student_grid(converters: Mapping[str, nn.Module]) -> list[int]:
+    """The student's token grid (T, H, W) that every converter of a set reads (one-line error if
+    they disagree: they were trained on different features)."""
+    grids = {tuple(conv.config.grid_in) for conv in converters.values()}
+    if len(grids) != 1:
+        raise PolySpaceError(f"converters read student features on different token grids {sorted(grids)}; "
+                             f"train them on the same feature store")
+    return list(grids.pop())
+
+
 def build_pipeline(student: str, student_shape: tuple[int, int], converters: Mapping[str, nn.Module],
                    num_classes: int, *, rank: int = 64, gate_hidden: int = 64, pooling: str = "mean",
                    dropout: float = 0.1, gate_l1: float = 0.0, finetune_converters: bool = False) -> FusionPipeline:
@@ -150,10 +195,14 @@ def build_pipeline(student: str, student_shape: tuple[int, int], converters: Map
     for t in teachers:
         if not hasattr(converters[t], "config"):
             raise PolySpaceError(f"converter for {t!r} has no config; load it with align.load_converter_set")
+    grid = student_grid(converters)
+    if grid[0] * grid[1] * grid[2] != int(student_shape[0]):
+        grid = None  # converters for other features: FusionPipeline names the mismatch
     config = FusionConfig(
         student=student, student_dim=int(student_shape[1]), student_tokens=int(student_shape[0]), teachers=teachers,
         teacher_dims=[converters[t].config.d_out for t in teachers],
         teacher_tokens=[converters[t].config.t_out for t in teachers],
+        student_grid=grid, teacher_grids=[converters[t].config.grid_out for t in teachers],
         num_classes=num_classes, rank=rank, gate_hidden=gate_hidden, pooling=pooling, dropout=dropout,
         gate_l1=gate_l1)
     return FusionPipeline(FusionHead(config), [converters[t] for t in teachers], finetune_converters)

@@ -162,8 +162,9 @@ def train_fusion_stage(ws, inputs: FusionInputs) -> SeedRuns:
     if inputs.mode == "cached":
         data: dict[str, Any] = {"features": inputs.features}
     else:
+        # features: the store the student's precision (dtype, autocast) is read from
         data = {"dataset": inputs.dataset, "root": inputs.videos, "student": inputs.student, "frames": inputs.frames,
-                "tokens": inputs.tokens, "workers": ws.p.fusion_workers}
+                "tokens": inputs.tokens, "workers": ws.p.fusion_workers, "features": inputs.features}
     seeds = training_seeds(ws.p.seeds, ws.seed)
     runs = {}
     for i, seed in enumerate(seeds):

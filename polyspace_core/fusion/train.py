@@ -11,7 +11,11 @@ cached   feature store -> converters -> head. Only the student's features are re
          recomputed every epoch); fine-tuned ones run per batch.
 video    videos -> decode -> the student's processor -> the frozen student -> converters -> head,
          through featurize's own ClipSource and VideoBackbone.features, so a video gives the
-         features it has in the store.
+         features it has in the store. The student runs in the store's precision (one policy,
+         `backbones.autocast_dtype_for`: autocast in the store's dtype, features rounded to it),
+         read from the store's manifest when `features` is given in video mode too, else from
+         the store the converters were trained on (their train_args); float32 where neither is
+         found (said on stdout). Converters run in float32 in both modes.
 
 Everything after the batch source is the same code (`fit`, below): the same batches (a function of
 seed and epoch), the same loss, optimiser and schedule, selection on the validation split, and the
@@ -61,7 +65,7 @@ from ..errors import PolySpaceError
 from ..features.store import sha256_file
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 from ..scalar_log import LOG_FOLDER, ScalarLog
-from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store
+from .data import StudentFeatures, VideoBatches, cached_batches, open_split_store, store_precision
 from .head import count_trainable
 from .metrics import classification_metrics
 from .pipeline import FusionPipeline, build_pipeline, load_converters, precompute_converted, save_fusion
@@ -457,6 +461,23 @@ def _training_pass(batches, source, device):
         yield source(batch) if source is not None else batch
 
 
+def _video_precision(features: str | Path | None, converters: str | Path, train_split: str) -> str:
+    """The store dtype whose precision video mode runs the student in: the store at `features`,
+    else the one the converter set was trained on (its train_args), else float32 (announced)."""
+    if features is not None:
+        return store_precision(features, train_split)
+    from ..align.train import resolve_converter_set
+
+    folder, _ = resolve_converter_set(converters)
+    for config in sorted(folder.glob("*/config.json")):
+        recorded = (read_json(config).get("train_args") or {}).get("features")
+        if recorded and (Path(recorded) / train_split / "manifest.json").is_file():
+            return store_precision(recorded, train_split)
+    print("video mode: no feature store found (pass features=/--features) to read the student's precision "
+          "from; the student runs in float32")
+    return "float32"
+
+
 def check_classes(num_classes: int | None, class_names: Sequence[str], where: str) -> None:
     """The seeds' --classes N, checked against the classes the data has (one-line error)."""
     if num_classes is not None and num_classes != len(class_names):
@@ -474,7 +495,8 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                  on_mismatch: str = "error", precompute_budget_bytes: int = 4 * 2**30, progress: bool = True,
                  accelerator=None) -> FusionRun:
     """Train a fusion head in `mode` "cached" (needs `features`, the store root with train and
-    validation splits) or "video" (needs `dataset`, `root` and the `student` backbone spec).
+    validation splits) or "video" (needs `dataset`, `root` and the `student` backbone spec; a
+    `features` store given there sets the precision the student runs in, see the module docstring).
 
     converters: folder of a converter set (02 / `polyspace train-converter`); `teachers` picks a
     subset (default: all of them). num_classes / features_fp16: optional checks against the data
@@ -532,9 +554,10 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                                shuffle=True, seed=settings.seed, workers=workers, on_error=on_error)
         val_b = VideoBatches(val_split_obj.items, val_split_obj.labels, backbone, batch=settings.batch,
                              workers=workers, on_error=on_error)
-        source = StudentFeatures(backbone, tokens)
+        student_dtype = _video_precision(features, converters, train_split)
+        source = StudentFeatures(backbone, tokens, student_dtype)
         data_info = {"dataset": dataset, "root": str(Path(root).resolve()), "tokens": tokens,
-                     "student_source": backbone.source, "frames": backbone.frames,
+                     "student_source": backbone.source, "frames": backbone.frames, "dtype": student_dtype,
                      "videos": _digest([str(it.path) for it in train_split_obj.items + val_split_obj.items])}
 
     convs = load_converters(converters, student_name, teachers, device="cpu")
@@ -577,7 +600,7 @@ def train_fusion(*, mode: str, converters: str | Path, settings: TrainSettings, 
                                                  for p in sorted(Path(converters).rglob("*.safetensors"))]),
                    "class_names": class_names, "train_samples": train_b.num_samples,
                    "data": {k: v for k, v in data_info.items()
-                            if k in ("store_fingerprints", "videos", "student_source")}}
+                            if k in ("store_fingerprints", "videos", "student_source", "dtype")}}
     result = fit(pipeline, train_b, val_b, settings, source=source, accelerator=acc, save_dir=save_dir,
                  resume=resume, fingerprint=fingerprint, on_best=on_best, stop_after=stop_after,
                  on_mismatch=on_mismatch, progress=progress, desc=f"fusion ({mode})",
