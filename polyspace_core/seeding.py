@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used, so importing this module stays cheap
@@ -38,6 +40,22 @@ def seed_everything(seed: int, deterministic: bool = True) -> int:
         # cuBLAS needs this for deterministic matmuls on GPU; harmless on CPU
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return seed
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to `threads` inside the block (None: left as they are).
+    CPU results depend on the thread count (reductions split differently), so a result that must
+    be the same on every machine fixes it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def rng_state() -> dict:

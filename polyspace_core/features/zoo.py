@@ -40,6 +40,7 @@ from ..backbones import TINY_PRESETS, VideoBackbone, load_backbone
 from ..errors import PolySpaceError
 from ..io import atomic_write_json, write_checksums
 from ..scalar_log import LOG_FOLDER, ScalarLog
+from ..seeding import torch_threads
 
 ZOO_VERSION = 2
 PRETRAIN_SEED = 1001  # the downstream demo set uses other seeds; clips are keyed by seed
@@ -57,16 +58,27 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "timesformer-tiny": ("teacher", "fine"),
     "vivit-tiny": ("teacher", "fine"),
 }
-# lr above ~3e-3 stalls the CLS models.
 TRAIN = dict(epochs=4, batch=16, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0)
-# Epochs per member, from their cost and how fast each architecture learns (measured on 2 cores,
-# 1750 training clips; probe on the pretraining set's held-out split, never the demo's clips):
-# VideoMAE 4 epochs 44 s, probe 0.73; TimeSformer 4 epochs 37 s, 0.52 (10 epochs: 0.47, its
-# divided attention fits slower and then overfits); ViViT 4 epochs 24 s, 0.29, but 10 epochs 55 s,
-# 0.67 (its CLS head is still climbing); the student (V-JEPA 2, 6x the cost per clip: its rotary
-# attention) learns only the coarse families and stays below the teachers by design: 4 epochs, probe
-# 0.37 (2 epochs: 0.15, too little for the converters to carry anything over).
-EPOCHS = {"vjepa2-tiny": 4, "videomae-tiny": 4, "timesformer-tiny": 4, "vivit-tiny": 10}
+# Members train and are probed with one CPU thread: CPU results depend on the thread count, and
+# with it fixed a member is the same whatever cores the machine (or `make report`'s share) has;
+# tiny models gain little from more (1.3x from a second core).
+CPU_THREADS = 1
+# Epochs and learning rate per member, from their cost and how fast each architecture learns
+# (measured on 1 core, 1750 training clips; probe on the pretraining set's held-out split, never
+# the demo's clips). VideoMAE: 4 epochs at 2e-3, probe 0.73. TimeSformer learns slowest (divided
+# attention composes space and time over its 3 layers) and is the most sensitive to the schedule:
+# at 2e-3 4 epochs 0.52, 10 epochs 0.47; at 1e-3 6 epochs 0.62, 8 epochs 0.54; at 5e-4 8 epochs
+# 0.70 (0.51 with warm-up 0.2), 10 epochs 0.61; at 7e-4 10 epochs 0.72. ViViT's CLS head climbs
+# slowly: 2e-3 10 epochs 0.67, 3e-3 0.61, 1e-3 10 epochs 0.72 (5e-4 8 epochs 0.67). The student
+# (V-JEPA 2, 6x the cost per clip: its rotary attention) learns only the coarse families and stays
+# below the teachers by design: 4 epochs, probe 0.37 (2 epochs: 0.15, too little for the
+# converters to carry anything over).
+MEMBER_TRAIN: dict[str, dict[str, Any]] = {
+    "vjepa2-tiny": dict(epochs=4),
+    "videomae-tiny": dict(epochs=4),
+    "timesformer-tiny": dict(epochs=10, lr=7e-4),
+    "vivit-tiny": dict(epochs=10, lr=1e-3),
+}
 
 
 def pretrain_spec(data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -80,11 +92,13 @@ def pretrain_spec(data: dict[str, Any] | None = None) -> dict[str, Any]:
             "generator_version": GENERATOR_VERSION}
 
 
-def recipe(name: str, epochs: int, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything that determines a zoo member; a cached member is reused only if this matches."""
+def recipe(name: str, epochs: int | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that determines a zoo member; a cached member is reused only if this matches.
+    epochs: in place of the member's own (MEMBER_TRAIN)."""
     role, objective = MEMBERS[name]
+    train = {**TRAIN, **MEMBER_TRAIN[name], **({} if epochs is None else {"epochs": int(epochs)})}
     return {"zoo_version": ZOO_VERSION, "preset": name, "role": role, "objective": objective,
-            "pretrain_data": pretrain_spec(data), "train": {**TRAIN, "epochs": epochs}}
+            "pretrain_data": pretrain_spec(data), "train": train, "cpu_threads": CPU_THREADS}
 
 
 def _card_matches(directory: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -220,7 +234,7 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
 
     zoo_dir: where members are saved (`<zoo_dir>/<name>/`). data_dir: where the SynthMotion
     pretraining set is generated (cached by the generator). epochs: training epochs of every
-    member (default per member, EPOCHS). force: retrain even when a member with the same
+    member (default per member, MEMBER_TRAIN). force: retrain even when a member with the same
     recipe exists.
     pretrain: overrides of PRETRAIN_DATA (classes, clips_per_class, ...) for a smaller set.
     """
@@ -233,14 +247,12 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         raise PolySpaceError(f"zoo member {unknown[0]!r}: unknown; members are {', '.join(MEMBERS)}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise PolySpaceError(f"epochs {epochs}: must be at least 1")
-    member_epochs = {name: int(epochs) if epochs is not None else EPOCHS[name]
-                     for name in members}
     data = {**PRETRAIN_DATA, **(pretrain or {})}
     zoo_dir = Path(zoo_dir)
     cards: dict[str, dict[str, Any]] = {}
     todo = []
     for name in members:
-        card = None if force else _card_matches(zoo_path(zoo_dir, name), recipe(name, member_epochs[name], data))
+        card = None if force else _card_matches(zoo_path(zoo_dir, name), recipe(name, epochs, data))
         if card is not None:
             cards[name] = {**card, "path": str(zoo_path(zoo_dir, name)), "cached": True}
         else:
@@ -262,58 +274,58 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     test_px = load_pixels(test_split, backbones, progress)
     fine_tr, fine_te = torch.tensor(train_split.labels), torch.tensor(test_split.labels)
 
-    for backbone in backbones:
-        name = backbone.name
-        role, objective = MEMBERS[name]
-        epochs = member_epochs[name]
-        rec = recipe(name, epochs, data)
-        targets = fine_tr if objective == "fine" else torch.from_numpy(to_coarse)[fine_tr]
-        num_classes = len(train_split.class_names) if objective == "fine" else len(groups)
-        n_fine = len(train_split.class_names)
+    with torch_threads(CPU_THREADS if dev.type == "cpu" else None):
+        for backbone in backbones:
+            name = backbone.name
+            role, objective = MEMBERS[name]
+            rec = recipe(name, epochs, data)
+            targets = fine_tr if objective == "fine" else torch.from_numpy(to_coarse)[fine_tr]
+            num_classes = len(train_split.class_names) if objective == "fine" else len(groups)
+            n_fine = len(train_split.class_names)
 
-        # this iteration's model bound as defaults (probe is only called within the iteration)
-        def probe(tokens: str, backbone=backbone, name=name, n_fine=n_fine) -> float:
-            return linear_probe_accuracy(clip_features(backbone, train_px[name].to(dev), tokens=tokens), fine_tr,
-                                         clip_features(backbone, test_px[name].to(dev), tokens=tokens), fine_te, n_fine)
+            # this iteration's model bound as defaults (probe is only called within the iteration)
+            def probe(tokens: str, backbone=backbone, name=name, n_fine=n_fine) -> float:
+                train_x = clip_features(backbone, train_px[name].to(dev), tokens=tokens)
+                test_x = clip_features(backbone, test_px[name].to(dev), tokens=tokens)
+                return linear_probe_accuracy(train_x, fine_tr, test_x, fine_te, n_fine)
 
-        # probe the random-init network first: the card shows what training added
-        backbone.to(dev)
-        probe_before = {"clip": probe("clip"), "temporal": probe("temporal")}
-        t0 = time.time()
-        history = train_classifier(backbone, train_px[name], targets, num_classes,
-                                   **{k: v for k, v in rec["train"].items() if k != "epochs"},
-                                   epochs=epochs, device=dev, desc=f"zoo {name}",
-                                   log_dir=zoo_dir / LOG_FOLDER / name)
-        train_s = time.time() - t0
-        probe_after = {"clip": probe("clip"), "temporal": probe("temporal")}
-        target = zoo_path(zoo_dir, name)
-        tmp = target.with_name(f".{name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        backbone.to("cpu").save_pretrained(tmp)
-        write_checksums(tmp)  # checked whenever the member is loaded (backbones.load_backbone)
-        card = {
-            "name": name, "recipe": rec, "role": role,
-            "objective": (f"supervised on the {num_classes} fine SynthMotion classes" if objective == "fine" else
-                          f"supervised on the {num_classes} coarse motion families ({', '.join(groups)}) only"),
-            "architecture": backbone.arch.model_class, "config": TINY_PRESETS[name][1],
-            "frames": backbone.frames, "dim": backbone.dim,
-            "params": sum(p.numel() for p in backbone.parameters()),
-            "pretrain_data": {"root": info["root"], "seed": PRETRAIN_SEED, "train_videos": len(train_split),
-                              "heldout_videos": len(test_split), "classes": list(train_split.class_names),
-                              "note": "a SynthMotion set of its own seed; disjoint from the downstream videos"},
-            "epochs": epochs, "history": history, "train_seconds": round(train_s, 1),
-            "probe": {"what": "linear probe on the clip feature (the model's clip rule), fine classes, fit on "
-                              "the pretraining train split, scored on its held-out test split; temporal_*: the "
-                              "same on the flattened temporal tokens that featurize stores by default",
-                      "accuracy": probe_after["clip"], "random_init_accuracy": probe_before["clip"],
-                      "temporal_accuracy": probe_after["temporal"],
-                      "temporal_random_init_accuracy": probe_before["temporal"],
-                      "chance": 1.0 / n_fine},
-        }
-        atomic_write_json(tmp / CARD, card)  # the card goes in last: a folder without it is unfinished
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-        cards[name] = {**card, "path": str(target), "cached": False}
+            # probe the random-init network first: the card shows what training added
+            backbone.to(dev)
+            probe_before = {"clip": probe("clip"), "temporal": probe("temporal")}
+            t0 = time.time()
+            history = train_classifier(backbone, train_px[name], targets, num_classes, **rec["train"],
+                                       device=dev, desc=f"zoo {name}",
+                                       log_dir=zoo_dir / LOG_FOLDER / name)
+            train_s = time.time() - t0
+            probe_after = {"clip": probe("clip"), "temporal": probe("temporal")}
+            target = zoo_path(zoo_dir, name)
+            tmp = target.with_name(f".{name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            backbone.to("cpu").save_pretrained(tmp)
+            write_checksums(tmp)  # checked whenever the member is loaded (backbones.load_backbone)
+            card = {
+                "name": name, "recipe": rec, "role": role,
+                "objective": (f"supervised on the {num_classes} fine SynthMotion classes" if objective == "fine" else
+                              f"supervised on the {num_classes} coarse motion families ({', '.join(groups)}) only"),
+                "architecture": backbone.arch.model_class, "config": TINY_PRESETS[name][1],
+                "frames": backbone.frames, "dim": backbone.dim,
+                "params": sum(p.numel() for p in backbone.parameters()),
+                "pretrain_data": {"root": info["root"], "seed": PRETRAIN_SEED, "train_videos": len(train_split),
+                                  "heldout_videos": len(test_split), "classes": list(train_split.class_names),
+                                  "note": "a SynthMotion set of its own seed; disjoint from the downstream videos"},
+                "epochs": rec["train"]["epochs"], "history": history, "train_seconds": round(train_s, 1),
+                "probe": {"what": "linear probe on the clip feature (the model's clip rule), fine classes, fit on "
+                                  "the pretraining train split, scored on its held-out test split; temporal_*: the "
+                                  "same on the flattened temporal tokens that featurize stores by default",
+                          "accuracy": probe_after["clip"], "random_init_accuracy": probe_before["clip"],
+                          "temporal_accuracy": probe_after["temporal"],
+                          "temporal_random_init_accuracy": probe_before["temporal"],
+                          "chance": 1.0 / n_fine},
+            }
+            atomic_write_json(tmp / CARD, card)  # the card goes in last: a folder without it is unfinished
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+            cards[name] = {**card, "path": str(target), "cached": False}
     return {name: cards[name] for name in members}
 
 
