@@ -16,6 +16,7 @@ from .models import (
                      ClipSpec,
                      VideoBackbone,
                      build_tiny,
+                     check_source,
                      load_backbone,
                      load_backbones,
                      model_choices,
@@ -25,4 +26,5 @@ from .models import (
 )
 
 __all__ = ["ARCHS", "TINY_PRESETS", "TINY_SIZE", "TOKEN_RULES", "ClipSpec", "VideoBackbone", "build_tiny",
-           "load_backbone", "load_backbones", "model_choices", "parse_model_spec", "preprocess_clips", "token_rule"]
+           "check_source", "load_backbone", "load_backbones", "model_choices", "parse_model_spec", "preprocess_clips",
+           "token_rule"]

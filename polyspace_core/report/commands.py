@@ -13,6 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     p.add_argument("--overwrite", action="store_true",
                    help="replace stages the report holds with results of other parameters (else an error)")
+    p.add_argument("-p", dest="params", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a parameter over the preset for this run, in every notebook that reads it "
+                        "(e.g. -p featurize_root /data/hmdb51); repeat for more")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values; "
@@ -44,7 +47,8 @@ def _report(args: argparse.Namespace) -> int:
     from ..paths import project_root
     from .run import run_report
 
-    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite)
+    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite,
+                         overrides=dict(args.params))
     failed = [r.stage for r in results if r.status != "ok"]
     index = project_root() / "reports" / args.preset / "index.html"
     print(f"report: {index}")
