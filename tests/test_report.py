@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.report import key_figures, render_index, run_report, select_stages
+from polyspace_core.workspace import load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,6 +104,20 @@ def test_a_report_of_other_parameters_is_never_replaced_silently(tiny_project, c
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert main(["report", "--preset", "smoke", "--nb", "05", "--overwrite"]) == 0
     assert json.loads((out / "index.json").read_text())["stages"][0]["metrics"]["params"]["eval_probe_epochs"] > 10
+
+
+def test_report_overrides_reach_the_kernel_and_win_over_the_preset(tiny_project):
+    """`polyspace report -p NAME VALUE`: a value equal to default.yaml's still beats the preset's
+    (smoke has eval_probe_epochs 5, default 40), and the index records the run's values."""
+    assert load_preset("smoke", tiny_project)["eval_probe_epochs"] != load_preset("default", tiny_project)[
+        "eval_probe_epochs"] == 40
+    explicit_before = os.environ.get("POLYSPACE_EXPLICIT")
+    results = run_report("smoke", "05", root=tiny_project, overrides={"eval_probe_epochs": "40"})
+    assert results[0].status == "ok", results[0].error
+    assert results[0].metrics["params"]["eval_probe_epochs"] == 40
+    index = json.loads((tiny_project / "reports" / "smoke" / "index.json").read_text())
+    assert index["provenance"]["params"]["eval_probe_epochs"] == "40"
+    assert os.environ.get("POLYSPACE_EXPLICIT") == explicit_before  # set for the kernels only
 
 
 def test_render_index_marks_failures():
