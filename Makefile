@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 report: install
-	$(BIN)/polyspace report --preset $(PRESET) --jobs $(REPORT_JOBS) $(if $(NB),--nb $(NB)) $(if $(OVERWRITE),--overwrite)
+	$(BIN)/polyspace report --preset $(PRESET) --jobs $(REPORT_JOBS) $(if $(NB),--nb $(NB)) $(if $(OVERWRITE),--overwrite) $(PARAMS)
 
 # e.g. make sweep NB=04 PARAMS="-p fusion_lr 1e-3,3e-4 -p fusion_rank 16,32" PRESET=smoke
 #   -> reports/$(PRESET)/sweeps/<name>/index.html; rerunning it resumes

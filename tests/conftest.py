@@ -99,3 +99,36 @@ def module_offline_hf_cache(tmp_path_factory):
     """An empty offline HF cache shared by the tests of one module."""
     with pytest.MonkeyPatch.context() as patch:
         yield _offline_hf_cache(tmp_path_factory.mktemp("hf_cache"), patch)
+
+
+def _save_models_at_hub_ids(cache: OfflineHFCache, folder: Path, changes: dict[str, dict] | None = None) -> None:
+    """The four architectures (vjepa2, videomae, timesformer, vivit) at their registry's default
+    hub ids in `cache`: each tiny preset's config updated with `changes[key]`, random weights from a
+    fixed per-key seed, saved with save_pretrained (model and processor) under `folder`, as a
+    download would have put them."""
+    import zlib
+
+    import torch
+
+    from polyspace_core.backbones import ARCHS, TINY_PRESETS
+    from polyspace_core.backbones.models import _transformers_class as cls
+
+    for key, kwargs in TINY_PRESETS.values():
+        arch = ARCHS[key]
+        kwargs = {**kwargs, **(changes or {}).get(key, {})}
+        config = cls(arch.config_class)(**kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(zlib.crc32(key.encode()))
+            model = cls(arch.model_class)(config, **arch.load_kwargs)
+        size = kwargs.get("image_size", kwargs.get("crop_size"))
+        processor = (cls(arch.processor_class)(crop_size=size) if key == "vjepa2" else
+                     cls(arch.processor_class)(size={"shortest_edge": size}, crop_size={"height": size, "width": size}))
+        model.save_pretrained(folder / key)
+        processor.save_pretrained(folder / key)
+        cache.add(arch.hub_id, folder / key)
+
+
+@pytest.fixture(scope="session")
+def save_models_at_hub_ids():
+    """_save_models_at_hub_ids(cache, folder, changes): models at the default hub ids in an offline cache."""
+    return _save_models_at_hub_ids

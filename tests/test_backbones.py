@@ -14,6 +14,7 @@ from polyspace_core.backbones import (
     TINY_PRESETS,
     VideoBackbone,
     build_tiny,
+    check_source,
     load_backbone,
     parse_model_spec,
     token_rule,
@@ -210,6 +211,27 @@ def test_directory_without_processor_or_weights_or_of_another_model(tmp_path, ti
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(PolySpaceError, match="not one of the video backbones"):
         load_backbone(str(tmp_path / "bert"))
+
+
+def test_check_source_tells_what_load_backbone_would_refuse_without_loading(tmp_path, tiny, offline_hf_cache):
+    b = tiny["videomae-tiny"]
+    b.save_pretrained(tmp_path / "full")
+    assert check_source(f"t={tmp_path / 'full'}") == str(tmp_path / "full")
+    assert check_source("vivit-tiny") == "vivit-tiny"
+    b.model.config.save_pretrained(tmp_path / "config_only")
+    for bad, match in ((str(tmp_path / "config_only"), "holds no config.json and weights"),
+                       (str(tmp_path / "nowhere"), "not a registry key"),
+                       ("videomae", "cannot read the config of the hub id 'MCG-NJU/videomae-base'")):
+        with pytest.raises(PolySpaceError, match=match) as e:
+            check_source(bad)
+        assert "\n" not in str(e.value)
+    # offline, a cache holding a hub id's config only (all that costs read) is not a model to load
+    offline_hf_cache.add("MCG-NJU/videomae-base", tmp_path / "config_only")
+    with pytest.raises(PolySpaceError, match="has the config of 'MCG-NJU/videomae-base' but not its weights"):
+        check_source("videomae")
+    offline_hf_cache.add("org/full", tmp_path / "full")
+    assert check_source("org/full") == "org/full"
+    load_backbone("org/full")  # what it passed loads
 
 
 def test_model_spec_names():

@@ -23,7 +23,6 @@ import json
 import re
 import shlex
 import shutil
-import zlib
 from pathlib import Path
 
 import pytest
@@ -200,24 +199,10 @@ def test_the_commands_here_are_the_seeds_own():
 
 
 @pytest.fixture(scope="module")
-def hub(module_offline_hf_cache, tmp_path_factory):
+def hub(module_offline_hf_cache, tmp_path_factory, save_models_at_hub_ids):
     """vjepa2, videomae, timesformer, vivit at their default hub ids in the offline HF cache."""
-    from polyspace_core.backbones import ARCHS, TINY_PRESETS
-    from polyspace_core.backbones.models import _transformers_class as cls
-
-    folders = tmp_path_factory.mktemp("models")
-    for key, kwargs in TINY_PRESETS.values():
-        arch = ARCHS[key]
-        config = cls(arch.config_class)(**{**kwargs, **WIDE, **SMALL[key]})
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(zlib.crc32(key.encode()))
-            model = cls(arch.model_class)(config, **arch.load_kwargs)
-        size = kwargs.get("image_size", kwargs.get("crop_size"))
-        processor = (cls(arch.processor_class)(crop_size=size) if key == "vjepa2" else
-                     cls(arch.processor_class)(size={"shortest_edge": size}, crop_size={"height": size, "width": size}))
-        model.save_pretrained(folders / key)
-        processor.save_pretrained(folders / key)
-        module_offline_hf_cache.add(arch.hub_id, folders / key)
+    changes = {key: {**WIDE, **SMALL[key]} for key in SMALL}
+    save_models_at_hub_ids(module_offline_hf_cache, tmp_path_factory.mktemp("models"), changes)
     return module_offline_hf_cache
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.report import key_figures, render_index, run_report, select_stages
 from polyspace_core.report.run import kernel_threads
+from polyspace_core.workspace import load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,6 +107,20 @@ def test_a_report_of_other_parameters_is_never_replaced_silently(tiny_project, c
     assert json.loads((out / "index.json").read_text())["stages"][0]["metrics"]["params"]["eval_probe_epochs"] > 10
 
 
+def test_report_overrides_reach_the_kernel_and_win_over_the_preset(tiny_project):
+    """`polyspace report -p NAME VALUE`: a value equal to default.yaml's still beats the preset's
+    (smoke has eval_probe_epochs 5, default 40), and the index records the run's values."""
+    assert load_preset("smoke", tiny_project)["eval_probe_epochs"] != load_preset("default", tiny_project)[
+        "eval_probe_epochs"] == 40
+    explicit_before = os.environ.get("POLYSPACE_EXPLICIT")
+    results = run_report("smoke", "05", root=tiny_project, overrides={"eval_probe_epochs": "40"})
+    assert results[0].status == "ok", results[0].error
+    assert results[0].metrics["params"]["eval_probe_epochs"] == 40
+    index = json.loads((tiny_project / "reports" / "smoke" / "index.json").read_text())
+    assert index["provenance"]["params"]["eval_probe_epochs"] == "40"
+    assert os.environ.get("POLYSPACE_EXPLICIT") == explicit_before  # set for the kernels only
+
+
 def test_render_index_marks_failures():
     index = {"preset": "smoke", "generated": "now", "total_duration_s": 3.0,
              "provenance": {"git": {"commit": "abc", "dirty": True}, "versions": {"torch": "2"}, "device": "cpu",
@@ -171,18 +187,19 @@ def test_jobs_run_independent_stages_at_once_and_dependent_ones_after(tiny_proje
         return (f'import os, time, pathlib, torch\nmarks = pathlib.Path(r"{marks}")\n'
                 f'(marks / "{stage}.start").write_text(str(time.time()))\n{wait}'
                 f'(marks / "{stage}.end").write_text(str(time.time()))\n'
-                f'ws.write_metrics({{"threads": torch.get_num_threads(), '
+                f'ws.write_metrics({{"threads": torch.get_num_threads(), "seed": ws.p.seed, '
                 f'"omp": int(os.environ["OMP_NUM_THREADS"])}})')
 
     for stage, wait_for in (("01_featurize", "07_ffn_tfd"), ("02_train_converters", None), ("07_ffn_tfd", None)):
         nbformat.write(_notebook(stage, body(stage, wait_for)), tiny_project / "notebooks" / f"{stage}.ipynb")
-    results = run_report("smoke", "01,02,07", root=tiny_project, jobs=2)
+    results = run_report("smoke", "01,02,07", root=tiny_project, jobs=2, overrides={"seed": 7})
     assert [(r.stage, r.status) for r in results] == [("01_featurize", "ok"), ("02_train_converters", "ok"),
                                                        ("07_ffn_tfd", "ok")], [r.error for r in results]
     at = {p.name: float(p.read_text()) for p in marks.iterdir()}
     assert at["02_train_converters.start"] >= at["01_featurize.end"]
     threads = kernel_threads(2)
     assert all(r.metrics["threads"] == threads and r.metrics["omp"] == threads for r in results)
+    assert all(r.metrics["seed"] == 7 for r in results)  # -p values reach the kernels run side by side
     index = json.loads((tiny_project / "reports" / "smoke" / "index.json").read_text())
     assert [s["stage"] for s in index["stages"]] == ["01_featurize", "02_train_converters", "07_ffn_tfd"]
     with pytest.raises(PolySpaceError, match="--jobs 0"):

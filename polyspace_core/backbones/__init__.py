@@ -17,6 +17,7 @@ from .models import (
                      VideoBackbone,
                      autocast_dtype_for,
                      build_tiny,
+                     check_source,
                      load_backbone,
                      load_backbones,
                      model_choices,
@@ -26,5 +27,5 @@ from .models import (
 )
 
 __all__ = ["ARCHS", "TINY_PRESETS", "TINY_SIZE", "TOKEN_RULES", "ClipSpec", "VideoBackbone", "autocast_dtype_for",
-           "build_tiny", "load_backbone", "load_backbones", "model_choices", "parse_model_spec", "preprocess_clips",
-           "token_rule"]
+           "build_tiny", "check_source", "load_backbone", "load_backbones", "model_choices", "parse_model_spec",
+           "preprocess_clips", "token_rule"]

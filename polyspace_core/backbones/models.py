@@ -437,6 +437,52 @@ def _load_pretrained(name: str, source: str, local_files_only: bool | None) -> t
     return arch, model, processor
 
 
+# weights file names a checkpoint folder or hub repo may hold (single file or sharded)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_source(spec: str) -> str:
+    """Whether load_backbone(spec) can find the checkpoint, told without loading it; returns the
+    source it will load. A tiny preset always can; a local folder must hold config.json and a
+    weights file; a hub id (or registry key) needs its config from the HF cache or the hub, and,
+    where HF_HUB_OFFLINE keeps the hub out of reach, its weights in the cache too. Anything else is
+    the one-line PolySpaceError load_backbone would give later, after a dataset has been read."""
+    import huggingface_hub
+    from huggingface_hub import constants as hub
+
+    name, source = parse_model_spec(spec)
+    if source in TINY_PRESETS:
+        return source
+    source = ARCHS[source].hub_id if source in ARCHS else source
+    folder = Path(source).expanduser()
+    if folder.exists():
+        present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if "config.json" not in present or not present & set(WEIGHT_FILES):
+            raise PolySpaceError(f"model {name!r}: the local folder {source} holds no config.json and weights; "
+                                 f"save the model and its processor into it with save_pretrained")
+        return source
+    if not _looks_like_hub_id(source):
+        raise PolySpaceError(f"model {name!r}: {source!r} is not a registry key ({model_choices()}), "
+                             f"an existing local directory, or a hub id like org/name")
+    from transformers import AutoConfig
+
+    fix = (f"download it where there is network (`hf download {source}`) and pass the local directory, "
+           f"or set HF_HOME to a cache that has it")
+    with _quiet_transformers():
+        try:
+            AutoConfig.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            raise PolySpaceError(f"model {name!r}: cannot read the config of the hub id {source!r} "
+                                 f"({str(e).splitlines()[0][:120]}); {fix}") from None
+    # a cache may hold only a config (all that costs need); offline, the weights must be there too
+    if hub.HF_HUB_OFFLINE and not any(isinstance(huggingface_hub.try_to_load_from_cache(source, f), str)
+                                      for f in WEIGHT_FILES):
+        raise PolySpaceError(f"model {name!r}: the HF cache has the config of {source!r} but not its weights "
+                             f"(HF_HUB_OFFLINE=1 keeps the hub out of reach); {fix}")
+    return source
+
+
 def load_backbone(spec: str, *, frames: int = 16, device: str | torch.device = "cpu",
                   local_files_only: bool | None = None) -> VideoBackbone:
     """Load a backbone from a registry key, tiny preset, hub id or local directory.

@@ -8,6 +8,7 @@ each notebook cell is one call. The store goes to `<run_dir>/features/<split>/`,
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,39 @@ def store_root(ws) -> Path:
     return ws.run_dir / STORE_DIR
 
 
+def check_inputs(params: Mapping[str, Any]) -> None:
+    """Stop at once, with one line naming the parameter to set, when 01's inputs are not there:
+    the dataset root (featurize_root; a generated SynthMotion set is exempt, 01 writes it) and
+    every model (featurize_student, featurize_teachers: backbones.check_source). `params` are
+    resolved parameters (workspace.resolve_params), so `polyspace report` runs this before any
+    notebook and prepare_dataset at the top of 01, before anything is generated or loaded."""
+    from ..backbones import check_source
+    from ..datasets import DATASETS
+
+    dataset, root = params["featurize_dataset"], Path(params["featurize_root"])
+    if dataset != "synthmotion":
+        if dataset not in DATASETS:
+            raise PolySpaceError(f"featurize_dataset: {dataset!r} is not a dataset; use synthmotion or one of "
+                                 f"{', '.join(DATASETS)}")
+        if not root.is_dir():
+            raise PolySpaceError(f"featurize_root: {root} not found; set featurize_root to your {dataset} folder "
+                                 f"(in params/{params['preset']}.yaml, or -p featurize_root DIR)")
+    for key, specs in (("featurize_student", [params["featurize_student"]]),
+                       ("featurize_teachers", params["featurize_teachers"])):
+        for spec in specs:
+            try:
+                check_source(spec)
+            except PolySpaceError as e:
+                raise PolySpaceError(f"{key}: {e}") from None
+
+
 def prepare_dataset(ws) -> dict[str, Any]:
     """The videos to featurize: for dataset "synthmotion", the set is generated at
-    featurize_root if it is not there yet (cached by its marker). Returns the data card."""
+    featurize_root if it is not there yet (cached by its marker). Returns the data card.
+    First check_inputs: a missing dataset root or model stops here, naming its parameter."""
     from ..datasets import data_card, generate_synthmotion
 
+    check_inputs(ws.params)
     p = ws.p
     root = ws.path(p.featurize_root)
     if p.featurize_dataset == "synthmotion":

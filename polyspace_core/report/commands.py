@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="notebooks run at once, each once the stages it reads have finished, each kernel "
                         "with its share of the cores (default 1: one after another; make report uses 2)")
+    p.add_argument("-p", dest="params", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a parameter over the preset for this run, in every notebook that reads it "
+                        "(e.g. -p featurize_root /data/hmdb51); repeat for more")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values; "
@@ -47,7 +50,8 @@ def _report(args: argparse.Namespace) -> int:
     from ..paths import project_root
     from .run import run_report
 
-    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite, jobs=args.jobs)
+    results = run_report(args.preset, args.nb, timeout_s=args.timeout, overwrite=args.overwrite,
+                         overrides=dict(args.params), jobs=args.jobs)
     failed = [r.stage for r in results if r.status != "ok"]
     index = project_root() / "reports" / args.preset / "index.html"
     print(f"report: {index}")

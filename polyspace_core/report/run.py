@@ -19,7 +19,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from typing import Any
 from ..errors import PolySpaceError
 from ..io import atomic_write_text
 from ..paths import project_root
-from ..stage_params import STAGES, UPSTREAM, stage_spec
-from ..workspace import load_preset, resolve_params
+from ..stage_params import STAGES, UPSTREAM, all_params, stage_spec
+from ..workspace import EXPLICIT_ENV, load_preset, resolve_params
 from .index import read_index_stages, write_index
 
 KERNEL = "python3"
@@ -71,12 +72,61 @@ def select_stages(nb: str | None) -> list[str]:
     return [s for s in STAGES if s in chosen]
 
 
-def stage_parameters(stage: str, preset: str, root: Path) -> dict[str, Any]:
-    """The preset's values for the keys this stage declares (what papermill injects)."""
+def stage_parameters(stage: str, preset: str, root: Path,
+                     overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The preset's values for the keys this stage declares, then `overrides` (`polyspace report
+    -p NAME VALUE`) for those it declares: what papermill injects."""
     spec = stage_spec(stage)
     values = {k: v for k, v in load_preset(preset, root).items() if k in spec}
+    values.update({k: v for k, v in (overrides or {}).items() if k in spec})
     values["preset"] = preset
     return values
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Every `-p NAME VALUE` names a declared parameter other than `preset` (a one-line error)."""
+    known = all_params()
+    for name in overrides:
+        if name == "preset" or name not in known:
+            raise PolySpaceError(f"-p {name}: not a parameter" + (" to override; use --preset" if name == "preset"
+                                                                  else "; see polyspace_core/stage_params.py"))
+
+
+def explicit_names(stage: str, overrides: Mapping[str, Any]) -> list[str]:
+    """The overrides this stage declares: they win over the preset even where they equal the
+    default preset's value (workspace.EXPLICIT_ENV)."""
+    spec = stage_spec(stage)
+    return [name for name in overrides if name in spec]
+
+
+@contextmanager
+def kernel_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernels started inside the block (a kernel copies this
+    process's environment when it starts); the previous values come back afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_stage_inputs(preset: str, root: Path, stages: list[str], overrides: Mapping[str, Any]) -> None:
+    """Before any notebook runs: every selected stage's parameters resolve (an ill-typed `-p`
+    value), and 01's inputs are there (its dataset root and models: features.study.check_inputs).
+    A failure is the one-line error naming the parameter, so a preset pointing at data this
+    machine lacks stops at once instead of after a notebook per stage has failed."""
+    from ..features.study import check_inputs
+
+    for stage in stages:
+        params = resolve_params(stage, stage_parameters(stage, preset, root, overrides), root=root,
+                                explicit=explicit_names(stage, overrides))
+        if stage == "01_featurize":
+            check_inputs(params)
 
 
 def notebook_to_html(ipynb: Path, out: Path) -> Path:
@@ -168,7 +218,8 @@ def run_stage(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int
                        html=html_name, metrics=metrics, error=error)
 
 
-def replaced_results(out_dir: Path, preset: str, root: Path, stages: list[str]) -> list[str]:
+def replaced_results(out_dir: Path, preset: str, root: Path, stages: list[str],
+                     overrides: Mapping[str, Any] | None = None) -> list[str]:
     """Stages of `stages` that the report in `out_dir` holds as finished (status ok) with other
     parameters than this run would use: "<stage> (<name>: <old> -> <new>, ...)"."""
     previous = {s["stage"]: s for s in read_index_stages(out_dir / "index.json")}
@@ -178,8 +229,9 @@ def replaced_results(out_dir: Path, preset: str, root: Path, stages: list[str]) 
         if row is None or row.get("status") != "ok" or "params" not in row.get("metrics", {}):
             continue
         old = row["metrics"]["params"]
-        new = json.loads(json.dumps(resolve_params(stage, stage_parameters(stage, preset, root), root=root),
-                                    default=str))
+        overrides = overrides or {}
+        new = json.loads(json.dumps(resolve_params(stage, stage_parameters(stage, preset, root, overrides), root=root,
+                                                   explicit=explicit_names(stage, overrides)), default=str))
         diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                 if old.get(k) != new.get(k)]
         if diff:
@@ -188,21 +240,27 @@ def replaced_results(out_dir: Path, preset: str, root: Path, stages: list[str]) 
 
 
 def run_report(preset: str = "default", nb: str | None = None, root: Path | None = None,
-               timeout_s: int | None = None, overwrite: bool = False, jobs: int = 1) -> list[StageResult]:
+               timeout_s: int | None = None, overwrite: bool = False,
+               overrides: Mapping[str, Any] | None = None, jobs: int = 1) -> list[StageResult]:
     """Run the selected notebooks on `preset` and write the report; returns one result per stage.
-    Stages not selected keep their earlier entry in the index (so `NB=04` updates one row). A
-    stage the report holds as finished with other parameters (the preset was edited) is never
-    replaced silently: that is a one-line error before anything runs, unless `overwrite`.
+    `overrides` ({name: value}, `-p NAME VALUE`) set parameters over the preset for this run, in
+    every selected stage that declares them. Stages not selected keep their earlier entry in the
+    index (so `NB=04` updates one row). A stage the report holds as finished with other parameters
+    (the preset was edited) is never replaced silently: that is a one-line error before anything
+    runs, unless `overwrite`. So are bad overrides and missing inputs (check_stage_inputs).
     jobs: notebooks run at once (see run_stages_at_once)."""
     root = root or project_root()
+    overrides = dict(overrides or {})
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise PolySpaceError(f"--jobs {jobs!r}: expected 1 or more notebooks at once")
     load_preset(preset, root)  # a bad preset name fails before anything runs
+    check_overrides(overrides)
+    stages = select_stages(nb)
+    check_stage_inputs(preset, root, stages, overrides)
     out_dir = root / "reports" / preset
     out_dir.mkdir(parents=True, exist_ok=True)
-    stages = select_stages(nb)
     read_index_stages(out_dir / "index.json")  # a damaged index fails here, before any notebook runs
-    changed = replaced_results(out_dir, preset, root, stages)
+    changed = replaced_results(out_dir, preset, root, stages, overrides)
     if changed and not overwrite:
         raise PolySpaceError(f"{out_dir}: holds results made with other parameters: {'; '.join(changed)}; pass "
                              f"--overwrite (make report OVERWRITE=1) to replace them, or keep both with "
@@ -214,16 +272,25 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
               + (f" -- {result.error}" if result.error else ""), flush=True)
         results.append(result)
         # after every stage, so an interrupted report still lists what finished
-        write_index(out_dir, preset, root, sorted(results, key=lambda r: STAGES.index(r.stage)))
+        write_index(out_dir, preset, root, sorted(results, key=lambda r: STAGES.index(r.stage)),
+                    params={**load_preset(preset, root), **overrides} if overrides else None)
 
     if jobs == 1 or len(stages) == 1:
         from tqdm.auto import tqdm
 
         for stage in tqdm(stages, desc=f"report {preset}", unit="notebook"):
-            finished(run_stage(stage, preset, root, out_dir, timeout_s))
+            finished(run_with_overrides(stage, preset, root, out_dir, timeout_s, overrides))
     else:
-        run_stages_at_once(stages, jobs, finished, preset, root, out_dir, timeout_s)
+        run_stages_at_once(stages, jobs, finished, preset, root, out_dir, timeout_s, overrides)
     return sorted(results, key=lambda r: STAGES.index(r.stage))
+
+
+def run_with_overrides(stage: str, preset: str, root: Path, out_dir: Path, timeout_s: int | None,
+                       overrides: Mapping[str, Any]) -> StageResult:
+    """run_stage with the preset's values and the `-p` overrides this stage declares."""
+    with kernel_env({EXPLICIT_ENV: ",".join(explicit_names(stage, overrides))}):
+        return run_stage(stage, preset, root, out_dir, timeout_s,
+                         parameters=stage_parameters(stage, preset, root, overrides))
 
 
 def kernel_threads(jobs: int) -> int:
@@ -236,11 +303,11 @@ def _run_stage_in_worker(threads: int, *args: Any) -> StageResult:
     # a kernel takes this process's environment: each gets its share of the cores (unless the
     # user fixed OMP_NUM_THREADS), so `jobs` kernels do not each start one thread per core
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    return run_stage(*args)
+    return run_with_overrides(*args)
 
 
 def run_stages_at_once(stages: list[str], jobs: int, finished, preset: str, root: Path, out_dir: Path,
-                       timeout_s: int | None = None) -> None:
+                       timeout_s: int | None = None, overrides: Mapping[str, Any] | None = None) -> None:
     """Run `stages` with up to `jobs` notebooks at once, each in a process of its own, calling
     `finished(result)` as each ends. A stage starts once the stages it reads (UPSTREAM) that are
     part of this run have ended, ok or not (as in a sequential run, a stage after a failed one
@@ -251,6 +318,7 @@ def run_stages_at_once(stages: list[str], jobs: int, finished, preset: str, root
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = kernel_threads(jobs)
+    overrides = dict(overrides or {})
     pending, ended, running = list(stages), set(), {}
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
@@ -259,7 +327,8 @@ def run_stages_at_once(stages: list[str], jobs: int, finished, preset: str, root
                 ready = all(up in ended or up not in stages for up in UPSTREAM[stage])
                 if ready and len(running) < jobs:
                     print(f"{stage}: started", flush=True)
-                    future = pool.submit(_run_stage_in_worker, threads, stage, preset, root, out_dir, timeout_s)
+                    future = pool.submit(_run_stage_in_worker, threads, stage, preset, root, out_dir, timeout_s,
+                                         overrides)
                     running[future] = (stage, time.time())
                     pending.remove(stage)
             done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -45,8 +45,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ from ..provenance import git_state
 from ..stage_params import STAGES, UPSTREAM, stage_spec
 from ..workspace import EXPLICIT_ENV, OUTPUTS_ENV, coerce_value, load_preset, resolve_params
 from .index import headline_keys, is_figure, read_index_stages, refresh_sweeps, write_index
-from .run import notebook_path, run_stage, select_stages, stage_parameters
+from .run import kernel_env, notebook_path, run_stage, select_stages, stage_parameters
 
 SWEEPS = "sweeps"
 FORMAT = "polyspace-sweep"
@@ -293,23 +292,6 @@ def choose_metric(stage: str, points: Sequence[Mapping[str, Any]], metric: str |
 
 # ----------------------------------------------------------------------------- running points
 
-@contextmanager
-def _kernel_env(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the kernels started inside the block (a kernel copies this
-    process's environment when it starts); the previous values come back afterwards. Points run
-    at once each run in a process of their own, so no two points share one environment."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_point(stage: str, preset: str, root: Path, name: str, point: Point, upstream: Mapping[str, Any],
               timeout_s: int | None = None) -> dict[str, Any]:
     """Run one point's notebook into reports/<preset>/sweeps/<name>/<point>/ (its own outputs
@@ -317,7 +299,7 @@ def run_point(stage: str, preset: str, root: Path, name: str, point: Point, upst
     point_dir = sweep_dir(root, preset, name) / point.name
     point_dir.mkdir(parents=True, exist_ok=True)
     env = {OUTPUTS_ENV: f"{SWEEPS}/{name}/{point.name}", EXPLICIT_ENV: ",".join(point.explicit)}
-    with _kernel_env(env):
+    with kernel_env(env):
         result = run_stage(stage, preset, root, point_dir, timeout_s, parameters=point.parameters)
     write_index(point_dir, preset, root, [result], params=point.parameters)
     return point_record(point, result, upstream, point_dir)
