@@ -351,10 +351,37 @@ class FeatureStore:
             self._mapped[k] = tensors
         return self._mapped[k]
 
+    def rows(self, name: str, indices: np.ndarray | torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Features (len(indices), T, D) of model `name` for sample ids `indices` (any order,
+        repeats allowed), in the stored dtype: gathered from the memory-mapped shards, one gather
+        per shard touched, so only these rows are read and held (never a split)."""
+        self.model_info(name)
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64)).reshape(-1)
+        out = torch.empty((len(idx), *self.shape(name)), dtype=self.dtype)
+        if len(idx) == 0:
+            return out
+        if int(idx.min()) < 0 or int(idx.max()) >= len(self):
+            raise IndexError(f"sample ids out of range for a store of {len(self)}")
+        shard_of = torch.as_tensor(np.searchsorted(self._starts, idx.numpy(), side="right") - 1)
+        for k in torch.unique(shard_of).tolist():  # ascending: shards are read in order
+            where = torch.nonzero(shard_of == k).flatten()
+            local = idx[where] - self.shards[k].start
+            out[where] = self._shard(k)[name][local]
+        return out
+
+    def view(self, name: str, indices: np.ndarray | Sequence[int] | None = None,
+             as_dtype: torch.dtype | None = None) -> FeatureView:
+        """A lazy (n, T, D) array of model `name` over sample ids `indices` (default all, e.g.
+        `store.indices()` for the ok ones): indexing it gathers those rows from the shards
+        (`rows`), cast to `as_dtype` (None keeps the stored dtype). Training and evaluation read
+        a split through views, a batch at a time, instead of `array`."""
+        return FeatureView(self, name, indices, as_dtype)
+
     def array(self, name: str) -> torch.Tensor:
         """All samples' features of one model, (N, T, D), in the stored dtype. With one shard this
-        is a zero-copy memory map; with several, the shards are concatenated in memory (use
-        `FeatureDataset` for per-sample access to stores larger than RAM)."""
+        is a zero-copy memory map; with several, the shards are concatenated in memory: for small
+        stores and tests only. What reads a split (converter and fusion training, evaluation)
+        goes through `view`/`rows` a batch at a time, or `FeatureDataset` per sample."""
         self.model_info(name)
         if len(self.shards) == 1:
             return self._shard(0)[name]
@@ -389,6 +416,42 @@ class FeatureStore:
     def indices(self, ok_only: bool = True) -> np.ndarray:
         """Sample ids (np.int64), by default only those whose extraction succeeded."""
         return np.flatnonzero(self.ok) if ok_only else np.arange(len(self))
+
+
+class FeatureView:
+    """A lazy (n, T, D) array over some samples of one model of a store (`FeatureStore.view`).
+
+    `view[i]` (an int) is one sample (T, D); `view[key]` with a slice, a list, a numpy array or a
+    LongTensor of positions is (len, T, D), gathered from the memory-mapped shards and cast to
+    `as_dtype` (the stored dtype if None). Positions count within the view (0..n-1); `ids` are
+    the store's sample ids behind them. Nothing is read until indexed."""
+
+    ndim = 3
+
+    def __init__(self, store: FeatureStore, name: str, indices: np.ndarray | Sequence[int] | None = None,
+                 as_dtype: torch.dtype | None = None):
+        store.model_info(name)
+        self.store, self.name = store, name
+        self.ids = np.arange(len(store), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.as_dtype = as_dtype
+        self.dtype = store.dtype if as_dtype is None else as_dtype
+        self.shape = torch.Size((len(self.ids), *store.shape(name)))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if isinstance(key, (int, np.integer)):
+            return self[[int(key)]][0]
+        if isinstance(key, slice):
+            positions = np.arange(len(self.ids))[key]
+        else:
+            positions = np.asarray(key.cpu() if isinstance(key, torch.Tensor) else key, dtype=np.int64).reshape(-1)
+        x = self.store.rows(self.name, self.ids[positions])
+        return x if self.as_dtype is None else x.to(self.as_dtype)
+
+    def __repr__(self) -> str:
+        return f"FeatureView({self.store.split_dir}, {self.name!r}, shape={tuple(self.shape)}, dtype={self.dtype})"
 
 
 class FeatureDataset(torch.utils.data.Dataset):
