@@ -153,6 +153,23 @@ def test_workers_tokens_and_changed_settings(synth, tmp_path):
     assert not torch.allclose(c.array("vivit-tiny")[:, 0], a.array("vivit-tiny").mean(1), atol=1e-3)
 
 
+def test_full_tokens_are_the_same_at_any_shard_size(synth, tmp_path):
+    """Rows are written into their shard batch by batch: one shard per clip or one for all gives
+    the same features (and a store that verifies); no temp file is left behind."""
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+
+    split = load_split("synthmotion", synth, "test")
+    kw = dict(tokens="full", batch=1, device="cpu", progress=False, workers=0)
+    one = featurize(split, "vjepa2-tiny", ["timesformer-tiny"], tmp_path / "one", shard_size=1, **kw)
+    all_ = featurize(split, "vjepa2-tiny", ["timesformer-tiny"], tmp_path / "all", shard_size=64, **kw)
+    a, b = FeatureStore.open(one.store_dir, verify=True), FeatureStore.open(all_.store_dir, verify=True)
+    assert len(a.shards) == len(split) and len(b.shards) == 1
+    for m in a.models:
+        assert a.shape(m)[0] > 8 and torch.equal(a.array(m), b.array(m))  # every patch token
+    assert list(tmp_path.rglob("*.tmp")) == []
+
+
 def test_cli_errors_are_one_line(synth, tmp_path, capsys):
     assert run_cli("--root", str(synth), "--out", str(tmp_path), "--student", "vjepa9") == 2
     err = capsys.readouterr().err
