@@ -196,6 +196,9 @@ def test_features_info_and_summary(synth, tmp_path, capsys):
     assert row["dtype"] == "bfloat16" and row["dim"] == 96 and row["T"] == 8
     norms = store.array("timesformer-tiny").float().norm(dim=-1)
     assert row["mean_token_norm"] == pytest.approx(float(norms.mean()), rel=1e-5)
+    # summed a batch at a time, the same as over the split in memory
+    assert row["std_token_norm"] == pytest.approx(float(norms.std()), rel=1e-4)
+    assert row["mean_abs"] == pytest.approx(float(store.array("timesformer-tiny").float().abs().mean()), rel=1e-5)
     expected_mb = len(store) * 8 * 96 * 2 / 2**20
     assert row["disk_mb"] == pytest.approx(expected_mb)
     assert np.isclose(sum(r["disk_mb"] for r in summary["models"]), summary["disk_mb"], rtol=0.2)

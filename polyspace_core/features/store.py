@@ -33,7 +33,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,6 +376,14 @@ class FeatureStore:
         (`rows`), cast to `as_dtype` (None keeps the stored dtype). Training and evaluation read
         a split through views, a batch at a time, instead of `array`."""
         return FeatureView(self, name, indices, as_dtype)
+
+    def batches(self, name: str, batch: int = 64, ok_only: bool = True,
+                as_dtype: torch.dtype | None = torch.float32) -> Iterator[torch.Tensor]:
+        """Model `name`'s features a batch of samples at a time, in order ((b, T, D), cast to
+        `as_dtype`): what a statistic over a whole split reads instead of `array`."""
+        view = self.view(name, self.indices(ok_only=ok_only), as_dtype)
+        for start in range(0, len(view), batch):
+            yield view[start:start + batch]
 
     def array(self, name: str) -> torch.Tensor:
         """All samples' features of one model, (N, T, D), in the stored dtype. With one shard this
