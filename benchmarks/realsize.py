@@ -1,8 +1,9 @@
 """Featurize with the four default backbones at their real size: clips/s per model and peak RSS
 for `--tokens temporal` and `--tokens full`, and peak RSS at shard size 1 vs 64 for `--tokens full`.
 
-    .venv/bin/python benchmarks/realsize.py [--clips 2] [--vjepa-frames 2] [--shard-clips 10]
+    .venv/bin/python benchmarks/realsize.py [--clips 2] [--vjepa-frames 2] [--shard-clips 16]
                                             [--shard-models videomae_base] [--cache DIR]
+                                            [--device cuda --dtype bfloat16]
 
 Writes benchmarks/results/realsize.json. The models are the real checkpoints' configurations
 (backbones/catalog.py REAL_BACKBONES: V-JEPA 2 ViT-L at 256 px, VideoMAE-B, TimeSformer-B,
@@ -13,7 +14,7 @@ weights' values. Videos are SynthMotion clips in the HMDB51 layout (AVI, 32 fram
 upscaled by each model's processor as real 320x240 videos would be.
 
 Each measurement runs in its own process (`--child`), which loads the models, runs `featurize`
-(batch 1, no loader workers, float32 store) and reports its peak resident set size (VmHWM:
+(batch 1, no loader workers, a float32 store unless --dtype) and reports its peak resident set size (VmHWM:
 everything the process held, weights included; see `peak_rss_bytes` for why not ru_maxrss):
 over the whole process, while loading, and while featurizing (the peak reset after loading).
 
@@ -21,7 +22,9 @@ The shard-size comparison holds everything but the shard size fixed (same models
 batch): with the store writing each batch's rows to their shard as they are computed, the peak
 while featurizing must be the same within 10% at shard size 1 and 64. Before that writer, a shard's fp32
 features, a cast copy and the serialised bytes were all held until the shard was full, which the
-JSON's `old_writer_buffer_bytes` estimates for the same run. To stay within 10 minutes on 2
+JSON's `old_writer_buffer_bytes` estimates for the same run (and `old_writer_ratio_estimate`
+the ratio that writer would have shown); `difference_bytes` is what the shard size changes now.
+With `--device cuda --dtype bfloat16` it measures a GPU run (CUDA peak memory too). To stay within 10 minutes on 2
 cores it runs on fewer models and clips than the first part when asked (`--shard-models`); the
 JSON says which. V-JEPA 2 takes any frame count: `--vjepa-frames` (default 2, the smallest, one
 tubelet) keeps the ViT-L within the time budget; the other three run their configs' own counts
@@ -104,12 +107,12 @@ def child(args: argparse.Namespace) -> None:
     split.items = split.items[:job["clips"]]
     t0 = time.perf_counter()
     backbones = load_backbones([f"{m}={job['cache']}/{m}" for m in job["models"]], frames=job["vjepa_frames"],
-                               device="cpu", local_files_only=True)
+                               device=job["device"], local_files_only=True)
     load_s = time.perf_counter() - t0
     load_peak = peak_rss_bytes()  # loading holds a checkpoint's tensors twice for a moment
     reset = reset_peak_rss()
     result = featurize(split, backbones[0], backbones[1:], job["out"], tokens=job["tokens"],
-                       shard_size=job["shard_size"], batch=1, workers=0, device="cpu", dtype="float32",
+                       shard_size=job["shard_size"], batch=1, workers=0, device=job["device"], dtype=job["dtype"],
                        frames=job["vjepa_frames"], progress=False)
     from polyspace_core.features.store import FeatureStore
 
@@ -126,6 +129,7 @@ def child(args: argparse.Namespace) -> None:
         "tokens_per_clip": {m: list(store.shape(m)) for m in store.models},
         "feature_bytes_per_clip_fp32": sum(4 * store.shape(m)[0] * store.shape(m)[1] for m in store.models),
         "store_bytes": store.disk_bytes(), "shards": len(store.shards),
+        "cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
     }))
 
 
@@ -144,7 +148,9 @@ def main() -> None:
     parser.add_argument("--vjepa-frames", type=int, default=2)
     parser.add_argument("--shard-models", default="videomae_base",
                         help="comma-separated models of the shard-size comparison (default: one, for time)")
-    parser.add_argument("--shard-clips", type=int, default=10)
+    parser.add_argument("--shard-clips", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CI and the figures in the JSON: cpu)")
+    parser.add_argument("--dtype", default="float32", help="store dtype; float16/bfloat16 also autocast on CUDA")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default=None, help="where the saved models go (default: a temp folder, "
                                                      "in /dev/shm when it exists: ~2.2 GB of fp32 weights)")
@@ -176,7 +182,7 @@ def main() -> None:
         info = generate_synthmotion(tmp / "videos", layout="hmdb51", classes=2, clips_per_class=clips, frames=32,
                                     size=128, seed=0, progress=False)
         job = {"dataset": info["dataset"], "root": str(info["root"]), "cache": str(cache), "threads": args.threads,
-               "vjepa_frames": args.vjepa_frames}
+               "vjepa_frames": args.vjepa_frames, "device": args.device, "dtype": args.dtype}
         runs = {}
         for tokens in ("temporal", "full"):
             runs[tokens] = measure({**job, "models": MODELS, "tokens": tokens, "shard_size": 64,
@@ -201,12 +207,14 @@ def main() -> None:
     ratio = shard[64][key] / shard[1][key]
     ratio_process = shard[64]["peak_rss_bytes"] / shard[1]["peak_rss_bytes"]
     per_clip = shard[64]["feature_bytes_per_clip_fp32"]
+    # what the whole-shard writer held at shard size 64 here: fp32 rows + cast copy + bytes
+    old_buffer = 3 * per_clip * min(64, shard[64]["clips"])
     record = {
         "models": {m: {"config": "backbones.catalog.REAL_BACKBONES", "weights": "random, saved with save_pretrained"}
                    for m in MODELS},
         "vjepa2_frames": args.vjepa_frames,
         "videos": "SynthMotion, HMDB51 layout (AVI), 32 frames, 128 px",
-        "batch": 1, "workers": 0, "store_dtype": "float32", "threads": args.threads,
+        "batch": 1, "workers": 0, "store_dtype": args.dtype, "device": args.device, "threads": args.threads,
         "clips": args.clips,
         "per_model_clips_per_s": {tokens: r["clips_per_s_forward"] for tokens, r in runs.items()},
         "end_to_end_clips_per_s": {tokens: r["clips_per_s"] for tokens, r in runs.items()},
@@ -217,7 +225,7 @@ def main() -> None:
         "tokens_per_clip": {tokens: r["tokens_per_clip"] for tokens, r in runs.items()},
         "runs": runs,
         "shard_size_comparison": {
-            "tokens": "full", "models": shard_models, "clips": args.shard_clips,
+            "tokens": "full", "models": shard_models, "clips": shard[64]["clips"],
             "note": ("fewer models than the first part, to stay within 10 minutes on 2 cores"
                      if set(shard_models) != set(MODELS) else "the four models"),
             "peak_rss_bytes": {"1": shard[1]["peak_rss_bytes"], "64": shard[64]["peak_rss_bytes"]},
@@ -225,9 +233,11 @@ def main() -> None:
                                          "64": shard[64]["peak_rss_featurize_bytes"]},
             "shards": {"1": shard[1]["shards"], "64": shard[64]["shards"]},
             "compared": key, "ratio_64_over_1": ratio, "ratio_64_over_1_process_peak": ratio_process,
+            "difference_bytes": shard[64][key] - shard[1][key],
+            "difference_over_old_writer_buffer": (shard[64][key] - shard[1][key]) / old_buffer,
             "goal": "within 10%", "within_10_percent": abs(ratio - 1) <= 0.10,
-            # what the whole-shard writer held for shard size 64 here: fp32 rows + cast copy + bytes
-            "old_writer_buffer_bytes": 3 * per_clip * min(64, args.shard_clips),
+            "old_writer_buffer_bytes": old_buffer,
+            "old_writer_ratio_estimate": (shard[1][key] + old_buffer) / shard[1][key],
         },
         "model_save_s": save_s,
         "seconds": time.perf_counter() - started,
@@ -235,7 +245,9 @@ def main() -> None:
                     "load_average_1min": os.getloadavg()[0], "cpu": platform.processor() or platform.machine()},
     }
     atomic_write_json(args.out, record)
-    print(f"shard size 64 / 1 peak RSS: {ratio:.3f} (goal within 10%); total {record['seconds']:.0f} s")
+    print(f"shard size 64 / 1 peak RSS: {ratio:.3f} (goal within 10%; the whole-shard writer would have held "
+          f"{old_buffer / 2**20:.0f} MiB more, ~{record['shard_size_comparison']['old_writer_ratio_estimate']:.2f}x); "
+          f"total {record['seconds']:.0f} s")
     for tokens in runs:
         per = ", ".join(f"{m} {v:.3f}" for m, v in record["per_model_clips_per_s"][tokens].items())
         print(f"{tokens}: clips/s per model (forward): {per}")
