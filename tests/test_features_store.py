@@ -257,3 +257,34 @@ def test_shard_writer_refuses_wrong_rows(tmp_path):
     finally:
         shard.close()
     assert list((tmp_path / "train").glob("*.tmp")) == []
+
+
+def test_shards_written_whole_before_streaming_still_resume_and_open(tmp_path):
+    """A store interrupted before the streaming writer existed: its shard files came from
+    safetensors' own `save` (another byte layout). Their receipts still count, the rest is
+    written by the new writer, and the store opens with every value."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    from polyspace_core.features.store import FORMAT, PROGRESS_DIR
+    from polyspace_core.io import CHECKSUM, atomic_write_bytes, atomic_write_json, digest_bytes
+
+    feats = random_feats(n=5, seed=9)
+    w = make_writer(tmp_path / "train", n=5, shard_size=2)
+    start, end = w.ranges[0]
+    meta = json.dumps({"format": FORMAT, "fingerprint": w.fingerprint, "start": start, "end": end}, sort_keys=True)
+    data = save({"student": feats["student"][start:end].contiguous(), "teacher_a": feats["teacher_a"][start:end],
+                 "index": torch.arange(start, end)}, metadata={"polyspace": meta})
+    atomic_write_bytes(tmp_path / "train" / shard_name(0), data)
+    atomic_write_json(tmp_path / "train" / PROGRESS_DIR / "shard_00000.json", {
+        "file": shard_name(0), "start": start, "end": end, "sha256": hashlib.sha256(data).hexdigest(),
+        CHECKSUM: digest_bytes(data)[CHECKSUM], "bytes": len(data), "fingerprint": w.fingerprint,
+        "status": ["ok"] * 2, "videos_decoded": 2, "frames_decoded": 16})
+    assert w.pending() == [1, 2]  # the old shard is done; no redo
+    for k in w.pending():
+        s, e = w.ranges[k]
+        w.write_shard(k, {m: x[s:e] for m, x in feats.items()}, ["ok"] * (e - s), e - s, 0)
+    store = FeatureStore.open(w.finalize().split_dir, verify=True)
+    for m, x in feats.items():
+        assert torch.equal(store.array(m), x) and torch.equal(store.rows(m, [4, 0, 1]), x[[4, 0, 1]])
