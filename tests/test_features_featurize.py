@@ -153,6 +153,23 @@ def test_workers_tokens_and_changed_settings(synth, tmp_path):
     assert not torch.allclose(c.array("vivit-tiny")[:, 0], a.array("vivit-tiny").mean(1), atol=1e-3)
 
 
+def test_full_tokens_are_the_same_at_any_shard_size(synth, tmp_path):
+    """Rows are written into their shard batch by batch: one shard per clip or one for all gives
+    the same features (and a store that verifies); no temp file is left behind."""
+    from polyspace_core.datasets import load_split
+    from polyspace_core.features.featurize import featurize
+
+    split = load_split("synthmotion", synth, "test")
+    kw = dict(tokens="full", batch=1, device="cpu", progress=False, workers=0)
+    one = featurize(split, "vjepa2-tiny", ["timesformer-tiny"], tmp_path / "one", shard_size=1, **kw)
+    all_ = featurize(split, "vjepa2-tiny", ["timesformer-tiny"], tmp_path / "all", shard_size=64, **kw)
+    a, b = FeatureStore.open(one.store_dir, verify=True), FeatureStore.open(all_.store_dir, verify=True)
+    assert len(a.shards) == len(split) and len(b.shards) == 1
+    for m in a.models:
+        assert a.shape(m)[0] > 8 and torch.equal(a.array(m), b.array(m))  # every patch token
+    assert list(tmp_path.rglob("*.tmp")) == []
+
+
 def test_cli_errors_are_one_line(synth, tmp_path, capsys):
     assert run_cli("--root", str(synth), "--out", str(tmp_path), "--student", "vjepa9") == 2
     err = capsys.readouterr().err
@@ -179,6 +196,9 @@ def test_features_info_and_summary(synth, tmp_path, capsys):
     assert row["dtype"] == "bfloat16" and row["dim"] == 96 and row["T"] == 8
     norms = store.array("timesformer-tiny").float().norm(dim=-1)
     assert row["mean_token_norm"] == pytest.approx(float(norms.mean()), rel=1e-5)
+    # summed a batch at a time, the same as over the split in memory
+    assert row["std_token_norm"] == pytest.approx(float(norms.std()), rel=1e-4)
+    assert row["mean_abs"] == pytest.approx(float(store.array("timesformer-tiny").float().abs().mean()), rel=1e-5)
     expected_mb = len(store) * 8 * 96 * 2 / 2**20
     assert row["disk_mb"] == pytest.approx(expected_mb)
     assert np.isclose(sum(r["disk_mb"] for r in summary["models"]), summary["disk_mb"], rtol=0.2)

@@ -192,3 +192,99 @@ def test_nan_features_of_an_ok_sample_stop_training_and_evaluation_readers(tmp_p
         message = str(error.value)
         assert str(tmp_path / "s" / shard_name(1)) in message and "'teacher_a' hold NaN/inf for 1 sample(s)" in message
         assert "first: #3, v3.mp4" in message
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shard_written_in_batches_is_the_shard_written_whole(tmp_path, dtype):
+    """Rows streamed in any batches, in any order, give the bytes of the whole-shard write, a file
+    safetensors itself reads, and NaN in the rows never written (a failed clip)."""
+    feats = random_feats(n=6, seed=3)
+    status = ["ok", "ok", "failed: cannot decode", "ok", "ok", "ok"]
+    whole = make_writer(tmp_path / "whole", dtype, n=6, shard_size=6)
+    whole.write_shard(0, {m: torch.where(torch.tensor([s == "ok" for s in status])[:, None, None], x, float("nan"))
+                          for m, x in feats.items()}, status, 5, 40)
+    streamed = make_writer(tmp_path / "streamed", dtype, n=6, shard_size=6)
+    shard = streamed.open_shard(0)
+    for rows in ([4, 0], [5], [1, 3]):  # out of order, gaps, the failed row 2 never written
+        for m, x in feats.items():
+            shard.write_rows(m, rows, x[rows])
+    assert not (tmp_path / "streamed" / shard_name(0)).exists()  # only a temp file until finish
+    rec = shard.finish(status, 5, 40)
+    a, b = (p / shard_name(0) for p in (tmp_path / "whole", tmp_path / "streamed"))
+    assert a.read_bytes() == b.read_bytes() and rec["bytes"] == b.stat().st_size
+    loaded = load_file(b)
+    assert torch.equal(loaded["index"], torch.arange(6))
+    for m, x in feats.items():
+        ok = torch.tensor([s == "ok" for s in status])
+        assert torch.equal(loaded[m][ok], x.to(loaded[m].dtype)[ok]) and torch.isnan(loaded[m][2]).all()
+    store = streamed.finalize()
+    assert store.status[2].startswith("failed") and not store.ok[2]
+    assert [p.name for p in (tmp_path / "streamed").iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_interrupted_shard_leaves_no_shard_and_is_redone(tmp_path):
+    """A shard whose writer stops before finish is not a shard: no file under its name, no receipt,
+    the temp file is removed by close() (or by the next open_shard after a SIGKILL), and the
+    shard is pending; finishing it later gives the same bytes as an uninterrupted write."""
+    feats = random_feats(n=4, seed=5)
+    w = make_writer(tmp_path / "train", n=4, shard_size=4)
+    shard = w.open_shard(0)
+    shard.write_rows("student", [0, 1], feats["student"][:2])
+    assert w.pending() == [0] and not (tmp_path / "train" / shard_name(0)).exists()
+    temps = list((tmp_path / "train").glob(".shard_00000.safetensors.*.tmp"))
+    assert len(temps) == 1  # as a SIGKILL would leave it
+    with pytest.raises(ValueError, match="no features of student for ok rows"):
+        shard.finish(["ok"] * 4, 4, 0)  # ok rows without features are refused, never NaN-filled
+    again = w.open_shard(0)  # the stale temp file of the killed writer goes
+    assert not any(p.exists() for p in temps)
+    for m, x in feats.items():
+        again.write_rows(m, range(4), x)
+    again.finish(["ok"] * 4, 4, 0)
+    ref = make_writer(tmp_path / "ref", n=4, shard_size=4)
+    ref.write_shard(0, feats, ["ok"] * 4, 4, 0)
+    assert (tmp_path / "train" / shard_name(0)).read_bytes() == (tmp_path / "ref" / shard_name(0)).read_bytes()
+    assert w.pending() == []
+
+
+def test_shard_writer_refuses_wrong_rows(tmp_path):
+    w = make_writer(tmp_path / "train", n=4, shard_size=4)
+    shard = w.open_shard(0)
+    try:
+        with pytest.raises(ValueError, match="expected"):
+            shard.write_rows("student", [0], torch.zeros(1, 2, 4))
+        with pytest.raises(ValueError, match="outside"):
+            shard.write_rows("student", [4], torch.zeros(1, 3, 4))
+    finally:
+        shard.close()
+    assert list((tmp_path / "train").glob("*.tmp")) == []
+
+
+def test_shards_written_whole_before_streaming_still_resume_and_open(tmp_path):
+    """A store interrupted before the streaming writer existed: its shard files came from
+    safetensors' own `save` (another byte layout). Their receipts still count, the rest is
+    written by the new writer, and the store opens with every value."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    from polyspace_core.features.store import FORMAT, PROGRESS_DIR
+    from polyspace_core.io import CHECKSUM, atomic_write_bytes, atomic_write_json, digest_bytes
+
+    feats = random_feats(n=5, seed=9)
+    w = make_writer(tmp_path / "train", n=5, shard_size=2)
+    start, end = w.ranges[0]
+    meta = json.dumps({"format": FORMAT, "fingerprint": w.fingerprint, "start": start, "end": end}, sort_keys=True)
+    data = save({"student": feats["student"][start:end].contiguous(), "teacher_a": feats["teacher_a"][start:end],
+                 "index": torch.arange(start, end)}, metadata={"polyspace": meta})
+    atomic_write_bytes(tmp_path / "train" / shard_name(0), data)
+    atomic_write_json(tmp_path / "train" / PROGRESS_DIR / "shard_00000.json", {
+        "file": shard_name(0), "start": start, "end": end, "sha256": hashlib.sha256(data).hexdigest(),
+        CHECKSUM: digest_bytes(data)[CHECKSUM], "bytes": len(data), "fingerprint": w.fingerprint,
+        "status": ["ok"] * 2, "videos_decoded": 2, "frames_decoded": 16})
+    assert w.pending() == [1, 2]  # the old shard is done; no redo
+    for k in w.pending():
+        s, e = w.ranges[k]
+        w.write_shard(k, {m: x[s:e] for m, x in feats.items()}, ["ok"] * (e - s), e - s, 0)
+    store = FeatureStore.open(w.finalize().split_dir, verify=True)
+    for m, x in feats.items():
+        assert torch.equal(store.array(m), x) and torch.equal(store.rows(m, [4, 0, 1]), x[[4, 0, 1]])

@@ -21,6 +21,7 @@ saved without them is a 1-d layout over time, (t_in, 1, 1) and (t_out, 1, 1).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -127,6 +128,76 @@ def _flatten_pairs(converter: Converter, x: torch.Tensor, y: torch.Tensor) -> tu
     return x.reshape(-1, x.shape[-1]), y.double().reshape(-1, y.shape[-1])
 
 
+class TokenMoments:
+    """Sums over token rows in float64, added a batch at a time: what the closed forms and the
+    learned kinds' standardisation need, without the split's tokens in memory at once.
+
+    add(xs, ys): xs (m, D_x) and optionally ys (m, D_y) paired rows. Sums are taken around the
+    first batch's mean (a shift), so a large common component of the tokens does not cancel
+    catastrophically when the centred products are formed. `full=True` keeps Xcᵀ Xc (D_x, D_x)
+    and Xcᵀ Yc; otherwise per-dimension sums of squares only."""
+
+    def __init__(self, full: bool = True):
+        self.full, self.n = full, 0
+
+    @torch.no_grad()
+    def add(self, xs: torch.Tensor, ys: torch.Tensor | None = None) -> TokenMoments:
+        xs = xs.double()
+        ys = ys.double() if ys is not None else None
+        if self.n == 0:
+            self.kx = xs.mean(0)
+            self.sx, self.sxx = torch.zeros_like(self.kx), 0.0
+            if ys is not None:
+                self.ky = ys.mean(0)
+                self.sy, self.syy, self.sxy = torch.zeros_like(self.ky), 0.0, 0.0
+        a = xs - self.kx
+        self.sx = self.sx + a.sum(0)
+        self.sxx = self.sxx + (a.T @ a if self.full else a.pow(2).sum(0))
+        if ys is not None:
+            b = ys - self.ky
+            self.sy = self.sy + b.sum(0)
+            self.syy = self.syy + b.pow(2).sum(0)
+            if self.full:
+                self.sxy = self.sxy + a.T @ b
+        self.n += xs.shape[0]
+        return self
+
+    def mean_x(self) -> torch.Tensor:
+        return self.kx + self.sx / self.n
+
+    def mean_y(self) -> torch.Tensor:
+        return self.ky + self.sy / self.n
+
+    def gram_xx(self) -> torch.Tensor:
+        """Σ (x - mean)(x - mean)ᵀ over rows (full) or its diagonal."""
+        mx = self.sx / self.n
+        return self.sxx - self.n * (torch.outer(mx, mx) if self.full else mx.pow(2))
+
+    def cross_xy(self) -> torch.Tensor:
+        """Σ (x - mean_x)(y - mean_y)ᵀ over rows."""
+        return self.sxy - self.n * torch.outer(self.sx / self.n, self.sy / self.n)
+
+    def std(self, side: str = "x") -> torch.Tensor:
+        """Per-dimension standard deviation (n - 1 in the denominator, as torch.std)."""
+        if side == "x":
+            ss = self.gram_xx().diagonal() if self.full else self.gram_xx()
+        else:
+            ss = self.syy - self.n * (self.sy / self.n).pow(2)
+        return (ss.clamp_min(0) / max(self.n - 1, 1)).sqrt()
+
+
+def pair_moments(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], converter: Converter) -> TokenMoments:
+    """TokenMoments of the closed forms' token pairs over batches of student (B, T_s, D_s) and
+    teacher (B, T_t, D_t) features (the student's tokens resampled onto the teacher's grid by the
+    converter's length adaptation)."""
+    moments = TokenMoments(full=True)
+    for x, y in pairs:
+        moments.add(*_flatten_pairs(converter, x, y))
+    if moments.n == 0:
+        raise PolySpaceError("fit: no training samples")
+    return moments
+
+
 class ProcrustesConverter(Converter):
     """y = s · (x - mu_x) R + mu_y with R = U Vᵀ from the SVD of the cross-covariance Xcᵀ Yc.
 
@@ -148,12 +219,17 @@ class ProcrustesConverter(Converter):
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> ProcrustesConverter:
         """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
         self.check_input(x)
-        xs, ys = _flatten_pairs(self, x, y)
-        mean_in, mean_out = xs.mean(0), ys.mean(0)
-        xc, yc = xs - mean_in, ys - mean_out
-        u, s, vh = torch.linalg.svd(xc.T @ yc, full_matrices=False)
+        return self.fit_moments(pair_moments([(x, y)], self))
+
+    @torch.no_grad()
+    def fit_moments(self, moments: TokenMoments) -> ProcrustesConverter:
+        """Fit from the token pairs' sums (`pair_moments`, accumulated batch by batch); returns self."""
+        mean_in, mean_out = moments.mean_x(), moments.mean_y()
+        u, s, vh = torch.linalg.svd(moments.cross_xy(), full_matrices=False)
         rotation = u @ vh
-        scale = s.sum() / (xc @ rotation).pow(2).sum().clamp_min(1e-12) if self.config.procrustes_scale \
+        # Σ ||(x - mu) R||² = tr(Rᵀ Xcᵀ Xc R)
+        energy = (rotation * (moments.gram_xx() @ rotation)).sum()
+        scale = s.sum() / energy.clamp_min(1e-12) if self.config.procrustes_scale \
             else torch.ones((), dtype=torch.float64)
         for name, value in (("mean_in", mean_in), ("mean_out", mean_out), ("rotation", rotation), ("scale", scale)):
             getattr(self, name).copy_(value.to(getattr(self, name).dtype))
@@ -185,14 +261,17 @@ class RidgeConverter(Converter):
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> RidgeConverter:
         """Fit on student (N, T_s, D_s) and teacher (N, T_t, D_t) features; returns self."""
         self.check_input(x)
-        xs, ys = _flatten_pairs(self, x, y)
-        mean_in, mean_out = xs.mean(0), ys.mean(0)
-        xc, yc = xs - mean_in, ys - mean_out
-        gram = xc.T @ xc
+        return self.fit_moments(pair_moments([(x, y)], self))
+
+    @torch.no_grad()
+    def fit_moments(self, moments: TokenMoments) -> RidgeConverter:
+        """Fit from the token pairs' sums (`pair_moments`, accumulated batch by batch); returns self."""
+        mean_in, mean_out = moments.mean_x(), moments.mean_y()
+        gram = moments.gram_xx()
         lam = float(self.config.ridge_alpha) * gram.trace() / gram.shape[0]
         gram = gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype)
         # lstsq rather than solve: stays defined when ridge_alpha=0 and the inputs are rank deficient
-        weight = torch.linalg.lstsq(gram, xc.T @ yc).solution
+        weight = torch.linalg.lstsq(gram, moments.cross_xy()).solution
         self.weight.copy_(weight.to(self.weight.dtype))
         self.bias.copy_((mean_out - mean_in @ weight).to(self.bias.dtype))
         self.fitted.fill_(True)
@@ -207,6 +286,18 @@ class RidgeConverter(Converter):
 
 # ---------------------------------------------------------------------------------------------
 # learned kinds
+
+
+def token_statistics(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[TokenMoments, TokenMoments]:
+    """Per-dimension sums of every student and every teacher token over batches of
+    (student (B, T_s, D_s), teacher (B, T_t, D_t)): the learned kinds' standardisation."""
+    student, teacher = TokenMoments(full=False), TokenMoments(full=False)
+    for x, y in pairs:
+        student.add(x.reshape(-1, x.shape[-1]))
+        teacher.add(y.reshape(-1, y.shape[-1]))
+    if student.n == 0:
+        raise PolySpaceError("set_statistics: no training samples")
+    return student, teacher
 
 
 class LearnedConverter(Converter):
@@ -234,13 +325,17 @@ class LearnedConverter(Converter):
     def set_statistics(self, x: torch.Tensor, y: torch.Tensor) -> LearnedConverter:
         """Per-dimension mean/std over every token of student (N, T_s, D_s) and teacher (N, T_t, D_t)."""
         self.check_input(x)
-        for (mean, std), a in (((self.in_mean, self.in_std), x), ((self.out_mean, self.out_std), y)):
-            flat = a.double().reshape(-1, a.shape[-1])
-            if flat.shape[-1] != mean.shape[0]:
-                raise PolySpaceError(f"{self.config.kind} converter: statistics of {flat.shape[-1]}-dim features "
+        return self.set_statistics_from(*token_statistics([(x, y)]))
+
+    @torch.no_grad()
+    def set_statistics_from(self, student: TokenMoments, teacher: TokenMoments) -> LearnedConverter:
+        """The same from per-dimension sums over batches (`token_statistics`)."""
+        for (mean, std), m in (((self.in_mean, self.in_std), student), ((self.out_mean, self.out_std), teacher)):
+            if m.kx.shape[0] != mean.shape[0]:
+                raise PolySpaceError(f"{self.config.kind} converter: statistics of {m.kx.shape[0]}-dim features "
                                      f"for a {mean.shape[0]}-dim side")
-            mean.copy_(flat.mean(0).to(mean.dtype))
-            std.copy_(flat.std(0).clamp_min(1e-6).to(std.dtype))
+            mean.copy_(m.mean_x().to(mean.dtype))
+            std.copy_(m.std().clamp_min(1e-6).to(std.dtype))
         return self
 
     def to_unit(self, y: torch.Tensor) -> torch.Tensor:

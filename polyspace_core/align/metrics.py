@@ -12,6 +12,7 @@ Everything is computed in float64 and returned as a python float.
     mutual_knn     Huh et al. 2024: mean overlap of the k nearest neighbours in the two spaces
     mean_cosine    mean cosine similarity of paired vectors
     r2_score       coefficient of determination, multi-output
+    TokenFidelity  mean_cosine and r2_score accumulated a batch at a time
     retrieval_top1 fraction of queries whose most similar key (cosine) is their own pair
 """
 
@@ -265,6 +266,39 @@ def r2_score(y_true: ArrayLike, y_pred: ArrayLike, multioutput: str = "variance_
                                  (ss_res == 0).to(ss_res.dtype))
         return float(per_output.mean())
     raise PolySpaceError(f"r2_score multioutput={multioutput!r}; use 'variance_weighted' or 'uniform_average'")
+
+
+class TokenFidelity:
+    """`mean_cosine` and `r2_score` (variance_weighted) of prediction/target token pairs added a
+    batch at a time, for splits not held in memory at once: add(pred, target) with (B, T, D) or
+    (B, D) each, then result() -> {"cosine", "r2"} (the same values, to float64 rounding, as the
+    two functions on the concatenated split). Sums are taken around the first batch's target
+    mean, so the total variance does not cancel against a large common component."""
+
+    def __init__(self):
+        self.n, self.cos_sum, self.ss_res = 0, 0.0, 0.0
+
+    def add(self, pred: ArrayLike, target: ArrayLike) -> TokenFidelity:
+        p, t = _same_shape(pred, target, ("prediction", "target"))
+        if self.n == 0:
+            self.shift = t.mean(0)
+            self.s1 = torch.zeros_like(self.shift)
+            self.s2 = torch.zeros_like(self.shift)
+        self.cos_sum += float(F.cosine_similarity(p, t, dim=1, eps=1e-12).sum())
+        self.ss_res += float((t - p).pow(2).sum())
+        c = t - self.shift
+        self.s1 += c.sum(0)
+        self.s2 += c.pow(2).sum(0)
+        self.n += t.shape[0]
+        return self
+
+    def result(self) -> dict[str, float]:
+        if self.n < 2:
+            raise PolySpaceError("r2_score needs at least 2 samples")
+        ss_tot = float((self.s2 - self.s1.pow(2) / self.n).sum())
+        if ss_tot <= 0:
+            raise PolySpaceError("r2_score: y_true is constant across samples, R² is undefined")
+        return {"cosine": self.cos_sum / self.n, "r2": 1.0 - self.ss_res / ss_tot}
 
 
 def retrieval_top1(queries: ArrayLike, keys: ArrayLike, chunk: int = 1024) -> float:

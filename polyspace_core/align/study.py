@@ -446,6 +446,8 @@ def load_spaces(features: str | Path, converters_dir: str | Path, split: str = "
     tokens: dict[str, np.ndarray] = {}
     for teacher, converter in converters.items():
         x, y = pairs_from_store(root / split, student, teacher)
+        # the alignment analysis keeps this split's tokens (AlignmentSpaces.tokens): read them in
+        x, y = x[:], y[:]
         converted = predict(converter, x)
         if converted.shape != y.shape:
             raise PolySpaceError(f"{converters_dir}: the {teacher!r} converter outputs {tuple(converted.shape[1:])} "

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -33,9 +34,9 @@ from ..errors import PolySpaceError
 from ..io import atomic_write_json, load_safetensors, read_json, save_safetensors_atomic, verify_recorded
 from ..scalar_log import ScalarLog
 from ..seeding import best_device, seed_everything
-from .converters import Converter, ConverterConfig, LearnedConverter, build_converter
+from .converters import Converter, ConverterConfig, LearnedConverter, build_converter, pair_moments, token_statistics
 from .losses import AlignmentLoss, format_loss_weights
-from .metrics import linear_cka, mean_cosine, mutual_knn, r2_score, retrieval_top1
+from .metrics import TokenFidelity, linear_cka, mutual_knn, retrieval_top1
 
 Pairs = tuple[torch.Tensor, torch.Tensor]
 CHECKPOINT_FORMAT = "polyspace-converter/1"
@@ -43,10 +44,13 @@ SET_FORMAT = "polyspace-converter-set/1"
 
 
 def _check_pairs(pairs: Pairs, config: ConverterConfig, split: str) -> Pairs:
-    """Cast to float32 and check (N, T_s, D_s) / (N, T_t, D_t) against the config."""
+    """Check (N, T_s, D_s) / (N, T_t, D_t) against the config. Tensors are cast to float32; a
+    store's FeatureViews (`pairs_from_store`) stay lazy and give float32 rows when indexed."""
+    from ..features.store import FeatureView
+
     if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
         raise PolySpaceError(f"{split} pairs must be a (student, teacher) tuple of tensors")
-    x, y = (torch.as_tensor(a).float() for a in pairs)
+    x, y = (a if isinstance(a, FeatureView) else torch.as_tensor(a).float() for a in pairs)
     want_x, want_y = (config.t_in, config.d_in), (config.t_out, config.d_out)
     if x.ndim != 3 or tuple(x.shape[1:]) != want_x:
         raise PolySpaceError(f"{split} student features have shape {tuple(x.shape)}, the converter expects "
@@ -59,6 +63,18 @@ def _check_pairs(pairs: Pairs, config: ConverterConfig, split: str) -> Pairs:
     if x.shape[0] < 2:
         raise PolySpaceError(f"{split} split has {x.shape[0]} samples; at least 2 are needed")
     return x, y
+
+
+def _float_rows(a: torch.Tensor | Any, idx: torch.Tensor) -> torch.Tensor:
+    """Rows `idx` of a tensor or a FeatureView as float32 (a view reads only these rows)."""
+    return a[idx].float()
+
+
+def _pass(pairs: Pairs, batch: int) -> Any:
+    """(student, teacher) float32 batches over a split once, in order: what statistics need."""
+    x, y = pairs
+    for idx in _batches(x.shape[0], batch):
+        yield _float_rows(x, idx), _float_rows(y, idx)
 
 
 def _batches(n: int, batch: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -74,12 +90,15 @@ def _batches(n: int, batch: int, order: torch.Tensor | None = None) -> list[torc
 @torch.no_grad()
 def predict(converter: Converter, student: torch.Tensor, batch: int = 256,
             device: str | torch.device | None = None) -> torch.Tensor:
-    """Converted features (N, T_t, D_t), float32 on CPU, in eval mode."""
+    """Converted features (N, T_t, D_t), float32 on CPU, in eval mode. `student`: a tensor or a
+    store's FeatureView (read a batch at a time)."""
     device = next(iter(converter.state_dict().values())).device if device is None else torch.device(device)
     was_training = converter.training
     converter.eval()
-    student = torch.as_tensor(student).float()
-    out = [converter(student[idx].to(device)).float().cpu() for idx in _batches(student.shape[0], batch)]
+    if isinstance(student, (torch.Tensor, np.ndarray)):
+        student = torch.as_tensor(student).float()
+    out = [converter(_float_rows(student, idx).to(device)).float().cpu()
+           for idx in _batches(student.shape[0], batch)]
     converter.train(was_training)
     return torch.cat(out)
 
@@ -95,18 +114,20 @@ def _loss_units(converter: Converter, pred: torch.Tensor, target: torch.Tensor) 
 @torch.no_grad()
 def _validate(converter: Converter, pairs: Pairs, loss_fn: AlignmentLoss, batch: int,
               device: torch.device) -> dict[str, float]:
-    """Validation loss (same batching as training, fixed order) plus cosine and R² of all tokens."""
+    """Validation loss (same batching as training, fixed order) plus cosine and R² of all tokens,
+    a batch at a time (the split's predictions are never held together)."""
     x, y = pairs
     converter.eval()
-    total, n, preds = 0.0, 0, []
+    total, n = 0.0, 0
+    fidelity = TokenFidelity()
     for idx in _batches(x.shape[0], batch):
-        pred = converter(x[idx].to(device))
-        loss, _ = loss_fn(*_loss_units(converter, pred, y[idx].to(device)))
+        target = _float_rows(y, idx)
+        pred = converter(_float_rows(x, idx).to(device))
+        loss, _ = loss_fn(*_loss_units(converter, pred, target.to(device)))
         total += float(loss) * len(idx)
         n += len(idx)
-        preds.append(pred.float().cpu())
-    pred = torch.cat(preds)
-    return {"loss": total / n, "cosine": mean_cosine(pred, y), "r2": r2_score(y, pred)}
+        fidelity.add(pred.float().cpu(), target)
+    return {"loss": total / n, **fidelity.result()}
 
 
 @dataclass
@@ -146,7 +167,10 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
                     log_dir: str | Path | None = None) -> ConverterFit:
     """Train (or fit, for closed-form kinds) one converter student -> teacher.
 
-    train_pairs / val_pairs: (student (N, T_s, D_s), teacher (N, T_t, D_t)) tensors, any float dtype.
+    train_pairs / val_pairs: (student (N, T_s, D_s), teacher (N, T_t, D_t)) tensors of any float
+    dtype, or a store's FeatureViews (`pairs_from_store`): then every pass reads the split a batch
+    at a time, and the closed forms and the standardisation are fitted from float64 sums over
+    batches, never from a float64 copy of the split.
     Returns a ConverterFit: the converter holding the best validation epoch's weights (eval mode,
     on `device`), its per-epoch history and the run's best epoch, best validation loss, seconds.
     log_dir: TensorBoard event files of this run go there (every history column, per epoch).
@@ -171,7 +195,7 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
 
     if converter.closed_form:
         # the closed form is the optimum of its own objective; there is nothing to iterate
-        converter.fit(train_pairs[0].to(device), train_pairs[1].to(device))
+        converter.fit_moments(pair_moments(_pass(train_pairs, max(batch, 256)), converter))
         fit_train = _validate(converter, train_pairs, loss_fn, batch, device)
         val = _validate(converter, val_pairs, loss_fn, batch, device)
         history = [{"epoch": 1, "train_loss": fit_train["loss"], "val_loss": val["loss"],
@@ -181,7 +205,7 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
         return ConverterFit(converter.eval(), history, best_epoch=1, best_val_loss=val["loss"],
                             seconds=time.perf_counter() - started, initial_val=None, settings=settings)
 
-    converter.set_statistics(train_pairs[0].to(device), train_pairs[1].to(device))
+    converter.set_statistics_from(*token_statistics(_pass(train_pairs, max(batch, 256))))
     initial = _validate(converter, val_pairs, loss_fn, batch, device)
     terms = [k for k, w in loss_fn.weights.items() if w > 0]
     optimizer = torch.optim.AdamW(converter.parameters(), lr=lr, weight_decay=weight_decay)
@@ -198,8 +222,9 @@ def train_converter(train_pairs: Pairs, val_pairs: Pairs, config: ConverterConfi
         order = torch.randperm(x_train.shape[0], generator=shuffle)
         for idx in tqdm(_batches(x_train.shape[0], batch, order), desc=f"{config.kind} epoch {epoch}/{epochs}",
                         leave=False, disable=not progress):
-            pred = converter(x_train[idx].to(device, non_blocking=True))
-            loss, parts = loss_fn(*_loss_units(converter, pred, y_train[idx].to(device, non_blocking=True)))
+            target = _float_rows(y_train, idx).to(device, non_blocking=True)
+            pred = converter(_float_rows(x_train, idx).to(device, non_blocking=True))
+            loss, parts = loss_fn(*_loss_units(converter, pred, target))
             if not torch.isfinite(loss):
                 raise PolySpaceError(f"{config.kind} converter: training loss became {float(loss)} at epoch {epoch}; "
                                      f"lower lr (now {lr}) or check the features for extreme values")
@@ -231,19 +256,33 @@ def evaluate_converter(converter: Converter, student: torch.Tensor, teacher: tor
                        batch: int = 256, knn_k: int = 10) -> dict[str, float]:
     """Held-out fidelity of converted student features against the teacher's.
 
-    cosine and R² compare every token; CKA, mutual kNN and retrieval top-1 compare clip vectors
-    (mean over tokens), the unit the fusion head and downstream tasks consume.
+    cosine and R² compare every token (accumulated a batch at a time); CKA, mutual kNN and
+    retrieval top-1 compare clip vectors (mean over tokens), the unit the fusion head and
+    downstream tasks consume. student/teacher: tensors or a store's FeatureViews.
     """
-    teacher = torch.as_tensor(teacher).float()
-    pred = predict(converter, student, batch)
-    if pred.shape != teacher.shape:
-        raise PolySpaceError(f"converted features {tuple(pred.shape)} do not match teacher features "
-                             f"{tuple(teacher.shape)}; the converter was trained for another teacher")
-    clip_pred, clip_teacher = pred.mean(1), teacher.mean(1)
-    n = pred.shape[0]
+    if isinstance(teacher, (torch.Tensor, np.ndarray)):
+        teacher = torch.as_tensor(teacher).float()
+    if isinstance(student, (torch.Tensor, np.ndarray)):
+        student = torch.as_tensor(student).float()
+    device = next(iter(converter.state_dict().values())).device
+    was_training = converter.training
+    converter.eval()
+    fidelity, clip_pred, clip_teacher = TokenFidelity(), [], []
+    with torch.no_grad():
+        for idx in _batches(student.shape[0], batch):
+            pred = converter(_float_rows(student, idx).to(device)).float().cpu()
+            target = _float_rows(teacher, idx)
+            if pred.shape != target.shape:
+                raise PolySpaceError(f"converted features {tuple(pred.shape[1:])} do not match teacher features "
+                                     f"{tuple(target.shape[1:])}; the converter was trained for another teacher")
+            fidelity.add(pred, target)
+            clip_pred.append(pred.mean(1))
+            clip_teacher.append(target.mean(1))
+    converter.train(was_training)
+    clip_pred, clip_teacher = torch.cat(clip_pred), torch.cat(clip_teacher)
+    n = clip_pred.shape[0]
     return {
-        "cosine": mean_cosine(pred, teacher),
-        "r2": r2_score(teacher, pred),
+        **fidelity.result(),
         "cka": linear_cka(clip_pred, clip_teacher),
         "mutual_knn": mutual_knn(clip_pred, clip_teacher, k=min(knn_k, n - 1)),
         "retrieval_top1": retrieval_top1(clip_pred, clip_teacher),
@@ -251,17 +290,19 @@ def evaluate_converter(converter: Converter, student: torch.Tensor, teacher: tor
 
 
 def pairs_from_store(split_dir: str | Path, student: str, teacher: str) -> Pairs:
-    """(student (N, T_s, D_s), teacher (N, T_t, D_t)) float32 features of one feature-store split,
-    keeping only samples whose extraction succeeded (failed rows are NaN in the store)."""
+    """(student (N, T_s, D_s), teacher (N, T_t, D_t)) features of one feature-store split, as
+    lazy FeatureViews over the samples whose extraction succeeded (failed rows are NaN in the
+    store): indexing one reads those rows from the memory-mapped shards as float32, so a split
+    larger than memory trains and evaluates a batch at a time."""
     from ..features.store import FeatureStore
 
     store = FeatureStore.open(split_dir)
-    ok = torch.from_numpy(store.ok)
-    if not bool(ok.any()):
+    ok = store.indices(ok_only=True)
+    if len(ok) == 0:
         raise PolySpaceError(f"{split_dir}: no sample was extracted successfully; see the manifest's status")
     store.check_finite(student)
     store.check_finite(teacher)
-    return store.array(student)[ok].float(), store.array(teacher)[ok].float()
+    return store.view(student, ok, torch.float32), store.view(teacher, ok, torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ which video-mode training follows for the student.
 Work is cut into shards of `shard_size` consecutive samples; batches never cross a shard, and
 under `torchrun`/`accelerate launch` shard k goes to rank k % world_size, so a multi-process
 run computes exactly the batches a single-process run does and yields the same store. A
-finished shard is never recomputed: rerunning the same command resumes (see store.py).
+finished shard is never recomputed: rerunning the same command resumes (see store.py). Each
+batch's features are cast and written into their shard's file as soon as they are computed
+(store.ShardWriter), so memory holds a few batches whatever the shard size.
 """
 
 from __future__ import annotations
@@ -276,51 +278,58 @@ def featurize(split: Any, student: str | VideoBackbone, teachers: Sequence[str |
     bar = tqdm(total=sum(len(b) for b in batches), desc=f"featurize {split.split}", unit="video",
                disable=not progress or dist.rank != 0)
     shard_of = {i: k for k in todo for i in range(*writer.ranges[k])}
+    # one ShardWriter per shard being computed: rows go to disk batch by batch, so memory holds
+    # a few batches, never a shard (rows of failed samples are NaN, written when the shard ends)
     open_shards: dict[int, dict[str, Any]] = {}
     t_start = time.perf_counter()
-    for items in loader:
-        k = shard_of[items[0]["index"]]
-        if k not in open_shards:  # features start NaN: a failed sample can never read as real
+    try:
+        for items in loader:
+            k = shard_of[items[0]["index"]]
+            if k not in open_shards:
+                start, end = writer.ranges[k]
+                open_shards[k] = {"writer": writer.open_shard(k), "status": ["ok"] * (end - start),
+                                  "clips": [None] * (end - start), "seen": 0, "videos": 0, "frames": 0}
+            shard = open_shards[k]
+            start = writer.ranges[k][0]
+            good = []
+            for it in items:
+                shard["seen"] += 1
+                if "error" in it:
+                    if on_error == "error":
+                        raise PolySpaceError(f"{it['error']} (featurize --on_error error; use --on_error skip to "
+                                             f"record it and continue)")
+                    shard["status"][it["index"] - start] = f"failed: {it['error']}"
+                    failures.append((it["index"], str(split.items[it["index"]].path), it["error"]))
+                    continue
+                good.append(it)
+                shard["clips"][it["index"] - start] = it["clip"]
+                shard["videos"] += 1
+                shard["frames"] += it["frames_decoded"]
+                timings["decode"] += it["decode_s"]
+                for name, s in it["preprocess_s"].items():
+                    timings["preprocess"][name] += s
+            if good:
+                rows = torch.tensor([it["index"] - start for it in good])
+                for b in backbones:
+                    pixels = torch.stack([it["pixels"][b.name] for it in good])
+                    tf = time.perf_counter()
+                    feats = b.features(pixels, tokens, autocast_dtype=autocast)
+                    timings["forward"][b.name] += time.perf_counter() - tf
+                    tw = time.perf_counter()
+                    shard["writer"].write_rows(b.name, rows, feats)
+                    timings["write"] += time.perf_counter() - tw
+                    del feats, pixels
+            timings["videos"] += len(items)
+            bar.update(len(items))
             start, end = writer.ranges[k]
-            open_shards[k] = {"feats": {m["name"]: torch.full((end - start, m["T"], m["dim"]), float("nan"))
-                                        for m in models},
-                              "status": ["ok"] * (end - start), "clips": [None] * (end - start),
-                              "seen": 0, "videos": 0, "frames": 0}
-        shard = open_shards[k]
-        start = writer.ranges[k][0]
-        good = []
-        for it in items:
-            shard["seen"] += 1
-            if "error" in it:
-                if on_error == "error":
-                    raise PolySpaceError(f"{it['error']} (featurize --on_error error; use --on_error skip to "
-                                         f"record it and continue)")
-                shard["status"][it["index"] - start] = f"failed: {it['error']}"
-                failures.append((it["index"], str(split.items[it["index"]].path), it["error"]))
-                continue
-            good.append(it)
-            shard["clips"][it["index"] - start] = it["clip"]
-            shard["videos"] += 1
-            shard["frames"] += it["frames_decoded"]
-            timings["decode"] += it["decode_s"]
-            for name, s in it["preprocess_s"].items():
-                timings["preprocess"][name] += s
-        if good:
-            rows = torch.tensor([it["index"] - start for it in good])
-            for b in backbones:
-                pixels = torch.stack([it["pixels"][b.name] for it in good])
-                tf = time.perf_counter()
-                feats = b.features(pixels, tokens, autocast_dtype=autocast).cpu()
-                timings["forward"][b.name] += time.perf_counter() - tf
-                shard["feats"][b.name][rows] = feats
-        timings["videos"] += len(items)
-        bar.update(len(items))
-        start, end = writer.ranges[k]
-        if shard["seen"] == end - start:
-            tw = time.perf_counter()
-            writer.write_shard(k, shard["feats"], shard["status"], shard["videos"], shard["frames"], shard["clips"])
-            timings["write"] += time.perf_counter() - tw
-            del open_shards[k]
+            if shard["seen"] == end - start:
+                tw = time.perf_counter()
+                shard["writer"].finish(shard["status"], shard["videos"], shard["frames"], shard["clips"])
+                timings["write"] += time.perf_counter() - tw
+                del open_shards[k]
+    finally:
+        for shard in open_shards.values():  # an interrupted shard leaves no temp file behind
+            shard["writer"].close()
     bar.close()
     timings["total"] = time.perf_counter() - t_start
     timings["preprocess"] = dict(timings["preprocess"])

@@ -37,7 +37,7 @@ def plot_token_features(store: FeatureStore, index: int, frames: np.ndarray | No
             continue
         x = store.sample(index, m).float()
         if center:
-            x = x - store.array(m)[torch.from_numpy(store.ok)].float().mean(dim=(0, 1))
+            x = x - _token_mean(store, m)
         x = x[:, :max_dims]
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         im = ax.imshow(x.T.numpy(), aspect="auto", cmap="coolwarm", interpolation="nearest")
@@ -48,14 +48,22 @@ def plot_token_features(store: FeatureStore, index: int, frames: np.ndarray | No
     return fig
 
 
+def _token_mean(store: FeatureStore, name: str) -> torch.Tensor:
+    """Mean token (D,) of a model over the successful samples, summed a batch at a time."""
+    total, count = torch.zeros(store.shape(name)[1], dtype=torch.float64), 0
+    for x in store.batches(name):
+        total += x.double().sum(dim=(0, 1))
+        count += x.shape[0] * x.shape[1]
+    return (total / max(count, 1)).float()
+
+
 def plot_norms(store: FeatureStore):
     """Histogram of per-token L2 norms per model (successful samples). Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    ok = torch.from_numpy(store.ok)
     fig, axes = plt.subplots(1, len(store.models), figsize=(3.2 * len(store.models), 2.6), squeeze=False)
     for ax, m in zip(axes[0], store.models):
-        norms = store.array(m)[ok].float().norm(dim=-1).flatten().numpy()
+        norms = np.concatenate([x.norm(dim=-1).flatten().numpy() for x in store.batches(m)])
         ax.hist(norms, bins=30, color="#4477aa")
         ax.set_title(f"{m} (D={store.shape(m)[1]})", fontsize=9)
         ax.set_xlabel("token L2 norm", fontsize=8)

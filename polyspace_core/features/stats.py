@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from .store import FeatureStore, read_safetensors_header
 
 
@@ -23,20 +21,29 @@ def model_disk_bytes(store: FeatureStore) -> dict[str, int]:
 def store_summary(store: FeatureStore) -> dict[str, Any]:
     """Per-model statistics over the successfully extracted samples:
     T, dim, dtype, mean/std of per-token L2 norms, mean |feature|, disk MB, role and source."""
-    ok = torch.from_numpy(store.ok)
     disk = model_disk_bytes(store)
     rows = []
     for m in store.models:
         info = store.model_info(m)
-        x = store.array(m)[ok].float()  # (n_ok, T, D)
-        norms = x.norm(dim=-1)
+        # a batch of samples at a time: sums in float64 (a split never sits in memory)
+        n = 0
+        norm_sum = norm_sq = abs_sum = 0.0
+        values = 0
+        for x in store.batches(m):  # (b, T, D) float32
+            norms = x.double().norm(dim=-1)
+            norm_sum += float(norms.sum())
+            norm_sq += float(norms.pow(2).sum())
+            abs_sum += float(x.double().abs().sum())
+            n += norms.numel()
+            values += x.numel()
+        mean = norm_sum / n if n else float("nan")
         rows.append({
             "model": m, "role": info.get("role"), "source": info.get("source"), "T": int(info["T"]),
             "dim": int(info["dim"]), "dtype": store.manifest["dtype"],
             "frames": (info.get("clip") or {}).get("frames"),
-            "mean_token_norm": float(norms.mean()) if norms.numel() else float("nan"),
-            "std_token_norm": float(norms.std()) if norms.numel() > 1 else float("nan"),
-            "mean_abs": float(x.abs().mean()) if x.numel() else float("nan"),
+            "mean_token_norm": mean,
+            "std_token_norm": max(norm_sq - n * mean ** 2, 0.0) ** 0.5 / (n - 1) ** 0.5 if n > 1 else float("nan"),
+            "mean_abs": abs_sum / values if values else float("nan"),
             "disk_mb": disk[m] / 2**20,
         })
     return {"store": str(store.split_dir), "num_samples": len(store), "num_ok": int(store.ok.sum()),

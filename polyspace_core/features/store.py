@@ -7,6 +7,9 @@ Layout of one split (`<out>/<split>/`):
     progress/shard_00000.json     per-shard receipt (sha256, range, run fingerprint); lets an
                                   interrupted run resume without recomputing a finished shard
 
+A shard is written a batch at a time (`FeatureStoreWriter.open_shard` -> `ShardWriter`): its
+header and size are fixed by the plan, rows go to their offsets in a temp file, and the file is
+renamed into place when complete, so a writer holds a few batches, never a shard.
 The manifest records each shard's size and checksums (sha256, xxh3_64). A reader checks a shard
 against them the first time it maps it in a process (size + xxh3_64, a few percent of the cost
 of reading it: benchmarks/store_read.py), so a damaged shard stops the command with one line
@@ -30,7 +33,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +41,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from xxhash import xxh3_64
 
 from ..errors import PolySpaceError
-from ..io import CHECKSUM, atomic_write_bytes, atomic_write_json, check_size, digest_bytes, read_json, verify_file
+from ..io import CHECKSUM, atomic_write_json, check_size, read_json, verify_file
 
 FORMAT = "polyspace-features/1"
 MANIFEST = "manifest.json"
@@ -364,10 +368,45 @@ class FeatureStore:
             self._mapped[k] = tensors
         return self._mapped[k]
 
+    def rows(self, name: str, indices: np.ndarray | torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Features (len(indices), T, D) of model `name` for sample ids `indices` (any order,
+        repeats allowed), in the stored dtype: gathered from the memory-mapped shards, one gather
+        per shard touched, so only these rows are read and held (never a split)."""
+        self.model_info(name)
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64)).reshape(-1)
+        out = torch.empty((len(idx), *self.shape(name)), dtype=self.dtype)
+        if len(idx) == 0:
+            return out
+        if int(idx.min()) < 0 or int(idx.max()) >= len(self):
+            raise IndexError(f"sample ids out of range for a store of {len(self)}")
+        shard_of = torch.as_tensor(np.searchsorted(self._starts, idx.numpy(), side="right") - 1)
+        for k in torch.unique(shard_of).tolist():  # ascending: shards are read in order
+            where = torch.nonzero(shard_of == k).flatten()
+            local = idx[where] - self.shards[k].start
+            out[where] = self._shard(k)[name][local]
+        return out
+
+    def view(self, name: str, indices: np.ndarray | Sequence[int] | None = None,
+             as_dtype: torch.dtype | None = None) -> FeatureView:
+        """A lazy (n, T, D) array of model `name` over sample ids `indices` (default all, e.g.
+        `store.indices()` for the ok ones): indexing it gathers those rows from the shards
+        (`rows`), cast to `as_dtype` (None keeps the stored dtype). Training and evaluation read
+        a split through views, a batch at a time, instead of `array`."""
+        return FeatureView(self, name, indices, as_dtype)
+
+    def batches(self, name: str, batch: int = 64, ok_only: bool = True,
+                as_dtype: torch.dtype | None = torch.float32) -> Iterator[torch.Tensor]:
+        """Model `name`'s features a batch of samples at a time, in order ((b, T, D), cast to
+        `as_dtype`): what a statistic over a whole split reads instead of `array`."""
+        view = self.view(name, self.indices(ok_only=ok_only), as_dtype)
+        for start in range(0, len(view), batch):
+            yield view[start:start + batch]
+
     def array(self, name: str) -> torch.Tensor:
         """All samples' features of one model, (N, T, D), in the stored dtype. With one shard this
-        is a zero-copy memory map; with several, the shards are concatenated in memory (use
-        `FeatureDataset` for per-sample access to stores larger than RAM)."""
+        is a zero-copy memory map; with several, the shards are concatenated in memory: for small
+        stores and tests only. What reads a split (converter and fusion training, evaluation)
+        goes through `view`/`rows` a batch at a time, or `FeatureDataset` per sample."""
         self.model_info(name)
         if len(self.shards) == 1:
             return self._shard(0)[name]
@@ -402,6 +441,42 @@ class FeatureStore:
     def indices(self, ok_only: bool = True) -> np.ndarray:
         """Sample ids (np.int64), by default only those whose extraction succeeded."""
         return np.flatnonzero(self.ok) if ok_only else np.arange(len(self))
+
+
+class FeatureView:
+    """A lazy (n, T, D) array over some samples of one model of a store (`FeatureStore.view`).
+
+    `view[i]` (an int) is one sample (T, D); `view[key]` with a slice, a list, a numpy array or a
+    LongTensor of positions is (len, T, D), gathered from the memory-mapped shards and cast to
+    `as_dtype` (the stored dtype if None). Positions count within the view (0..n-1); `ids` are
+    the store's sample ids behind them. Nothing is read until indexed."""
+
+    ndim = 3
+
+    def __init__(self, store: FeatureStore, name: str, indices: np.ndarray | Sequence[int] | None = None,
+                 as_dtype: torch.dtype | None = None):
+        store.model_info(name)
+        self.store, self.name = store, name
+        self.ids = np.arange(len(store), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.as_dtype = as_dtype
+        self.dtype = store.dtype if as_dtype is None else as_dtype
+        self.shape = torch.Size((len(self.ids), *store.shape(name)))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if isinstance(key, (int, np.integer)):
+            return self[[int(key)]][0]
+        if isinstance(key, slice):
+            positions = np.arange(len(self.ids))[key]
+        else:
+            positions = np.asarray(key.cpu() if isinstance(key, torch.Tensor) else key, dtype=np.int64).reshape(-1)
+        x = self.store.rows(self.name, self.ids[positions])
+        return x if self.as_dtype is None else x.to(self.as_dtype)
+
+    def __repr__(self) -> str:
+        return f"FeatureView({self.store.split_dir}, {self.name!r}, shape={tuple(self.shape)}, dtype={self.dtype})"
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -561,6 +636,14 @@ class FeatureStoreWriter:
         ids = range(self.num_shards) if shard_ids is None else shard_ids
         return [k for k in ids if self.receipt(k) is None]
 
+    def open_shard(self, k: int) -> ShardWriter:
+        """Start writing shard k: a ShardWriter that takes the shard's rows a batch at a time
+        (`write_rows`) and is made final by `finish` (shard renamed into place, then its receipt).
+        A partial file left by an interrupted writer of this shard is removed first."""
+        for stale in self.split_dir.glob(f".{shard_name(k)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        return ShardWriter(self, k)
+
     def write_shard(self, k: int, features: Mapping[str, torch.Tensor], status: Sequence[str],
                     videos_decoded: int, frames_decoded: int,
                     clips: Sequence[Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
@@ -572,27 +655,27 @@ class FeatureStoreWriter:
         n = end - start
         if len(status) != n:
             raise ValueError(f"shard {k}: {len(status)} statuses for {n} samples")
-        tensors: dict[str, torch.Tensor] = {}
         for m in self.models:
             x = features[m["name"]]
             want = (n, int(m["T"]), int(m["dim"]))
             if tuple(x.shape) != want:
                 raise ValueError(f"shard {k}: features of {m['name']} are {tuple(x.shape)}, expected {want}")
-            tensors[m["name"]] = x.detach().to("cpu", self.dtype).contiguous()
-        tensors[INDEX_KEY] = torch.arange(start, end, dtype=torch.int64)
-        from safetensors.torch import save
+        shard = self.open_shard(k)
+        try:
+            rows = torch.arange(n)
+            for m in self.models:
+                shard.write_rows(m["name"], rows, features[m["name"]])
+            return shard.finish(status, videos_decoded, frames_decoded, clips)
+        finally:
+            shard.close()
 
-        # one metadata key: safetensors orders several keys at random, and identical runs should
-        # write identical bytes (so a resumed store checksums like an uninterrupted one)
-        meta = json.dumps({"format": FORMAT, "fingerprint": self.fingerprint, "start": start, "end": end},
-                          sort_keys=True)
-        data = save(tensors, metadata={"polyspace": meta})
-        atomic_write_bytes(self.split_dir / shard_name(k), data)
-        rec = {"file": shard_name(k), "start": start, "end": end, "sha256": sha256_bytes(data),
-               CHECKSUM: digest_bytes(data)[CHECKSUM], "bytes": len(data), "fingerprint": self.fingerprint,
+    def _write_receipt(self, k: int, data_record: Mapping[str, Any], status: Sequence[str], videos_decoded: int,
+                       frames_decoded: int, clips: Sequence[Mapping[str, Any] | None] | None) -> dict[str, Any]:
+        start, end = self.ranges[k]
+        rec = {"file": shard_name(k), "start": start, "end": end, **data_record, "fingerprint": self.fingerprint,
                "status": list(status),
                "videos_decoded": int(videos_decoded), "frames_decoded": int(frames_decoded),
-               "clips": list(clips) if clips is not None else [None] * n}
+               "clips": list(clips) if clips is not None else [None] * (end - start)}
         # the receipt goes last: a shard without a receipt is redone on resume
         atomic_write_json(self._receipt_path(k), rec)
         return rec
@@ -636,3 +719,123 @@ class FeatureStoreWriter:
         }
         atomic_write_json(self.split_dir / MANIFEST, manifest, indent=1)
         return FeatureStore.open(self.split_dir)
+
+
+_ST_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+
+class ShardWriter:
+    """One shard being written a batch at a time, so featurizing holds a few batches in memory,
+    never a whole shard (`--tokens full` on real models is ~28 MB per clip in fp32).
+
+    The sizes of every tensor are known from the plan (n samples, each model's T and dim), so the
+    safetensors header is written first and the file is sized to its final length; each batch's
+    rows are cast to the store dtype and written at their offsets. `finish` fills rows never
+    written (failed clips) with NaN, fsyncs, hashes the file by reading it back in chunks (sha256
+    and xxh3_64, as the receipt and the manifest record them), renames it into place and writes
+    the receipt: the same atomic finish and the same bytes for the same rows whatever the batch
+    size. Until then the data lives in a temp file that a resumed run deletes and redoes.
+    Layout: `index` (int64) first, then the models in plan order, all 8-byte aligned.
+    """
+
+    CHUNK = 1 << 22  # bytes read at a time when hashing
+
+    def __init__(self, writer: FeatureStoreWriter, k: int):
+        import tempfile
+
+        self.writer, self.k = writer, k
+        self.start, self.end = writer.ranges[k]
+        n = self.end - self.start
+        self.n = n
+        itemsize = torch.empty((), dtype=writer.dtype).element_size()
+        header: dict[str, Any] = {INDEX_KEY: {"dtype": "I64", "shape": [n], "data_offsets": [0, 8 * n]}}
+        offset = 8 * n
+        self.row_bytes: dict[str, int] = {}
+        self.offsets: dict[str, int] = {}  # data offset of each model's tensor
+        self.shapes: dict[str, tuple[int, int]] = {}
+        for m in writer.models:
+            t, d = int(m["T"]), int(m["dim"])
+            size = n * t * d * itemsize
+            header[m["name"]] = {"dtype": _ST_CODES[writer.dtype], "shape": [n, t, d],
+                                 "data_offsets": [offset, offset + size]}
+            self.offsets[m["name"]], self.shapes[m["name"]] = offset, (t, d)
+            self.row_bytes[m["name"]] = t * d * itemsize
+            offset += size
+        # one metadata key: identical runs write identical bytes (a resumed store checksums like
+        # an uninterrupted one)
+        meta = json.dumps({"format": FORMAT, "fingerprint": writer.fingerprint, "start": self.start,
+                           "end": self.end}, sort_keys=True)
+        header = {"__metadata__": {"polyspace": meta}, **header}
+        raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        raw += b" " * (-len(raw) % 8)  # the data then starts 8-byte aligned
+        self.data_start = 8 + len(raw)
+        self.size = self.data_start + offset
+        self.written = {m["name"]: np.zeros(n, dtype=bool) for m in writer.models}
+        self.path = writer.split_dir / shard_name(k)
+        writer.split_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=writer.split_dir)
+        self.tmp, self.fd = Path(tmp), fd
+        os.pwrite(fd, struct.pack("<Q", len(raw)) + raw, 0)
+        os.pwrite(fd, np.arange(self.start, self.end, dtype="<i8").tobytes(), self.data_start)
+        os.ftruncate(fd, self.size)  # sized up front: a short write can never pass as a shard
+
+    def write_rows(self, name: str, rows: torch.Tensor | Sequence[int], values: torch.Tensor) -> None:
+        """Write model `name`'s features of shard rows `rows` (positions 0..n-1 within the shard),
+        values (len(rows), T, D) of any float dtype; cast to the store dtype here, per batch."""
+        if name not in self.shapes:
+            raise ValueError(f"shard {self.k}: no model {name!r} in this store")
+        rows = torch.as_tensor(rows, dtype=torch.int64).reshape(-1)
+        want = (len(rows), *self.shapes[name])
+        if tuple(values.shape) != want:
+            raise ValueError(f"shard {self.k}: features of {name} are {tuple(values.shape)}, expected {want}")
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= self.n):
+            raise ValueError(f"shard {self.k}: rows outside [0, {self.n})")
+        rows, order = torch.sort(rows)  # ascending: consecutive rows become one write
+        data = values.detach()[order].to("cpu", self.writer.dtype).contiguous()
+        flat = data.view(len(rows), -1).view(torch.uint8).numpy()  # the bytes of each row
+        size, base = self.row_bytes[name], self.data_start + self.offsets[name]
+        r = rows.numpy()
+        cuts = [0, *(np.flatnonzero(np.diff(r) != 1) + 1).tolist(), len(r)]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if b > a:
+                os.pwrite(self.fd, flat[a:b], base + int(r[a]) * size)
+        self.written[name][rows.numpy()] = True
+
+    def finish(self, status: Sequence[str], videos_decoded: int, frames_decoded: int,
+               clips: Sequence[Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
+        """NaN into rows never written, fsync, hash, rename into place, then the receipt."""
+        if len(status) != self.n:
+            raise ValueError(f"shard {self.k}: {len(status)} statuses for {self.n} samples")
+        for name, done in self.written.items():
+            missing = np.flatnonzero(~done)
+            ok_missing = [int(i) for i in missing if status[i] == "ok"]
+            if ok_missing:
+                raise ValueError(f"shard {self.k}: no features of {name} for ok rows {ok_missing[:5]}")
+            nan = torch.full((1, *self.shapes[name]), float("nan"))
+            for a in range(0, len(missing), 16):  # a few rows at a time: bounded memory
+                part = torch.from_numpy(missing[a:a + 16])
+                self.write_rows(name, part, nan.expand(len(part), -1, -1))
+        os.fsync(self.fd)
+        sha, fast = hashlib.sha256(), xxh3_64()
+        buf = bytearray(self.CHUNK)
+        pos = 0
+        while pos < self.size:
+            got = os.preadv(self.fd, [memoryview(buf)[:min(self.CHUNK, self.size - pos)]], pos)
+            if got <= 0:
+                raise OSError(f"{self.tmp}: short read while hashing")
+            view = memoryview(buf)[:got]
+            sha.update(view)
+            fast.update(view)
+            pos += got
+        os.close(self.fd)
+        self.fd = -1
+        os.replace(self.tmp, self.path)
+        record = {"sha256": sha.hexdigest(), CHECKSUM: fast.hexdigest(), "bytes": self.size}
+        return self.writer._write_receipt(self.k, record, status, videos_decoded, frames_decoded, clips)
+
+    def close(self) -> None:
+        """Drop an unfinished shard (its temp file); nothing once finished."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            self.tmp.unlink(missing_ok=True)

@@ -228,7 +228,7 @@ def _student_only(args: argparse.Namespace, probe) -> dict:
             raise PolySpaceError(f"--student {args.student!r}: the feature store's student is {student!r} ({source}); "
                                  f"pass that or omit --student")
         check_classes(args.classes, stores[0].class_names, str(stores[0].split_dir))
-        data = [cached_batches(s, [student], batch=args.batch, shuffle=False, preload=True) for s in stores]
+        data = [cached_batches(s, [student], batch=args.batch, shuffle=False) for s in stores]
         classes, mode = len(stores[0].class_names), "cached"
     else:
         from ..backbones import load_backbone

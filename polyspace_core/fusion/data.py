@@ -5,9 +5,10 @@ a generator seeded by (seed, epoch), so a batch is a function of the seed and th
 the same in cached and video mode, after a resume, and under any number of processes (each rank
 takes its share of every global batch, see `rank_share`).
 
-    cached mode   TensorBatches over the store's memory-mapped arrays: a batch is one gather of
-                  rows per model, cast to float32 (the stored dtype, fp16/bf16/fp32, comes from
-                  the manifest), then {model: (B, T, D), "label": (B,), "index": (B,)}.
+    cached mode   TensorBatches over the store's lazy views (FeatureStore.view): a batch is one
+                  gather of rows per model from the memory-mapped shards, cast to float32 (the
+                  stored dtype, fp16/bf16/fp32, comes from the manifest), then
+                  {model: (B, T, D), "label": (B,), "index": (B,)}.
     video mode    VideoBatches: a DataLoader over featurize's own ClipSource (one decode per
                   video, the student's clip through its processor), then {"pixels": (B, T, 3, h, w),
                   "label", "index"}; `StudentFeatures` runs the student backbone on the pixels with
@@ -55,8 +56,8 @@ def rank_share(positions: np.ndarray, rank: int, world: int) -> np.ndarray:
 class TensorBatches:
     """Batches over feature tensors: cached mode (memory-mapped store arrays) and in-memory probes.
 
-    features: model name -> (N, T, D) tensor of any float dtype (a store's memory map or a plain
-    tensor); labels: (N,) int64; indices: which rows to serve (default all), e.g. the store's
+    features: model name -> (N, T, D) tensor of any float dtype or a store's FeatureView (read
+    a batch at a time); labels: (N,) int64; indices: which rows to serve (default all), e.g. the store's
     ok samples. A batch is {model: float32 (B, T, D), "label": int64 (B,), "index": int64 (B,)}
     where index is the row in `features`. rank/world give this process's share of each batch.
     """
@@ -125,14 +126,15 @@ def open_split_store(features_root: str | Path, split: str, features_fp16: bool 
 
 def cached_batches(store, models: Sequence[str], *, batch: int, shuffle: bool, seed: int = 0,
                    rank: int = 0, world: int = 1, preload: bool = False) -> TensorBatches:
-    """TensorBatches over a feature store's ok samples for `models` (memory-mapped unless
-    `preload`, which reads everything into RAM as float32 first)."""
+    """TensorBatches over a feature store's ok samples for `models`: each batch gathers its rows
+    from the memory-mapped shards (`FeatureStore.view`) and casts them, so a split is never held
+    in memory. `preload` reads every sample into RAM as float32 first (small stores only)."""
     for name in models:
         store.model_info(name)  # an unknown model is a clear error naming the store
         store.check_finite(name)  # NaN features would train or score silently wrong
-    features = {name: store.array(name) for name in models}
+    features = {name: store.view(name) for name in models}
     if preload:
-        features = {name: x.float().clone() for name, x in features.items()}
+        features = {name: x[:].float() for name, x in features.items()}
     return TensorBatches(features, store.labels, store.indices(ok_only=True), batch=batch, shuffle=shuffle,
                          seed=seed, rank=rank, world=world)
 

@@ -198,7 +198,7 @@ def evaluate_downstream(fusion_dir: str | Path, features: str | Path, *, split: 
 
     probe_settings = probe_settings or TrainSettings(epochs=30, batch=64, lr=1e-2, weight_decay=1e-4)
     head_settings = head_settings or TrainSettings(**pipeline.info["settings"])
-    batches = {s: cached_batches(stores[s], models, batch=probe_settings.batch, shuffle=False, preload=True)
+    batches = {s: cached_batches(stores[s], models, batch=probe_settings.batch, shuffle=False)
                for s in stores}
     train_b, val_b, test_b = batches[train_split], batches[val_split], batches[split]
 
