@@ -206,6 +206,12 @@ def stage_spec(stage: str) -> dict[str, str]:
     return {**COMMON, **STAGE_PARAMS[stage]}
 
 
+# Keys a preset may set for the report runner rather than for a notebook: `report_notebooks`,
+# the notebooks `make report PRESET=<it>` runs when NB is not given (e.g. "01,02,03,04,05,06" for
+# a real dataset, whose preset does not configure the FFN and colorization demos).
+REPORT_KEYS: dict[str, str] = {"report_notebooks": "str"}
+
+
 def all_params() -> dict[str, str]:
     """Every parameter of every stage; a key used by several stages must have one type."""
     merged: dict[str, str] = dict(COMMON)

@@ -43,7 +43,7 @@ from .errors import PolySpaceError
 from .io import atomic_write_json
 from .paths import project_root
 from .provenance import provenance
-from .stage_params import STAGES, all_params, stage_spec
+from .stage_params import REPORT_KEYS, STAGES, all_params, stage_spec
 
 # names IPython puts in a notebook's namespace; never parameters
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
@@ -182,10 +182,13 @@ def load_preset(name: str, root: Path | None = None) -> dict[str, Any]:
         raise PolySpaceError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise PolySpaceError(f"{path}: expected a mapping of parameter names to values")
-    known = all_params()
+    known = {**all_params(), **REPORT_KEYS}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise PolySpaceError(f"{path}: unknown parameter {unknown[0]!r}; declare it in polyspace_core/stage_params.py")
+    notebooks = data.get("report_notebooks")
+    if "report_notebooks" in data and not (isinstance(notebooks, str) and notebooks.strip()):
+        raise PolySpaceError(f"{path}: report_notebooks {notebooks!r}: expected notebook numbers like \"01,02,03\"")
     return data
 
 

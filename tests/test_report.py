@@ -204,3 +204,16 @@ def test_jobs_run_independent_stages_at_once_and_dependent_ones_after(tiny_proje
     assert [s["stage"] for s in index["stages"]] == ["01_featurize", "02_train_converters", "07_ffn_tfd"]
     with pytest.raises(PolySpaceError, match="--jobs 0"):
         run_report("smoke", "01", root=tiny_project, jobs=0)
+
+
+def test_a_preset_names_the_notebooks_its_report_runs(tiny_project):
+    """report_notebooks: `make report PRESET=x` without NB runs those; --nb still chooses; a bad
+    value is one line when the preset is read."""
+    preset = tiny_project / "params" / "only05.yaml"
+    preset.write_text('preset: only05\nreport_notebooks: "05"\n')
+    results = run_report("only05", root=tiny_project)
+    assert [(r.stage, r.status) for r in results] == [("05_eval_downstream", "ok")]
+    assert [r.stage for r in run_report("only05", "06", root=tiny_project)] == ["06_efficiency"]
+    preset.write_text("preset: only05\nreport_notebooks: []\n")
+    with pytest.raises(PolySpaceError, match="report_notebooks"):
+        run_report("only05", root=tiny_project)

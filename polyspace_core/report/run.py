@@ -248,14 +248,16 @@ def run_report(preset: str = "default", nb: str | None = None, root: Path | None
     index (so `NB=04` updates one row). A stage the report holds as finished with other parameters
     (the preset was edited) is never replaced silently: that is a one-line error before anything
     runs, unless `overwrite`. So are bad overrides and missing inputs (check_stage_inputs).
+    nb None: the preset's `report_notebooks` if it names them, else every notebook.
     jobs: notebooks run at once (see run_stages_at_once)."""
     root = root or project_root()
     overrides = dict(overrides or {})
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise PolySpaceError(f"--jobs {jobs!r}: expected 1 or more notebooks at once")
-    load_preset(preset, root)  # a bad preset name fails before anything runs
+    chosen = load_preset(preset, root).get("report_notebooks")  # a bad preset name fails before anything runs
     check_overrides(overrides)
-    stages = select_stages(nb)
+    # no --nb: the notebooks the preset names (a real-data preset: 01-06), else all of them
+    stages = select_stages(nb if nb is not None else chosen)
     check_stage_inputs(preset, root, stages, overrides)
     out_dir = root / "reports" / preset
     out_dir.mkdir(parents=True, exist_ok=True)
