@@ -1,4 +1,4 @@
-"""`polyspace synth-color`, `polyspace colorize` and `polyspace train-colorize`."""
+"""`polyspace synth-color`, `polyspace colorize`, `polyspace train-colorize` and `polyspace train-color`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,16 @@ def register(sub) -> None:
     add_train_arguments(p)
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("train-color", help="train the fusion colorization system on real colour video (the "
+                                           "seed's train/train.py)",
+                       description="Seed 004's train/train.py: build FusionSystem from MemFlow and SwinTExCo "
+                                   "(Strategy 1 with --swintexco_ckpt, else 2) or our exemplar branch with a named "
+                                   "embedding family, and train it end to end on clips of --dataset's videos (and "
+                                   "pseudo-videos of --imagenet's photos), keeping the best validation epoch.")
+    from .train_config import add_seed_train_arguments
+    add_seed_train_arguments(p)
+    p.set_defaults(func=_train_color)
+
 
 def _synth_color(args: argparse.Namespace) -> int:
     from ..datasets.synthcolor import generate_synthcolor, load_synthcolor_index
@@ -104,6 +114,12 @@ def _colorize(args: argparse.Namespace) -> int:
                            working_size=args.working_size, chunk=args.chunk, device=device, codec=args.codec)
     print(json.dumps(stats, indent=2))
     return 0
+
+
+def _train_color(args: argparse.Namespace) -> int:
+    from .train import run_seed_training
+
+    return run_seed_training(args)
 
 
 def _train(args: argparse.Namespace) -> int:
