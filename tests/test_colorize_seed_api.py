@@ -290,7 +290,10 @@ def test_quick_start_trains_from_the_command_line(workdir, monkeypatch, timm_cac
 
     from polyspace_core.cli import main
     from polyspace_core.colorize.swintexco import build_swintexco_branch
+    from polyspace_core.colorize.train_config import DEFAULT_SWIN_BACKBONE as FLAG_DEFAULT
     from polyspace_core.io import read_json
+
+    assert FLAG_DEFAULT == DEFAULT_SWIN_BACKBONE  # the torch-free flag default is the system's
 
     root = workdir.parent
     (root / "MemFlow" / "ckpt").mkdir(exist_ok=True)
