@@ -169,6 +169,7 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         # local SwinModel folder for the embedding; none = frozen random convs
         "color_swin_checkpoint": "optional[path]",
         "color_exemplar_checkpoint": "optional[path]",  # ExemplarBranch folder: Strategy 1, phase A skipped
+        "color_checkpoint": "optional[path]",   # FusionSystem folder trained elsewhere: scored, nothing trained
         "color_exemplar_epochs": "int",         # phase A: exemplar branch on single frames
         "color_fusion_epochs": "int",           # phase B: whole system on sequences
         "color_batch": "int",                   # frames per phase-A step

@@ -178,3 +178,77 @@ def test_train_colorize_keeps_a_finished_run_and_refuses_other_settings(tmp_path
     assert main([*other, "--overwrite"]) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history["epochs"] if h["phase"] == "fusion"] == [1, 2]
+
+
+def test_train_color_with_an_embedding_family_then_colorize_with_its_branch(tmp_path, capsys):
+    """`train-color --embed swinv2 --embed_backbone DIR` trains our exemplar branch on a frozen Swin
+    V2 from a local folder; `colorize --swintexco_ckpt` runs that branch on its own, frame for
+    frame what --checkpoint gives with --method exemplar."""
+    from test_colorize_exemplar import _tiny_backbone
+
+    from polyspace_core.colorize.exemplar import ExemplarBranch
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b"):
+        _pan_video(videos / f"{name}.mp4", 6, 32, 40)
+    model = _tiny_backbone("swinv2", tmp_path / "swinv2")
+    run = tmp_path / "run"
+    assert main(["train-color", "--dataset", str(videos), "--embed", "swinv2", "--embed_backbone",
+                 str(tmp_path / "swinv2"), "--save_dir", str(run), "--size", "32", "--frames", "3",
+                 "--epochs", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    # 6 frames a video: two windows of 3; video a held out for validation
+    assert "2 training clips (2 from video, 0 from ImageNet), 2 validation clips" in out
+    assert "embedding pretrained: swinv2" in out
+    branch = ExemplarBranch.from_pretrained(run / "checkpoint" / "exemplar")
+    assert branch.config.embed == "swinv2"
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(branch.embed.backbone.state_dict()[key], value)
+
+    video = tmp_path / "v.mp4"
+    ref = _pan_video(video, 4, 32, 40)
+    common = ["colorize", "--input", str(video), "--reference", str(ref), "--method", "exemplar",
+              "--working_size", "32", "--device", "cpu"]
+    alone = ["--swintexco_ckpt", str(run / "checkpoint" / "exemplar")]
+    assert main([*common, "--out", str(tmp_path / "alone.mp4"), *alone]) == 0
+    assert main([*common, "--out", str(tmp_path / "whole.mp4"), "--checkpoint", str(run / "checkpoint")]) == 0
+    np.testing.assert_array_equal(read_frames(tmp_path / "alone.mp4", np.arange(4)),
+                                  read_frames(tmp_path / "whole.mp4", np.arange(4)))
+
+
+def test_train_color_and_colorize_flag_errors_are_one_line(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    ref = _pan_video(videos / "a.mp4", 4, 32, 32)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "imagenet" / "n01").mkdir(parents=True)
+    train = ["train-color", "--save_dir", str(tmp_path / "run"), "--size", "32", "--frames", "2", "--device", "cpu"]
+    colorize = ["colorize", "--input", str(videos / "a.mp4"), "--reference", str(ref), "--out", str(tmp_path / "o.mp4")]
+    cases = [
+        ([*train, "--dataset", str(videos)], "needs at least 2"),
+        ([*train, "--dataset", str(tmp_path / "empty")], "neither DAVIS"),
+        ([*colorize, "--swintexco_ckpt", str(tmp_path / "empty")], "runs --method exemplar"),
+        ([*colorize, "--method", "exemplar", "--swintexco_ckpt", str(tmp_path / "empty"), "--checkpoint", "x"],
+         "not both"),
+        ([*colorize, "--method", "exemplar", "--swintexco_ckpt", str(tmp_path / "empty")],
+         "neither SwinTExCo's release"),
+    ]
+    cases += [
+        ([*train, "--dataset", str(videos), "--imagenet", str(tmp_path / "imagenet")], "no images in class folders"),
+        ([*train, "--dataset", str(videos), "--embed", "swinv2"], "needs --embed_backbone"),
+        ([*train, "--dataset", str(videos), "--embed", "convnext", "--swintexco_ckpt", "x", "--embed_backbone", "y"],
+         "cannot go with --embed convnext"),
+        ([*train, "--dataset", str(videos), "--embed_backbone", "y"], "is --swin_backbone"),
+        ([*train, "--dataset", str(videos), "--embed", "convnext", "--embed_backbone", "nobody/nothing"],
+         "not found locally"),
+    ]
+    for k, (args, expected) in enumerate(cases):
+        if k == 5:
+            _pan_video(videos / "b.mp4", 4, 32, 32)  # two videos from here on
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert "Traceback" not in err and expected in last, (args, last)
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "run" / "checkpoint").exists()

@@ -96,6 +96,20 @@ for epoch in range(num_epochs):
         optimizer.step()
 """
 
+QUICK_START = """# 1. Make sure you have MemFlow checkpoint
+ls checkpoints/memflow_best.pth
+
+# 2. Run training (without SwinTExCo pretrained weights)
+python train/train.py \\
+    --memflow_path MemFlow \\
+    --swintexco_path SwinSingle \\
+    --memflow_ckpt MemFlow/ckpt/memflow_colorization.pth \\
+    --dataset /path/to/dataset \\
+    --imagenet /path/to/imagenet \\
+    --batch_size 2 \\
+    --epochs 50
+"""
+
 # the seed's module names -> ours (the only change made to its code)
 IMPORTS = {
     "from fusion_system import FusionSystem": "from polyspace_core.colorize.system import FusionSystem",
@@ -117,6 +131,7 @@ def test_the_blocks_are_the_seeds_own():
     text = SEED.read_text(encoding="utf-8")
     blocks = [b.split("```", 1)[0].lstrip("\n") for b in text.split("```python")[1:]]
     assert blocks == [STRATEGY_1, STRATEGY_2, OPTIMIZER, TRAINING_LOOP]
+    assert [b.split("```", 1)[0].lstrip("\n") for b in text.split("```bash")[1:]] == [QUICK_START]
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +259,77 @@ def test_pil_inputs_and_automatic_reset_with_the_demo_model():
     torch.testing.assert_close(forced, pil)
     with pytest.raises(PolySpaceError, match="expected a list of 3 frames"):
         system.forward_sequence(batch["frames_lab"], batch["frames_pil"][:2], batch["references_pil"])
+
+
+def _write_imagenet(root: Path) -> Path:
+    """An ImageFolder tree in ImageNet's train layout: two classes of two photos each."""
+    import cv2
+    from skimage import data
+
+    photos = {"n02123045": [data.chelsea(), data.cat()], "n07920052": [data.coffee(), data.coffee()[::-1]]}
+    for wnid, images in photos.items():
+        (root / "train" / wnid).mkdir(parents=True)
+        for k, image in enumerate(images):
+            cv2.imwrite(str(root / "train" / wnid / f"{wnid}_{k}.JPEG"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return root
+
+
+def test_quick_start_trains_from_the_command_line(workdir, monkeypatch, timm_cache, capsys):
+    """Seed 004's Quick Start as `polyspace train-color`, run where the seed's user runs it (the
+    folder holding MemFlow/ and SwinSingle/). Paths aside: /path/to/dataset is a generated DAVIS
+    tree of two videos (one held out for validation), /path/to/imagenet an ImageFolder tree of
+    two classes. Prerequisite: MemFlow/ckpt/memflow_colorization.pth, the MemFlow checkpoint the
+    command names (MemFlow's released layout, random weights). Appended flags: tiny sizes (32 px
+    clips of 2 frames, SwinTExCo at 64 px) on the CPU, and --epochs 1: SwinTExCo's networks are
+    full size (its colour net alone is ~1 s a frame on 2 CPU cores), so one epoch of one step
+    takes ~10 s and the seed's 50 would take minutes."""
+    import shlex
+    import shutil
+
+    from test_colorize_study import _write_davis
+
+    from polyspace_core.cli import main
+    from polyspace_core.colorize.swintexco import build_swintexco_branch
+    from polyspace_core.colorize.train_config import DEFAULT_SWIN_BACKBONE as FLAG_DEFAULT
+    from polyspace_core.io import read_json
+
+    assert FLAG_DEFAULT == DEFAULT_SWIN_BACKBONE  # the torch-free flag default is the system's
+
+    root = workdir.parent
+    (root / "MemFlow" / "ckpt").mkdir(exist_ok=True)
+    shutil.copy(workdir / "checkpoints" / "memflow_best.pth", root / "MemFlow" / "ckpt" / "memflow_colorization.pth")
+    davis = root / "davis"
+    if not davis.is_dir():
+        _write_davis(davis, sequences=("bear", "car-turn"), frames=2)
+    imagenet = _write_imagenet(root / "imagenet") if not (root / "imagenet").is_dir() else root / "imagenet"
+    command = QUICK_START.split("\n\n")[1].split("\n", 1)[1]
+    words = shlex.split(command.replace("\\\n", " "))
+    assert words[:2] == ["python", "train/train.py"]
+    swaps = {"/path/to/dataset": str(davis), "/path/to/imagenet": str(imagenet)}
+    args = ["train-color", *[swaps.get(w, w) for w in words[2:]],
+            "--device", "cpu", "--size", "32", "--frames", "2", "--image_size", "64", "--epochs", "1"]
+    monkeypatch.chdir(root)
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "2 training clips (1 from video, 1 from ImageNet), 1 validation clips" in out
+    assert "exemplar lr 0.0001, fusion lr 0.0001" in out   # the seed's table, Strategy 2
+    run = root / "checkpoints" / "colorization"
+    settings = read_json(run / "settings.json")
+    assert settings["validation"] == ["bear@0"] and settings["train"][0] == "car-turn@0"
+    assert settings["imagenet"]["classes"] == 2 and settings["imagenet"]["clips"] == 1
+    assert len(read_json(run / "history.json")["epochs"]) == 1
+    system = FusionSystem.from_pretrained(run / "checkpoint")
+    assert system.trained_size == 32 and system.exemplar.config.image_size == 64
+    # the seed's Strategy 2: the embedding (timm's weights) and the random colour net frozen,
+    # the non-local net trained; rebuilt from the same seed to see what moved
+    torch.manual_seed(0)
+    start = build_swintexco_branch(DEFAULT_SWIN_BACKBONE, image_size=64)
+    trained = system.exemplar.state_dict()
+    for key, value in start.state_dict().items():
+        if not key.startswith("nonlocal_net."):
+            assert torch.equal(value, trained[key]), key
+    assert any(not torch.equal(v, trained[k]) for k, v in start.state_dict().items() if k.startswith("nonlocal_net."))
+    torch.testing.assert_close(trained["embed.backbone.stages_3.blocks.1.mlp.fc2.weight"],
+                               timm_cache.state_dict()["stages.3.blocks.1.mlp.fc2.weight"])
+    # the same command again: the run is there with these settings
+    assert main(args) == 0 and "already trained" in capsys.readouterr().out

@@ -260,3 +260,43 @@ def test_learning_rates_are_shown_against_the_seeds_guide():
     assert table["seed's guide"].tolist() == [guide["scratch"]["exemplar"], guide["pretrained"]["exemplar"],
                                               guide["scratch"]["fusion"]]
     assert table["ratio"].tolist() == pytest.approx([20.0, 20.0, 0.5])
+
+
+def test_color_checkpoint_scores_a_system_trained_elsewhere_without_training(tiny, tmp_path, capsys):
+    """color_checkpoint: a FusionSystem folder from elsewhere (train-color's layout: DIR/checkpoint
+    + DIR/history.json) is loaded with the notebook's flow and scored on DAVIS as it is; the
+    workspace's run folder is never touched (this stand-in workspace has none) and no seed trains."""
+    import json
+
+    import torch
+
+    from polyspace_core.colorize.exemplar import build_exemplar_branch
+    from polyspace_core.colorize.system import FusionSystem
+
+    torch.manual_seed(3)
+    original = FusionSystem(build_exemplar_branch()).eval()
+    original.trained_size = 32
+    folder = original.save_pretrained(tmp_path / "elsewhere" / "checkpoint")
+    (tmp_path / "elsewhere" / "history.json").write_text(json.dumps({"epochs": [
+        {"phase": "fusion", "epoch": 1, "train_loss": 0.1, "val_l1": 0.05, "seconds": 1.0}]}))
+    _write_davis(tmp_path / "DAVIS")
+    ws = _ws(color_checkpoint=str(folder), seeds=[0, 1], color_eval_dataset="davis",
+             color_eval_root=str(tmp_path / "DAVIS"), color_eval_size=32, color_eval_frames=4, color_strip_clips=0)
+    run = study.train(ws, tiny, DISFlow())
+    assert run.loaded_from == folder and run.checkpoint == folder and run.seconds == 0.0
+    assert run.best("fusion")["val_l1"] == 0.05 and "not trained here" in run._repr_html_()
+    for key, value in original.state_dict().items():
+        assert torch.equal(run.system.state_dict()[key], value), key
+    runs = study.train_seeds(ws, tiny, DISFlow(), run)
+    assert runs == {0: run} and "further seeds [1] are not run" in capsys.readouterr().out
+    test = study.test_set(ws, tiny)
+    evaluation = study.evaluate(ws, run, test, progress=False, runs=runs)
+    # the scores are the saved system's own
+    direct = study.evaluate_run(study.ColorRun(original, [], tmp_path, {}, 0.0, False, torch.device("cpu")),
+                                test.clips, keep_outputs=0, progress=False, methods=["exemplar", "fusion"])
+    for method in ("exemplar", "fusion"):
+        assert evaluation["results"][method].psnr == direct["results"][method].psnr
+    metrics = study.stage_metrics(ws, evaluation, run, test)
+    assert metrics["checkpoint"] == str(folder) and metrics["test_set"] == "davis"
+    with pytest.raises(PolySpaceError, match="no system.json"):
+        study.train(_ws(color_checkpoint=str(tmp_path)), tiny, DISFlow())

@@ -1,4 +1,4 @@
-"""`polyspace synth-color`, `polyspace colorize` and `polyspace train-colorize`."""
+"""`polyspace synth-color`, `polyspace colorize`, `polyspace train-colorize` and `polyspace train-color`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def register(sub) -> None:
                    help="temporal branch flow backend")
     p.add_argument("--checkpoint", default=None, help="FusionSystem folder (needed by --method fusion/exemplar)")
     p.add_argument("--method", default="fusion", choices=["fusion", "exemplar", "temporal", "global"])
+    p.add_argument("--swintexco_ckpt", default=None,
+                   help="--method exemplar without --checkpoint: an exemplar branch on its own, SwinTExCo's "
+                        "release folder (embed_net.pth, nonlocal_net.pth, colornet.pth) or a branch saved by "
+                        "save_pretrained (e.g. <checkpoint>/exemplar of `polyspace train-color`)")
     p.add_argument("--working_size", "--work-size", dest="working_size", type=int, default=DEFAULT_WORKING_SIZE,
                    help=f"short side the method predicts colour at (default {DEFAULT_WORKING_SIZE}; never more "
                         f"than the video's own); ab is upsampled onto the full-resolution L guided by L")
@@ -60,6 +64,16 @@ def register(sub) -> None:
     from .train_config import add_train_arguments
     add_train_arguments(p)
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("train-color", help="train the fusion colorization system on real colour video (the "
+                                           "seed's train/train.py)",
+                       description="Seed 004's train/train.py: build FusionSystem from MemFlow and SwinTExCo "
+                                   "(Strategy 1 with --swintexco_ckpt, else 2) or our exemplar branch with a named "
+                                   "embedding family, and train it end to end on clips of --dataset's videos (and "
+                                   "pseudo-videos of --imagenet's photos), keeping the best validation epoch.")
+    from .train_config import add_seed_train_arguments
+    add_seed_train_arguments(p)
+    p.set_defaults(func=_train_color)
 
 
 def _synth_color(args: argparse.Namespace) -> int:
@@ -96,14 +110,34 @@ def _colorize(args: argparse.Namespace) -> int:
                               memflow_path=args.memflow_path, memflow_ckpt=args.memflow_ckpt,
                               memflow_stage=args.memflow_stage, device=device)
     system = None
+    if args.swintexco_ckpt is not None:
+        if args.method != "exemplar":
+            raise PolySpaceError(f"colorize --swintexco_ckpt: an exemplar branch alone runs --method exemplar, not "
+                                 f"{args.method} (fusion needs the fusion net of a --checkpoint)")
+        if args.checkpoint is not None:
+            raise PolySpaceError("colorize: give --checkpoint (a FusionSystem) or --swintexco_ckpt (an exemplar "
+                                 "branch), not both")
+        from .system import load_exemplar
+
+        # the branch alone: the system's fusion net is never called by --method exemplar
+        system = FusionSystem(load_exemplar(args.swintexco_ckpt, map_location=device), flow=flow)
     if args.checkpoint is not None:
         system = FusionSystem.from_pretrained(args.checkpoint, flow=flow, map_location=device)
-        if args.match_positions is not None:
-            system.exemplar.nonlocal_net.max_positions = args.match_positions
+    if system is not None and args.match_positions is not None:
+        if not hasattr(system.exemplar.nonlocal_net, "max_positions"):
+            raise PolySpaceError("colorize --match_positions: SwinTExCo's non-local net matches every position; "
+                                 "the flag applies to our exemplar branch only")
+        system.exemplar.nonlocal_net.max_positions = args.match_positions
     stats = colorize_video(args.input, args.reference, args.out, method=args.method, system=system, flow=flow,
                            working_size=args.working_size, chunk=args.chunk, device=device, codec=args.codec)
     print(json.dumps(stats, indent=2))
     return 0
+
+
+def _train_color(args: argparse.Namespace) -> int:
+    from .train import run_seed_training
+
+    return run_seed_training(args)
 
 
 def _train(args: argparse.Namespace) -> int:

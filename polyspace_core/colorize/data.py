@@ -146,3 +146,96 @@ def load_sequence_clips(dataset: str, root: str | os.PathLike, size: int, max_fr
                                  f"needs at least 3 (the reference + 2 scored)")
         clips.append(make_clip(seq.name, frames, frames[0].copy(), "first_frame", score_from=1))
     return clips
+
+
+# ----------------------------------------------------------------------------- training data
+# `polyspace train-color --dataset --imagenet` (the seed's train/train.py flags): clips of real
+# colour video and pseudo-videos of ImageNet photos, all size x size so they batch together.
+
+
+def center_square(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3): short side resized to `size`, centre crop."""
+    frames = resize_short_side(frames, size, multiple=1)
+    h, w = frames.shape[1:3]
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(frames[:, top:top + size, left:left + size])
+
+
+def video_training_clips(root: str | os.PathLike, size: int, frames: int, clips_per_video: int,
+                         key: str = "--dataset", progress: bool = True) -> list[list[ColorClip]]:
+    """The training clips of every colour sequence under `root` (DAVIS, a folder of videos or a
+    folder of frame folders; datasets.davis.detect_color_layout), one list per sequence: its
+    first `clips_per_video` non-overlapping windows of `frames` frames, each size x size (short
+    side resized, centre crop), the window's first frame its reference (the first-frame protocol
+    of the evaluation). A sequence shorter than one window is a one-line error."""
+    from tqdm.auto import tqdm
+
+    from ..datasets.davis import detect_color_layout
+    from ..datasets.registry import list_color_sequences
+
+    if frames < 2 or clips_per_video < 1:
+        raise PolySpaceError(f"training clips: frames={frames} (>= 2), clips_per_video={clips_per_video} (>= 1)")
+    layout = detect_color_layout(root, key)
+    out = []
+    for seq in tqdm(list_color_sequences(layout, root, key=key), desc="load videos", disable=not progress):
+        video = seq.read(frames * clips_per_video)
+        if len(video) < frames:
+            raise PolySpaceError(f"{key} {root}: sequence {seq.name} has {len(video)} frame(s), fewer than "
+                                 f"--frames {frames}")
+        video = center_square(video, size)
+        out.append([make_clip(f"{seq.name}@{start}", video[start:start + frames], video[start].copy(), "first_frame")
+                    for start in range(0, len(video) - frames + 1, frames)])
+    return out
+
+
+def pseudo_video(image: np.ndarray, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A photo (H, W, 3) uint8 as a (frames, size, size, 3) clip under a smooth random camera
+    move (pan, zoom and a little rotation growing linearly with time), the way Deep Exemplar
+    trains on ImageNet photos: the scene is static, only the view changes."""
+    import cv2
+
+    big = center_square(image[None], int(round(size * 1.25)))[0]
+    c = big.shape[0] / 2.0
+    shift = rng.uniform(-0.03, 0.03, size=2) * size          # px per frame
+    zoom, angle = rng.uniform(-0.02, 0.02), rng.uniform(-1.0, 1.0)  # per frame
+    out = []
+    for t in range(frames):
+        m = cv2.getRotationMatrix2D((c, c), angle * t, 1.0 + zoom * t)
+        m[:, 2] += shift * t - (c - size / 2.0)               # keep the view centred on the crop
+        out.append(cv2.warpAffine(big, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
+
+
+def imagenet_training_clips(root: str | os.PathLike, count: int, size: int, frames: int, seed: int = 0,
+                            key: str = "--imagenet", progress: bool = True) -> tuple[list[ColorClip], dict]:
+    """`count` pseudo-video clips from an ImageFolder tree (datasets/imagefolder.py), drawn
+    round-robin over the classes in a seeded order: each photo as a pseudo_video, its exemplar
+    the next photo of the same class (a semantic exemplar, as Deep Exemplar's ImageNet pairs;
+    a class of one photo is its own exemplar, counted in the returned summary)."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    from ..datasets.imagefolder import list_image_folder
+
+    tree = list_image_folder(root, key)
+    rng = np.random.default_rng(seed)
+    orders = [rng.permutation(len(imgs)) for imgs in tree.images]
+    picks = [(c, int(orders[c][k % len(orders[c])])) for k in range(count) for c in [k % len(tree.classes)]]
+
+    def read(path) -> np.ndarray:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise PolySpaceError(f"{path}: image does not decode (missing, truncated or not an image)")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    clips, self_exemplar = [], 0
+    for c, i in tqdm(picks, desc="load imagenet", disable=not progress):
+        images = tree.images[c]
+        j = (i + 1) % len(images)
+        self_exemplar += j == i
+        video = pseudo_video(read(images[i]), frames, size, rng)
+        clips.append(make_clip(f"{tree.classes[c]}/{images[i].name}", video,
+                               center_square(read(images[j])[None], size)[0], "same_class"))
+    summary = {"root": str(tree.root), "classes": len(tree.classes), "empty_classes": tree.empty_classes,
+               "clips": len(clips), "own_exemplar": self_exemplar}
+    return clips, summary

@@ -148,10 +148,11 @@ class ColorRun:
     seconds: float          # this call (≈0 when a finished checkpoint was reused)
     reused: bool
     device: torch.device
+    loaded_from: Path | None = None   # color_checkpoint: a system trained elsewhere, scored as it is
 
     @property
     def checkpoint(self) -> Path:
-        return self.out_dir / "checkpoint"
+        return self.loaded_from or self.out_dir / "checkpoint"
 
     def best(self, phase: str) -> dict[str, Any] | None:
         rows = [h for h in self.history if h["phase"] == phase]
@@ -171,7 +172,8 @@ class ColorRun:
         return pd.DataFrame(rows).set_index("phase")
 
     def _repr_html_(self) -> str:
-        how = "reused the finished checkpoint" if self.reused else f"trained in {self.seconds:.1f} s"
+        how = ("loaded, not trained here (color_checkpoint)" if self.loaded_from else
+               "reused the finished checkpoint" if self.reused else f"trained in {self.seconds:.1f} s")
         return (f"<p>checkpoint <code>{html.escape(str(self.checkpoint))}</code> ({how})</p>"
                 + self.summary().round(4).to_html())
 
@@ -188,8 +190,12 @@ def _settings(data: ColorData, cfg: TrainConfig, flow: FlowBackend, swin_checkpo
 
 def train(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> ColorRun:
     """Phases A and B (train.py) on data.train, selected on data.val, into ws.run_dir, with the
-    notebook's training parameters (train_config), on ws.device."""
+    notebook's training parameters (train_config), on ws.device. With color_checkpoint set, the
+    FusionSystem folder there (trained elsewhere, e.g. by `polyspace train-color`) is loaded with
+    the notebook's flow and nothing is trained (load_run)."""
     p = ws.p
+    if _opt(p.color_checkpoint) is not None:
+        return load_run(ws.path(p.color_checkpoint), flow, ws.device)
     return train_run(ws.run_dir, data, flow, train_config(ws), ws.device, swin_checkpoint=p.color_swin_checkpoint,
                      exemplar_checkpoint=p.color_exemplar_checkpoint, progress=progress)
 
@@ -197,10 +203,15 @@ def train(ws, data: ColorData, flow: FlowBackend, progress: bool = True) -> Colo
 def train_seeds(ws, data: ColorData, flow: FlowBackend, run: ColorRun, progress: bool = True) -> dict[int, ColorRun]:
     """Phase B (the colorization fusion) again under every seed of `seeds` after the first, from
     `run`'s phase A, each into `<run dir>/seed<N>/`: {seed: ColorRun}, `run` first. With
-    color_exemplar_checkpoint (no phase A of our own) the seeds start from that checkpoint."""
+    color_exemplar_checkpoint (no phase A of our own) the seeds start from that checkpoint; with
+    color_checkpoint (a system trained elsewhere) nothing is trained and `run` is the only one."""
     p = ws.p
     seeds = training_seeds(p.seeds, ws.seed)
     runs = {seeds[0]: run}
+    if run.loaded_from is not None:
+        if len(seeds) > 1:
+            print(f"color_checkpoint {run.loaded_from}: scored as it is, so the further seeds {seeds[1:]} are not run")
+        return runs
     phase_a = None if p.color_exemplar_checkpoint else run.out_dir / "exemplar_phase"
     for seed in seeds[1:]:
         runs[seed] = train_run(ws.run_dir / f"seed{seed}", data, flow, train_config(ws, seed), ws.device,
@@ -258,6 +269,22 @@ def train_run(out_dir: str | Path, data: ColorData, flow: FlowBackend, cfg: Trai
                                          exemplar_checkpoint=_opt(exemplar_checkpoint), progress=progress,
                                          shared_phase_a=shared_phase_a)
     return ColorRun(system.eval(), history, out, settings, time.perf_counter() - start, reused, device)
+
+
+def load_run(folder: str | Path, flow: FlowBackend, device: torch.device | str = "cpu") -> ColorRun:
+    """A FusionSystem folder trained elsewhere as a ColorRun, with `flow` as its temporal branch's
+    backend; its history from the run folder's history.json when it sits in one (the layout of
+    `polyspace train-color --save_dir` and of notebook 08's run folder), else none."""
+    from ..io import read_json
+    from .system import FusionSystem
+
+    folder = Path(folder)
+    device = torch.device(device)
+    system = FusionSystem.from_pretrained(folder, flow=flow, map_location=device).to(device).eval()
+    record = folder.parent / "history.json"
+    history = read_json(record)["epochs"] if record.is_file() else []
+    settings = {"color_checkpoint": str(folder), "flow": flow.describe(), "trained_size": system.trained_size}
+    return ColorRun(system, history, folder.parent, settings, 0.0, True, device, loaded_from=folder)
 
 
 # ----------------------------------------------------------------------------- evaluation

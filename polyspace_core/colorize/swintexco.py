@@ -74,16 +74,22 @@ class SwinTExCoConfig:
 
 # ----------------------------------------------------------------------------- embedding
 
-def build_backbone(backbone: str, weights_file: str | os.PathLike | None = None) -> nn.Module:
+def build_backbone(backbone: str, weights_file: str | os.PathLike | None = None, image_size: int = 224) -> nn.Module:
     """timm's feature extractor for SwinTExCo's `backbone` name: four NCHW stage maps.
 
     weights_file: a local file of the timm model's weights (.safetensors / .pth / .bin), loaded
-    by timm with its own key filter; None builds it untrained (weights loaded afterwards)."""
+    by timm with its own key filter; None builds it untrained (weights loaded afterwards).
+    image_size: the input size timm builds the model for (224, the release's; Swin V2's
+    continuous position bias makes the same weights load at any multiple of 32)."""
     if backbone not in BACKBONES:
         raise PolySpaceError(f"SwinTExCo backbone {backbone!r}: use one of {', '.join(BACKBONES)}")
+    if image_size < 64 or image_size % 32:
+        raise PolySpaceError(f"SwinTExCo image_size={image_size}: use a multiple of 32, at least 64 (release: 224)")
     import timm
 
     kwargs = {"features_only": True, "out_indices": (0, 1, 2, 3)}
+    if image_size != 224:
+        kwargs["img_size"] = image_size
     if weights_file is None:
         return timm.create_model(BACKBONES[backbone], pretrained=False, **kwargs)
     try:
@@ -305,7 +311,8 @@ class SwinTExCoBranch(nn.Module):
     def __init__(self, config: SwinTExCoConfig, backbone: nn.Module | None = None):
         super().__init__()
         self.config = config
-        self.embed = SwinV2Embedding(backbone if backbone is not None else build_backbone(config.backbone))
+        self.embed = SwinV2Embedding(backbone if backbone is not None
+                                     else build_backbone(config.backbone, image_size=config.image_size))
         self.embed.requires_grad_(False).eval()
         self.nonlocal_net = WarpNet(config.feature_channel)
         self.colornet = ColorVidNet(7)
@@ -417,7 +424,7 @@ def build_swintexco_branch(backbone_weights: str | os.PathLike | None = None, *,
         raise PolySpaceError(f"SwinTExCo config: {e}") from None
     model = None
     if backbone_weights is not None:
-        model = build_backbone(backbone, resolve_backbone_weights(backbone_weights, backbone))
+        model = build_backbone(backbone, resolve_backbone_weights(backbone_weights, backbone), config.image_size)
         config.backbone_source = str(backbone_weights)
     branch = SwinTExCoBranch(config, backbone=model)
     branch.apply_strategy()

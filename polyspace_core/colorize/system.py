@@ -91,19 +91,25 @@ def load_exemplar(folder: str | os.PathLike, map_location: str | torch.device = 
                          f"(config.json kind {kind!r})")
 
 
-def _seed_exemplar(swintexco_path, swintexco_ckpt, swin_backbone) -> nn.Module:
-    """The exemplar branch of the seed's constructor (see the module docstring)."""
+def build_seed_exemplar(swintexco_path: str | os.PathLike | None, swintexco_ckpt: str | os.PathLike | None,
+                        swin_backbone: str | os.PathLike | None, image_size: int = 224) -> nn.Module:
+    """The exemplar branch of the seed's constructor (see the module docstring). image_size: the
+    network size of a fresh SwinTExCo branch (Strategy 2; 224 is the release's, smaller sizes are
+    for quick runs); a checkpoint keeps its own, so another value with swintexco_ckpt is an error."""
     from .swintexco import build_swintexco_branch
 
     if swintexco_path is not None and not Path(swintexco_path).is_dir():
         raise PolySpaceError(f"swintexco_path {swintexco_path}: not a folder; pass the SwinTExCo checkout "
                              f"or leave it out (its code is not needed here)")
     if swintexco_ckpt is not None:
+        if image_size != 224:
+            raise PolySpaceError(f"swintexco_ckpt {swintexco_ckpt}: the checkpoint fixes the network size; "
+                                 f"image_size={image_size} applies to a fresh branch (swintexco_ckpt=None) only")
         return load_exemplar(swintexco_ckpt)
     if swin_backbone is None:
         raise PolySpaceError("swintexco_ckpt=None (Strategy 2) needs swin_backbone: a local file/folder of "
                              f"timm's swinv2_cr_tiny_ns_224 weights or a cached hub id ({DEFAULT_SWIN_BACKBONE})")
-    return build_swintexco_branch(swin_backbone)
+    return build_swintexco_branch(swin_backbone, image_size=image_size)
 
 
 def _pil_to_uint8(images, size: tuple[int, int] | None, what: str) -> np.ndarray:
@@ -199,7 +205,7 @@ class FusionSystem(nn.Module):
             if not seed_exemplar:
                 raise PolySpaceError("FusionSystem: give exemplar= (e.g. build_exemplar_branch(), the demo) or "
                                      "the seed's swintexco_path= / swintexco_ckpt=")
-            exemplar = _seed_exemplar(swintexco_path, swintexco_ckpt, swin_backbone)
+            exemplar = build_seed_exemplar(swintexco_path, swintexco_ckpt, swin_backbone)
         elif seed_exemplar:
             raise PolySpaceError("FusionSystem: give exemplar= or swintexco_path/swintexco_ckpt, not both")
         if memflow_path is not None or memflow_ckpt is not None:

@@ -38,7 +38,7 @@ from .flow import CachedFlow
 from .lab import split_lab
 from .loss import FusionLoss, build_feature_net
 from .system import FusionSystem
-from .train_config import TrainConfig, add_train_arguments  # noqa: F401  (re-exported)
+from .train_config import TrainConfig, add_seed_train_arguments, add_train_arguments  # noqa: F401  (re-exported)
 
 
 def _loader(dataset, batch_size: int, seed: int, num_samples: int | None = None) -> DataLoader:
@@ -327,6 +327,111 @@ def run_from_args(args: argparse.Namespace) -> int:
         for h in history:
             print(f"{h['phase']:>8} epoch {h['epoch']:>3}  train {h['train_loss']:.4f}  val L1 {h['val_l1']:.4f}")
         print(f"checkpoint: {Path(args.out) / 'checkpoint'}")
+    return 0
+
+
+def build_seed_system(args: argparse.Namespace, device: torch.device) -> FusionSystem:
+    """The FusionSystem of `polyspace train-color`'s flags (the seed's constructor for --embed
+    swintexco; our exemplar branch with the named embedding family otherwise). Flags that
+    contradict each other are one line each."""
+    from .exemplar import build_exemplar_branch
+    from .fusion_unet import FusionUNet
+    from .system import build_seed_exemplar
+
+    if args.embed == "swintexco":
+        if args.embed_backbone is not None:
+            raise PolySpaceError("--embed_backbone names the backbone of --embed swin/swinv2/convnext; SwinTExCo's "
+                                 "(--embed swintexco) is --swin_backbone")
+        exemplar = build_seed_exemplar(args.swintexco_path, args.swintexco_ckpt, args.swin_backbone,
+                                       image_size=args.image_size)
+    else:
+        if args.swintexco_ckpt is not None:
+            raise PolySpaceError(f"--swintexco_ckpt loads SwinTExCo's networks; it cannot go with --embed {args.embed} "
+                                 f"(our exemplar branch); drop one")
+        if args.embed == "random" and args.embed_backbone is not None:
+            raise PolySpaceError("--embed random has no backbone; drop --embed_backbone or name its family")
+        if args.embed != "random" and args.embed_backbone is None:
+            raise PolySpaceError(f"--embed {args.embed}: needs --embed_backbone (a local folder or a cached hub id)")
+        if args.swintexco_path is not None and not Path(args.swintexco_path).is_dir():
+            raise PolySpaceError(f"--swintexco_path {args.swintexco_path}: not a folder")
+        exemplar = build_exemplar_branch(args.embed_backbone, embed=args.embed, embed_seed=args.seed)
+    system = FusionSystem(exemplar, FusionUNet(), memflow_path=args.memflow_path, memflow_ckpt=args.memflow_ckpt,
+                          memflow_stage=args.memflow_stage, device=device)
+    system.swintexco_path = args.swintexco_path
+    return system.to(device)
+
+
+def split_sequences(per_video: list[list[ColorClip]], val_fraction: float) -> tuple[list[ColorClip], list[ColorClip]]:
+    """(train, validation) clips with whole videos held out for validation: round(n x
+    val_fraction) of the n videos (at least one), evenly spaced in name order."""
+    n = len(per_video)
+    if not 0 < val_fraction < 1:
+        raise PolySpaceError(f"--val_fraction {val_fraction}: must be between 0 and 1")
+    if n < 2:
+        raise PolySpaceError(f"--dataset: {n} video(s); training holds whole videos out for validation, so it "
+                             f"needs at least 2")
+    held = max(1, round(n * val_fraction))
+    val_ids = {round(i * n / held) for i in range(held)}
+    train = [c for i, clips in enumerate(per_video) if i not in val_ids for c in clips]
+    val = [c for i, clips in enumerate(per_video) if i in val_ids for c in clips]
+    return train, val
+
+
+def run_seed_training(args: argparse.Namespace) -> int:
+    """`polyspace train-color`: the seed's train/train.py. Builds the system, trains it end to end
+    (the seed's loop: FusionLoss, Adam over get_parameter_groups() with the seed's learning rates
+    unless given; no separate exemplar phase), keeps the best validation epoch and saves it as a
+    FusionSystem folder in --save_dir/checkpoint."""
+    from ..io import atomic_write_json
+    from ..seeding import best_device, seed_everything
+    from .data import imagenet_training_clips, video_training_clips
+
+    for name in ("batch_size", "epochs", "size", "frames", "clips_per_video"):
+        if getattr(args, name) < (0 if name == "epochs" else 1):
+            raise PolySpaceError(f"--{name} {getattr(args, name)}: must be at least {0 if name == 'epochs' else 1}")
+    if args.imagenet_clips is not None and args.imagenet is None:
+        raise PolySpaceError("--imagenet_clips needs --imagenet (the ImageFolder tree to draw them from)")
+    seed_everything(args.seed)
+    device = best_device(args.device)
+    train, val = split_sequences(video_training_clips(args.dataset, args.size, args.frames, args.clips_per_video),
+                                 args.val_fraction)
+    imagenet = None
+    if args.imagenet is not None:
+        extra, imagenet = imagenet_training_clips(args.imagenet, args.imagenet_clips or len(train), args.size,
+                                                  args.frames, seed=args.seed)
+        train = train + extra
+    system = build_seed_system(args, device)
+    lrs = system.get_parameter_groups(args.lr_swintexco, args.lr_fusion)
+    cfg = TrainConfig(fusion_epochs=args.epochs, fusion_batch_size=args.batch_size, seq_len=args.frames,
+                      lr_exemplar_finetune=lrs[0]["lr"], lr_fusion=lrs[1]["lr"],
+                      temporal_weight=args.temporal_weight, mixed_precision=args.mixed_precision,
+                      grad_accum=args.grad_accum, max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed)
+    settings = {"command": "train-color", "dataset": str(Path(args.dataset).resolve()),
+                "train": [c.id for c in train], "validation": [c.id for c in val], "imagenet": imagenet,
+                "config": asdict(cfg), "size": args.size, "flow": system.propagator.backend.describe(),
+                "weights": system.describe_weights(), "embed": args.embed, "swintexco_ckpt": args.swintexco_ckpt,
+                "swin_backbone": args.swin_backbone if args.embed == "swintexco" else None,
+                "embed_backbone": args.embed_backbone, "image_size": args.image_size}
+    out = Path(args.save_dir)
+    if _is_main_process() and claim_run_folder(out, settings, replace=args.overwrite):
+        print(f"{out / 'checkpoint'}: already trained with these settings (pass --overwrite to train again)")
+        return 0
+    from_imagenet = imagenet["clips"] if imagenet else 0
+    print(f"train-color: {len(train)} training clips ({len(train) - from_imagenet} from video, {from_imagenet} from "
+          f"ImageNet), {len(val)} validation clips; exemplar lr {cfg.lr_exemplar_finetune:g}, "
+          f"fusion lr {cfg.lr_fusion:g}")
+    if imagenet and imagenet["own_exemplar"]:
+        print(f"note: {imagenet['own_exemplar']} ImageNet clip(s) of one-photo classes are their own exemplar")
+    weights = system.describe_weights()
+    print("weights: " + "; ".join(f"{k} {v}" for k, v in weights.items() if k != "summary"))
+    system.trained_size = args.size
+    history = train_fusion_unet(system, train, val, cfg, device, log_dir=out / LOG_FOLDER / "fusion")
+    if _is_main_process():
+        system.save_pretrained(out / "checkpoint")
+        atomic_write_json(out / "history.json", {"config": asdict(cfg), "epochs": history})
+        for h in history:
+            print(f"epoch {h['epoch']:>3}  train {h['train_loss']:.4f}  val L1 {h['val_l1']:.4f}")
+        print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
 

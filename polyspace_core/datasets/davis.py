@@ -12,6 +12,11 @@ the stream, a damaged file is one line):
 
     <root>/<name>.mp4 | .avi | .mov | .mkv | .webm | .m4v
 
+A folder of frame folders (DAVIS without its JPEGImages/480p wrapper, or any frames dumped one
+folder a clip) is the third layout:
+
+    <root>/<name>/<frame>.jpg | .jpeg | .png        (frames in name order)
+
 Either way a sequence is its ground-truth colour frames; the evaluation protocol (first frame
 as the reference) lives in colorize/data.py. `list_color_sequences(dataset, root, ...)` in
 registry.py is the one entry point. Errors are one line each: a missing root, a sequence with
@@ -30,6 +35,7 @@ from ..errors import PolySpaceError
 
 RESOLUTIONS = ("480p", "Full-Resolution")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,45 @@ def list_video_folder(root: str | os.PathLike, *, sequences: list[str] | None = 
     return [ColorSequence(p.stem, video=p) for p in files]
 
 
+def list_frame_folders(root: str | os.PathLike, *, sequences: list[str] | None = None,
+                       key: str = "root") -> list[ColorSequence]:
+    """Every sub-folder of `root` holding image frames (FRAME_EXTENSIONS), sorted by name, each
+    a sequence of its frames in name order; `sequences` keeps only those names. A sub-folder
+    without frames is an error (it would silently drop a clip)."""
+    root = _root(root, key, "folder of frame folders")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if sequences:
+        unknown = [n for n in sequences if n not in {p.name for p in folders}]
+        if unknown:
+            raise PolySpaceError(f"frame folder {unknown[0]!r}: not under {root}")
+        folders = [p for p in folders if p.name in sequences]
+    if not folders:
+        raise PolySpaceError(f"{root}: no frame folders (<name>/<frame>.jpg)")
+    out = []
+    for folder in folders:
+        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS))
+        if not frames:
+            raise PolySpaceError(f"{folder}: no frames ({', '.join(FRAME_EXTENSIONS)})")
+        out.append(ColorSequence(folder.name, frames=frames))
+    return out
+
+
+def detect_color_layout(root: str | os.PathLike, key: str = "root") -> str:
+    """Which layout `root` is in: "davis" (JPEGImages/), "videos" (video files directly under
+    it) or "frames" (sub-folders of frames); anything else is a one-line error naming `key`."""
+    root = _root(root, key, "colour video folder")
+    if (root / "JPEGImages").is_dir():
+        return "davis"
+    if any(p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS for p in root.iterdir()):
+        return "videos"
+    if any(p.is_dir() for p in root.iterdir()):
+        return "frames"
+    raise PolySpaceError(f"{key} {root}: neither DAVIS (JPEGImages/480p/<seq>/), a folder of videos "
+                         f"({', '.join(VIDEO_EXTENSIONS)}) nor a folder of frame folders")
+
+
 def read_jpeg_frames(paths: tuple[Path, ...] | list[Path]) -> np.ndarray:
-    """JPEG frames as (T, H, W, 3) uint8 RGB; a frame that does not decode, or one of another
+    """JPEG (or PNG) frames as (T, H, W, 3) uint8 RGB; a frame that does not decode, or one of another
     size than the first, is a one-line error naming it."""
     import cv2
 

@@ -54,21 +54,21 @@ def load_split(dataset: str, root: str | Path, split: str, *, split_id: int = 1,
 # ----------------------------------------------------------------------------- colour sequences
 
 def _color_parsers() -> dict[str, Callable[..., list]]:
-    from .davis import list_davis, list_video_folder
+    from .davis import list_davis, list_frame_folders, list_video_folder
 
-    return {"davis": list_davis, "videos": list_video_folder}
+    return {"davis": list_davis, "videos": list_video_folder, "frames": list_frame_folders}
 
 
-COLOR_DATASETS = ("davis", "videos")
+COLOR_DATASETS = ("davis", "videos", "frames")
 
 
 def list_color_sequences(dataset: str, root: str | Path, *, sequences: list[str] | None = None,
                          key: str = "root", **options) -> list:
     """The ground-truth colour sequences (davis.ColorSequence) of a colorization test set.
 
-    dataset: davis (JPEGImages/480p/<seq>/*.jpg; options resolution=, split=) or videos (a folder
-    of video files, Videvo style). sequences: keep only these names. key: the parameter naming
-    the root, for the one-line error when it is missing."""
+    dataset: davis (JPEGImages/480p/<seq>/*.jpg; options resolution=, split=), videos (a folder
+    of video files, Videvo style) or frames (a folder of frame folders). sequences: keep only
+    these names. key: the parameter naming the root, for the one-line error when it is missing."""
     if dataset not in COLOR_DATASETS:
         raise PolySpaceError(f"colour dataset {dataset!r}: unknown; use one of {', '.join(COLOR_DATASETS)}")
     return _color_parsers()[dataset](root, sequences=sequences, key=key, **options)
