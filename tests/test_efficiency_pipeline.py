@@ -84,6 +84,9 @@ def test_converter_flops_against_the_formula():
     lin = converter_cost("lin", {"kind": "linear"}, (8, 96), (16, 64), latency=False)
     assert lin.flops == 2 * 16 * 96 * 64
     assert lin.params == 96 * 64 + 64 + 2 * 96 + 2 * 64  # weight, bias, the standardisation statistics
+    # the settings of an as-run converter (its saved grids) over the real-size shapes: the grids follow the shapes
+    as_run = {"kind": "linear", "grid_in": [4, 1, 1], "grid_out": [8, 1, 1]}
+    assert converter_cost("lin", as_run, (8, 96), (16, 64), latency=False).flops == lin.flops
     pro = converter_cost("pro", {"kind": "procrustes"}, (8, 96), (16, 64), latency=False)
     assert pro.flops == 2 * 16 * 96 * 64
     assert pro.params == 96 * 64 + 96 + 64 + 1  # rotation, two means, scale

@@ -23,7 +23,9 @@ def _converter(config_fields: Mapping[str, Any], student: tuple[int, int], teach
     pairs (their cost does not depend on the fitted values)."""
     from ..align.converters import ConverterConfig, build_converter
 
-    fields = {k: v for k, v in config_fields.items() if k not in ("d_in", "d_out", "t_in", "t_out")}
+    # the shapes (and so the token grids) are this pipeline's, not those the settings were saved with
+    fields = {k: v for k, v in config_fields.items()
+              if k not in ("d_in", "d_out", "t_in", "t_out", "grid_in", "grid_out")}
     config = ConverterConfig(d_in=student[1], d_out=teacher[1], t_in=student[0], t_out=teacher[0], **fields)
     converter = build_converter(config).to(device).eval()
     if converter.closed_form:
