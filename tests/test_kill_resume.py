@@ -144,17 +144,35 @@ def test_train_colorize(tmp_path):
                       killed / "checkpoint" / part / "model.safetensors")
 
 
-def test_zoo(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_zoo(tmp_path, jobs):
+    """Killed while training members (one after another, or two at once in worker processes that
+    must die with it), a rerun finishes the zoo with the same weights as a run never killed."""
     code = ("import sys; from polyspace_core.features.zoo import build_zoo; "
             "build_zoo(sys.argv[1], sys.argv[2], members=['vjepa2-tiny', 'timesformer-tiny'], epochs=6, "
-            "device='cpu', workers=0, progress=False, pretrain=dict(classes=4, clips_per_class=4, size=32))")
+            f"device='cpu', workers=0, progress=False, jobs={jobs}, "
+            "pretrain=dict(classes=4, clips_per_class=4, size=32))")
 
     def cmd(out):
         return [sys.executable, "-c", code, out, tmp_path / "data"]
 
     _run(cmd(tmp_path / "straight"))
     killed = tmp_path / "killed"
-    _kill_when(cmd(killed), killed / "vjepa2-tiny" / "zoo_card.json", killed / "timesformer-tiny" / "zoo_card.json")
+    cards = [killed / m / "zoo_card.json" for m in ("vjepa2-tiny", "timesformer-tiny")]
+    if jobs == 1:
+        _kill_when(cmd(killed), cards[0], cards[1])
+    else:  # both train at once: kill at the first card; no orphaned worker may finish the other later
+        proc = subprocess.Popen([str(c) for c in cmd(killed)], env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not any(c.exists() for c in cards):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = [c.exists() for c in cards]
+        time.sleep(8)
+        assert [c.exists() for c in cards] == done, "a worker outlived the killed build"
     _run(cmd(killed))
     for member in ("vjepa2-tiny", "timesformer-tiny"):
         _same_tensors(tmp_path / "straight" / member / "model.safetensors", killed / member / "model.safetensors")

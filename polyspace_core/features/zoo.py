@@ -63,6 +63,11 @@ TRAIN = dict(epochs=4, batch=16, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0)
 # with it fixed a member is the same whatever cores the machine (or `make report`'s share) has;
 # tiny models gain little from more (1.3x from a second core).
 CPU_THREADS = 1
+# Members trained at once on the CPU, one process each: with one thread per member this uses a
+# second core fully where one process would gain 1.3x from it, and the members come out the same.
+ZOO_JOBS = 2
+# Relative cost of one epoch per member on 1 core (measured: seconds per epoch), for the order.
+MEMBER_COST = {"vjepa2-tiny": 12.0, "videomae-tiny": 14.0, "timesformer-tiny": 12.3, "vivit-tiny": 7.1}
 # Epochs and learning rate per member, from their cost and how fast each architecture learns
 # (measured on 1 core, 1750 training clips; probe on the pretraining set's held-out split, never
 # the demo's clips). VideoMAE: 4 epochs at 2e-3, probe 0.73. TimeSformer learns slowest (divided
@@ -226,10 +231,103 @@ def zoo_path(zoo_dir: str | os.PathLike, name: str) -> Path:
     return Path(zoo_dir) / name
 
 
+def probe_features(backbone: VideoBackbone, pixels: torch.Tensor, rules: Sequence[str] = ("clip", "temporal"),
+                   batch: int = 32) -> dict[str, torch.Tensor]:
+    """clip_features under several token rules from one forward pass per batch (the same values)."""
+    from ..backbones.models import token_rule
+
+    device = next(backbone.model.parameters()).device
+    out: dict[str, list[torch.Tensor]] = {rule: [] for rule in rules}
+    with torch.no_grad():
+        for i in range(0, len(pixels), batch):
+            hidden = backbone.hidden_states(pixels[i:i + batch].float().to(device)).float()
+            for rule in rules:
+                out[rule].append(token_rule(backbone, hidden, rule).flatten(1).cpu())
+    return {rule: torch.cat(parts) for rule, parts in out.items()}
+
+
+def train_member(name: str, rec: dict[str, Any], train_px: torch.Tensor, test_px: torch.Tensor, *,
+                 train_names: Sequence[str], groups: Sequence[str], to_coarse: np.ndarray, fine_tr: torch.Tensor,
+                 fine_te: torch.Tensor, zoo_dir: Path, device: torch.device,
+                 pretrain_data: dict[str, Any]) -> dict[str, Any]:
+    """Train one member from its random init, probe it before and after, and save it (model,
+    processor, checksums, then its card, written last) under `<zoo_dir>/<name>/`; returns the card."""
+    role, objective = MEMBERS[name]
+    n_fine = len(train_names)
+    targets = fine_tr if objective == "fine" else torch.from_numpy(to_coarse)[fine_tr]
+    num_classes = n_fine if objective == "fine" else len(groups)
+    with torch_threads(CPU_THREADS if device.type == "cpu" else None):
+        backbone = load_backbone(name).to(device)  # tiny presets: random init, fixed seed
+
+        def probe() -> dict[str, float]:
+            train_x, test_x = probe_features(backbone, train_px), probe_features(backbone, test_px)
+            return {rule: linear_probe_accuracy(train_x[rule], fine_tr, test_x[rule], fine_te, n_fine)
+                    for rule in train_x}
+
+        probe_before = probe()  # the random-init network first: the card shows what training added
+        t0 = time.time()
+        history = train_classifier(backbone, train_px, targets, num_classes, **rec["train"], device=device,
+                                   desc=f"zoo {name}", log_dir=zoo_dir / LOG_FOLDER / name)
+        train_s = time.time() - t0
+        probe_after = probe()
+    target = zoo_path(zoo_dir, name)
+    tmp = target.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    backbone.to("cpu").save_pretrained(tmp)
+    write_checksums(tmp)  # checked whenever the member is loaded (backbones.load_backbone)
+    card = {
+        "name": name, "recipe": rec, "role": role,
+        "objective": (f"supervised on the {num_classes} fine SynthMotion classes" if objective == "fine" else
+                      f"supervised on the {num_classes} coarse motion families ({', '.join(groups)}) only"),
+        "architecture": backbone.arch.model_class, "config": TINY_PRESETS[name][1],
+        "frames": backbone.frames, "dim": backbone.dim,
+        "params": sum(p.numel() for p in backbone.parameters()),
+        "pretrain_data": pretrain_data,
+        "epochs": rec["train"]["epochs"], "history": history, "train_seconds": round(train_s, 1),
+        "probe": {"what": "linear probe on the clip feature (the model's clip rule), fine classes, fit on "
+                          "the pretraining train split, scored on its held-out test split; temporal_*: the "
+                          "same on the flattened temporal tokens that featurize stores by default",
+                  "accuracy": probe_after["clip"], "random_init_accuracy": probe_before["clip"],
+                  "temporal_accuracy": probe_after["temporal"],
+                  "temporal_random_init_accuracy": probe_before["temporal"],
+                  "chance": 1.0 / n_fine},
+    }
+    atomic_write_json(tmp / CARD, card)  # the card goes in last: a folder without it is unfinished
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return {**card, "path": str(target), "cached": False}
+
+
+def _die_with_parent() -> None:
+    # a worker must not outlive a killed build (it would finish a member while a rerun trains the
+    # same one); Linux delivers SIGKILL to it when its parent dies
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _train_members_at_once(tasks: list[dict[str, Any]], jobs: int):
+    """train_member for each task, `jobs` processes at once (one CPU thread each: the members are
+    the same as one after another); yields the cards as members finish."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=ctx, initializer=_die_with_parent) as pool:
+        # the costliest first, so the last to finish is a short one
+        order = sorted(tasks, key=lambda t: -t["rec"]["train"]["epochs"] * MEMBER_COST[t["name"]])
+        futures = [pool.submit(train_member, **task) for task in order]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLike = "data/synthmotion_pretrain", *,
               members: Sequence[str] | None = None, epochs: int | None = None, device: str = "auto",
               force: bool = False, workers: int = 2, progress: bool = True,
-              pretrain: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+              pretrain: dict[str, Any] | None = None, jobs: int | None = None) -> dict[str, dict[str, Any]]:
     """Train (or reuse) the zoo members; returns name -> zoo card (with "path").
 
     zoo_dir: where members are saved (`<zoo_dir>/<name>/`). data_dir: where the SynthMotion
@@ -237,6 +335,7 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     member (default per member, MEMBER_TRAIN). force: retrain even when a member with the same
     recipe exists.
     pretrain: overrides of PRETRAIN_DATA (classes, clips_per_class, ...) for a smaller set.
+    jobs: members trained at once on the CPU, each in its own process (default ZOO_JOBS).
     """
     from ..datasets import generate_synthmotion, load_split
     from ..seeding import best_device
@@ -247,6 +346,9 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         raise PolySpaceError(f"zoo member {unknown[0]!r}: unknown; members are {', '.join(MEMBERS)}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise PolySpaceError(f"epochs {epochs}: must be at least 1")
+    jobs = ZOO_JOBS if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise PolySpaceError(f"jobs {jobs!r}: members trained at once must be at least 1")
     data = {**PRETRAIN_DATA, **(pretrain or {})}
     zoo_dir = Path(zoo_dir)
     cards: dict[str, dict[str, Any]] = {}
@@ -274,58 +376,23 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     test_px = load_pixels(test_split, backbones, progress)
     fine_tr, fine_te = torch.tensor(train_split.labels), torch.tensor(test_split.labels)
 
-    with torch_threads(CPU_THREADS if dev.type == "cpu" else None):
-        for backbone in backbones:
-            name = backbone.name
-            role, objective = MEMBERS[name]
-            rec = recipe(name, epochs, data)
-            targets = fine_tr if objective == "fine" else torch.from_numpy(to_coarse)[fine_tr]
-            num_classes = len(train_split.class_names) if objective == "fine" else len(groups)
-            n_fine = len(train_split.class_names)
-
-            # this iteration's model bound as defaults (probe is only called within the iteration)
-            def probe(tokens: str, backbone=backbone, name=name, n_fine=n_fine) -> float:
-                train_x = clip_features(backbone, train_px[name].to(dev), tokens=tokens)
-                test_x = clip_features(backbone, test_px[name].to(dev), tokens=tokens)
-                return linear_probe_accuracy(train_x, fine_tr, test_x, fine_te, n_fine)
-
-            # probe the random-init network first: the card shows what training added
-            backbone.to(dev)
-            probe_before = {"clip": probe("clip"), "temporal": probe("temporal")}
-            t0 = time.time()
-            history = train_classifier(backbone, train_px[name], targets, num_classes, **rec["train"],
-                                       device=dev, desc=f"zoo {name}",
-                                       log_dir=zoo_dir / LOG_FOLDER / name)
-            train_s = time.time() - t0
-            probe_after = {"clip": probe("clip"), "temporal": probe("temporal")}
-            target = zoo_path(zoo_dir, name)
-            tmp = target.with_name(f".{name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            backbone.to("cpu").save_pretrained(tmp)
-            write_checksums(tmp)  # checked whenever the member is loaded (backbones.load_backbone)
-            card = {
-                "name": name, "recipe": rec, "role": role,
-                "objective": (f"supervised on the {num_classes} fine SynthMotion classes" if objective == "fine" else
-                              f"supervised on the {num_classes} coarse motion families ({', '.join(groups)}) only"),
-                "architecture": backbone.arch.model_class, "config": TINY_PRESETS[name][1],
-                "frames": backbone.frames, "dim": backbone.dim,
-                "params": sum(p.numel() for p in backbone.parameters()),
-                "pretrain_data": {"root": info["root"], "seed": PRETRAIN_SEED, "train_videos": len(train_split),
-                                  "heldout_videos": len(test_split), "classes": list(train_split.class_names),
-                                  "note": "a SynthMotion set of its own seed; disjoint from the downstream videos"},
-                "epochs": rec["train"]["epochs"], "history": history, "train_seconds": round(train_s, 1),
-                "probe": {"what": "linear probe on the clip feature (the model's clip rule), fine classes, fit on "
-                                  "the pretraining train split, scored on its held-out test split; temporal_*: the "
-                                  "same on the flattened temporal tokens that featurize stores by default",
-                          "accuracy": probe_after["clip"], "random_init_accuracy": probe_before["clip"],
-                          "temporal_accuracy": probe_after["temporal"],
-                          "temporal_random_init_accuracy": probe_before["temporal"],
-                          "chance": 1.0 / n_fine},
-            }
-            atomic_write_json(tmp / CARD, card)  # the card goes in last: a folder without it is unfinished
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-            cards[name] = {**card, "path": str(target), "cached": False}
+    shared = dict(train_names=list(train_split.class_names), groups=groups, to_coarse=to_coarse,
+                  fine_tr=fine_tr, fine_te=fine_te, zoo_dir=zoo_dir, device=dev,
+                  pretrain_data={"root": info["root"], "seed": PRETRAIN_SEED, "train_videos": len(train_split),
+                                 "heldout_videos": len(test_split), "classes": list(train_split.class_names),
+                                 "note": "a SynthMotion set of its own seed; disjoint from the downstream videos"})
+    tasks = [dict(shared, name=b.name, rec=recipe(b.name, epochs, data), train_px=train_px[b.name],
+                  test_px=test_px[b.name]) for b in backbones]
+    del backbones, train_px, test_px  # each task holds its own member's pixels
+    if dev.type != "cpu" or jobs == 1 or len(tasks) == 1:
+        for task in tasks:
+            cards[task["name"]] = train_member(**task)
+    else:
+        for card in _train_members_at_once(tasks, jobs):
+            cards[card["name"]] = card
+            if progress:
+                probe = card["probe"]["accuracy"]
+                print(f"zoo {card['name']}: trained in {card['train_seconds']} s, probe {probe:.3f}", flush=True)
     return {name: cards[name] for name in members}
 
 
