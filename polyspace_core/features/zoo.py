@@ -63,9 +63,11 @@ TRAIN = dict(epochs=4, batch=16, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0)
 # with it fixed a member is the same whatever cores the machine (or `make report`'s share) has;
 # tiny models gain little from more (1.3x from a second core).
 CPU_THREADS = 1
-# Members trained at once on the CPU, one process each: with one thread per member this uses a
-# second core fully where one process would gain 1.3x from it, and the members come out the same.
-ZOO_JOBS = 2
+# Members trained at once on the CPU (build_zoo's default): one process each, one thread each, as
+# many as the threads this process may use (torch.get_num_threads: a `make report` kernel that shares
+# the cores with another notebook gets one, so its members train one after another). On 2 idle
+# cores two at once use the second core fully where one process gains 1.3x from it; the members
+# come out the same either way.
 # Relative cost of one epoch per member on 1 core (measured: seconds per epoch), for the order.
 MEMBER_COST = {"vjepa2-tiny": 12.0, "videomae-tiny": 14.0, "timesformer-tiny": 12.3, "vivit-tiny": 7.1}
 # Epochs and learning rate per member, from their cost and how fast each architecture learns
@@ -335,7 +337,8 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
     member (default per member, MEMBER_TRAIN). force: retrain even when a member with the same
     recipe exists.
     pretrain: overrides of PRETRAIN_DATA (classes, clips_per_class, ...) for a smaller set.
-    jobs: members trained at once on the CPU, each in its own process (default ZOO_JOBS).
+    jobs: members trained at once on the CPU, each in its own process (default: torch's thread
+    count, the cores this process may use).
     """
     from ..datasets import generate_synthmotion, load_split
     from ..seeding import best_device
@@ -346,7 +349,7 @@ def build_zoo(zoo_dir: str | os.PathLike = "data/zoo", data_dir: str | os.PathLi
         raise PolySpaceError(f"zoo member {unknown[0]!r}: unknown; members are {', '.join(MEMBERS)}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise PolySpaceError(f"epochs {epochs}: must be at least 1")
-    jobs = ZOO_JOBS if jobs is None else jobs
+    jobs = torch.get_num_threads() if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise PolySpaceError(f"jobs {jobs!r}: members trained at once must be at least 1")
     data = {**PRETRAIN_DATA, **(pretrain or {})}
