@@ -196,13 +196,10 @@ def train_classifier(backbone: VideoBackbone, pixels: torch.Tensor, labels: torc
     return history
 
 
-@torch.no_grad()
 def clip_features(backbone: VideoBackbone, pixels: torch.Tensor, batch: int = 32, tokens: str = "clip") -> torch.Tensor:
     """(N, T*D) features under a token rule, flattened ("clip": (N, D), the model's clip rule),
     float32 on CPU."""
-    out = [backbone.features(pixels[i:i + batch].float(), tokens=tokens).flatten(1).cpu()
-           for i in range(0, len(pixels), batch)]
-    return torch.cat(out)
+    return probe_features(backbone, pixels, (tokens,), batch)[tokens]
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -235,7 +232,8 @@ def zoo_path(zoo_dir: str | os.PathLike, name: str) -> Path:
 
 def probe_features(backbone: VideoBackbone, pixels: torch.Tensor, rules: Sequence[str] = ("clip", "temporal"),
                    batch: int = 32) -> dict[str, torch.Tensor]:
-    """clip_features under several token rules from one forward pass per batch (the same values)."""
+    """(N, T*D) features under each of several token rules, flattened, float32 on CPU, from one
+    forward pass per batch (a probe needs clip and temporal features of the same clips)."""
     from ..backbones.models import token_rule
 
     device = next(backbone.model.parameters()).device
