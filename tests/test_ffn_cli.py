@@ -113,3 +113,24 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(ssv2_root, tmp
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_on_error_skip_counts_a_video_that_does_not_decode(ssv2_root, tmp_path, capsys):
+    """A truncated validation video: the default stops with one line naming it; --on_error skip
+    leaves it out of every figure and says how many were left out."""
+    import shutil
+
+    root = tmp_path / "set"
+    shutil.copytree(ssv2_root, root)
+    first = json.loads((root / "labels" / "validation.json").read_text())[0]["id"]
+    video = root / "20bn-something-something-v2" / f"{first}.webm"
+    video.write_bytes(video.read_bytes()[:200])
+    assert main(_args(root, tmp_path / "stop", "--test_run", "--backend", "pyav")) == 2
+    err = capsys.readouterr().err
+    assert f"{first}.webm" in err and "on_error='skip'" in err and "Traceback" not in err
+    with pytest.warns(UserWarning, match=f"{first}.webm"):
+        assert main(_args(root, tmp_path / "skip", "--test_run", "--on_error", "skip")) == 0
+    out = capsys.readouterr().out
+    assert "left out: 1 videos that did not decode" in out
+    info = json.loads((tmp_path / "skip" / "final.json").read_text())
+    assert info["history"][-1]["val_skipped"] == 1

@@ -1,5 +1,5 @@
 """Multi-frame-count clips from SSv2-layout videos: one shared crop, cache == streaming,
-SSv2 folder handling, unreadable videos."""
+SSv2 folder handling, unreadable videos (stopped on, or skipped and counted)."""
 
 import dataclasses
 import shutil
@@ -10,7 +10,9 @@ import torch
 
 from polyspace_core.datasets import DatasetSplit, VideoItem, generate_synthmotion, load_split
 from polyspace_core.errors import PolySpaceError
-from polyspace_core.ffn.data import MultiFrameClips, load_ssv2_split
+from polyspace_core.ffn.data import SKIPPED, MultiFrameClips, load_ssv2_split
+from polyspace_core.ffn.evaluate import accuracy_by_frames
+from polyspace_core.ffn.tsm_resnet import build_model
 from polyspace_core.video import VideoDecodeError, write_video
 
 
@@ -84,8 +86,44 @@ def test_unreadable_and_unlabeled_videos(ssv2_root, tmp_path):
         MultiFrameClips(bad, train=False, size=28, cache=True, progress=False)
     kept = MultiFrameClips(bad, train=False, size=28, cache=True, on_error="skip", progress=False)
     assert len(kept) == 1 and kept.skipped[0][0] == str(broken)
-    with pytest.raises(PolySpaceError, match="cache=True"):
-        MultiFrameClips(bad, train=False, size=28, on_error="skip")
     unlabeled = dataclasses.replace(split, items=[dataclasses.replace(split.items[0], label=-1)])
     with pytest.raises(PolySpaceError, match="unlabeled"):
         MultiFrameClips(unlabeled, train=False, size=28)
+
+
+@pytest.mark.parametrize("source", ["stream", "frame_cache"])
+def test_streamed_skip_leaves_undecodable_videos_out_and_counts_them(ssv2_root, tmp_path, source):
+    """SSv2 holds a few videos that do not decode. Streaming (or through the frame cache) with
+    on_error="skip", such an item comes back labelled SKIPPED with zero clips, so batches keep
+    their shape; accuracy_by_frames leaves it out and counts it: the figures equal those of the
+    split without it. With on_error="error" it is one line naming the video."""
+    split = load_split("ssv2", ssv2_root, "validation")
+    whole = split.items[1].path.read_bytes()
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(whole[:len(whole) // 2])                        # a truncated download
+    bad = dataclasses.replace(split, items=[*split.items[:2], dataclasses.replace(split.items[1], path=broken),
+                                            *split.items[2:]])
+    def clips(data_split, tag, **kw):
+        cache = tmp_path / f"cache_{tag}" if source == "frame_cache" else None
+        return MultiFrameClips(data_split, (4, 8), train=False, size=28, short_side=32, frame_cache=cache,
+                               progress=False, **kw)
+
+    with pytest.raises(VideoDecodeError, match="broken.webm.*on_error='skip'") as error:
+        clips(bad, "a")[2]
+    assert "\n" not in str(error.value)
+    data = clips(bad, "b", on_error="skip")
+    with pytest.warns(UserWarning, match="broken.webm"):
+        *zeros, label = data[2]
+    assert label == SKIPPED and [tuple(c.shape) for c in zeros] == [(3, 4, 28, 28), (3, 8, 28, 28)]
+    assert all(not c.any() for c in zeros)
+
+    torch.manual_seed(0)
+    model = build_model("tiny", num_classes=len(split.class_names), frame_counts=(4, 8), ffn=True).eval()
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    with pytest.warns(UserWarning, match="broken.webm"):
+        got = accuracy_by_frames(model, loader, keep_correct=True)
+    want = accuracy_by_frames(model, torch.utils.data.DataLoader(clips(split, "c"), batch_size=2), keep_correct=True)
+    for t in (4, 8):
+        assert (got[t]["n"], got[t]["skipped"], want[t]["skipped"]) == (len(split), 1, 0)
+        assert got[t]["acc"] == want[t]["acc"] and got[t]["loss"] == pytest.approx(want[t]["loss"], rel=1e-5)
+        assert np.array_equal(got[t]["correct"], want[t]["correct"])

@@ -8,7 +8,8 @@ from torch.utils.data import TensorDataset
 
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.ffn.checkpoint import load_checkpoint, load_model
-from polyspace_core.ffn.evaluate import evaluate_tfd, flops_per_frame_count
+from polyspace_core.ffn.data import SKIPPED
+from polyspace_core.ffn.evaluate import accuracy_by_frames, evaluate_tfd, flops_per_frame_count
 from polyspace_core.ffn.train import FFNTrainer, TrainConfig, TSMTrainer, parameter_groups
 from polyspace_core.ffn.tsm_resnet import build_model
 
@@ -159,3 +160,38 @@ def test_flops_grow_with_frames_and_ffn_costs_like_tsm():
     t = flops_per_frame_count(tsm, (4, 8, 16), size=32)
     assert f[8] == pytest.approx(2 * f[4], rel=0.01) and f[16] == pytest.approx(4 * f[4], rel=0.01)
     assert t[16] <= f[16] <= 1.02 * t[16]
+
+
+class WithUndecodable(torch.utils.data.Dataset):
+    """`data` where the items in `bad` come back as MultiFrameClips(on_error="skip") returns a
+    video that does not decode: zero clips labelled SKIPPED."""
+
+    def __init__(self, data, bad):
+        self.data, self.bad = data, set(bad)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        *clips, label = self.data[i]
+        return (*[torch.zeros_like(c) for c in clips], torch.tensor(SKIPPED)) if i in self.bad else (*clips, label)
+
+
+def test_trainers_leave_out_and_count_undecodable_videos():
+    """Training steps on the decodable rows of a batch (a batch with none is passed over) and the
+    epoch row counts what was left out; validation figures are those of the decodable clips."""
+    train, val = moving_bar_clips(24, seed=2), moving_bar_clips(16, seed=3)
+    bad_train = {0, 1, 2, 3, 4, 5, 6, 7, 9}          # with batch 8 and no shuffle: one whole batch and one more
+    trainer = FFNTrainer(_model(dropout=0.0), WithUndecodable(train, bad_train), WithUndecodable(val, {3, 11}),
+                         _config(epochs=1), None)
+    trainer.train_loader = torch.utils.data.DataLoader(trainer.train_data, batch_size=8, drop_last=True)
+    before = {k: v.clone() for k, v in trainer.unwrapped_model.state_dict().items()}
+    row = trainer.train()[0]
+    assert row["train_skipped"] == len(bad_train) and row["val_skipped"] == 2
+    assert trainer.global_step == 2                   # the all-undecodable batch took no step
+    assert any(not torch.equal(before[k], v) for k, v in trainer.unwrapped_model.state_dict().items())
+
+    readable = torch.utils.data.Subset(val, [i for i in range(16) if i not in (3, 11)])
+    want = accuracy_by_frames(trainer.unwrapped_model, torch.utils.data.DataLoader(readable, batch_size=8))
+    assert row["val_acc_4f"] == want[4]["acc"] and row["val_acc_16f"] == want[16]["acc"]
+    assert trainer.validate()["skipped"] == 2

@@ -1,5 +1,6 @@
-"""Decoding: write real videos, read them back with both backends, check every frame is the
-right one (each frame carries its number), and that bad files raise VideoDecodeError."""
+"""Decoding: write real videos, read them back with every backend, check every frame is the
+right one (each frame carries its number), and that bad files raise VideoDecodeError.
+torchcodec's tests run where it can load the system FFmpeg libraries (.ci/run installs them)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ from polyspace_core.video import (
     choose_backend,
     probe,
     read_frames,
+    torchcodec_problem,
     write_video,
 )
 from polyspace_core.video.patterns import frame_number, numbered_frames
+
+needs_torchcodec = pytest.mark.skipif(torchcodec_problem() is not None, reason=str(torchcodec_problem()))
+# every backend this machine can run
+BACKENDS = ["auto", "decord", "pyav"] + (["torchcodec"] if torchcodec_problem() is None else [])
 
 N = 90  # frames per test video; several keyframes (gop 24) so random access has to seek
 
@@ -124,10 +130,17 @@ def test_backends_return_identical_frames(videos, key):
 
 @pytest.mark.parametrize("key", ["vp9_webm", "h264_bframes_mp4", "h264_bframes_avi",
                                  "mpeg4_bframes_avi"])
-@pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_random_access_matches_sequential_decode(videos, key, backend):
     # the streams where decord's own random access is known to go wrong: every backend
-    # choice must still return exactly the frames of a sequential decode
+    # choice must still return exactly the frames of a sequential decode (torchcodec, which
+    # reads AVI with B-frames wrong, refuses them instead)
+    if backend == "torchcodec" and key.endswith("bframes_avi"):
+        with pytest.raises(PolySpaceError, match="backend='torchcodec' reads this stream") as error:
+            read_frames(videos[key], [0, 1], backend=backend)
+        assert_one_line_naming(error, videos[key])
+        assert not isinstance(error.value, VideoDecodeError)   # a setting, not a bad file to skip
+        return
     reference = sequential_pyav(videos[key])
     for seed in (2, 3):
         indices = random_indices(seed)
@@ -136,14 +149,50 @@ def test_random_access_matches_sequential_decode(videos, key, backend):
         assert [frame_number(f) for f in frames] == indices
 
 
-def test_auto_routes_unreliable_streams_to_pyav(videos):
+def test_auto_routes_unreliable_streams_to_pyav(videos, monkeypatch):
+    import polyspace_core.video.decode as decode
+
+    # without torchcodec (no FFmpeg libraries): decord where it is right, else PyAV
+    monkeypatch.setattr(decode, "torchcodec_problem", lambda: "no FFmpeg here")
     assert choose_backend(probe(videos["h264_mp4"])) == "decord"
     assert choose_backend(probe(videos["mpeg4_avi"])) == "decord"
     for key in ("vp9_webm", "h264_bframes_mp4", "h264_bframes_avi", "mpeg4_bframes_avi"):
         assert choose_backend(probe(videos[key])) == "pyav", key
     long_video = VideoInfo(num_frames=LONG_VIDEO_FRAMES + 1, fps=25.0, height=64, width=96,
-                           codec="h264")
+                           codec="h264", pixel_format="yuv420p")
     assert choose_backend(long_video) == "pyav"
+    # with it: torchcodec wherever it reads right, the old rule for AVI with B-frames and 10-bit
+    monkeypatch.setattr(decode, "torchcodec_problem", lambda: None)
+    for key in ("h264_mp4", "mpeg4_avi", "vp9_webm", "h264_bframes_mp4"):
+        assert choose_backend(probe(videos[key])) == "torchcodec", key
+    for key in ("h264_bframes_avi", "mpeg4_bframes_avi"):
+        assert choose_backend(probe(videos[key])) == "pyav", key
+    assert choose_backend(long_video) == "torchcodec"
+    ten_bit = VideoInfo(num_frames=10, fps=25.0, height=64, width=96, codec="hevc", pixel_format="yuv420p10le")
+    assert choose_backend(ten_bit) == "pyav"
+
+
+def test_without_torchcodec_auto_still_reads_and_asking_for_it_is_one_line(videos, monkeypatch):
+    import polyspace_core.video.decode as decode
+
+    monkeypatch.setattr(decode, "torchcodec_problem", lambda: "torchcodec cannot find the FFmpeg libraries")
+    indices = random_indices(seed=4)
+    frames = read_frames(videos["vp9_webm"], indices)
+    assert [frame_number(f) for f in frames] == indices
+    with pytest.raises(PolySpaceError, match="backend='torchcodec': torchcodec cannot find") as error:
+        read_frames(videos["vp9_webm"], [0], backend="torchcodec")
+    assert "\n" not in str(error.value)
+
+
+@needs_torchcodec
+@pytest.mark.parametrize("key", ["h264_mp4", "h264_bframes_mp4", "vp9_webm", "mpeg4_avi"])
+def test_torchcodec_frames_equal_pyav(videos, key):
+    """The check behind `auto` choosing torchcodec: bit-identical frames to PyAV's at random
+    indices (unsorted, duplicates, both ends), on every container and codec it is used for."""
+    indices = random_indices(seed=5)
+    by_torchcodec = read_frames(videos[key], indices, backend="torchcodec")
+    np.testing.assert_array_equal(by_torchcodec, read_frames(videos[key], indices, backend="pyav"))
+    assert [frame_number(f) for f in by_torchcodec] == indices
 
 
 def test_index_out_of_range_and_bad_backend(videos):
@@ -166,7 +215,7 @@ def test_truncated_file_raises(videos, tmp_path, key, keep):
     data = videos[key].read_bytes()
     cut = tmp_path / f"cut{videos[key].suffix}"
     cut.write_bytes(data[:int(len(data) * keep)])
-    for backend in ("auto", "decord", "pyav"):
+    for backend in BACKENDS:
         with pytest.raises(VideoDecodeError) as error:
             read_frames(cut, [0, 1, 2], backend=backend)
         assert_one_line_naming(error, cut)
@@ -221,7 +270,7 @@ def test_pyav_seeks_to_keyframes_instead_of_decoding_everything(videos, key, mon
 
 def test_auto_reads_lossless_444_h264_that_decord_cannot(tmp_path):
     """Lossless H.264 (crf 0) uses the High 4:4:4 Predictive profile, where decord fails a
-    buffer-size check at some sizes (48x48 here); "auto" must route it to PyAV and return the
+    buffer-size check at some sizes (48x48 here); "auto" must route it away from decord and return the
     exact frames."""
     from polyspace_core.video.decode import choose_backend, probe, read_frames
     from polyspace_core.video.encode import write_video
@@ -231,7 +280,7 @@ def test_auto_reads_lossless_444_h264_that_decord_cannot(tmp_path):
     frames = np.repeat(texture[None], 12, axis=0)
     path = write_video(tmp_path / "lossless.mp4", frames, options={"crf": "0"})
     info = probe(path)
-    assert info.profile == "High 4:4:4 Predictive" and choose_backend(info) == "pyav"
+    assert info.profile == "High 4:4:4 Predictive" and choose_backend(info) != "decord"
     got = read_frames(path, [0, 5, 11], backend="auto")
     assert got.shape == (3, 48, 48, 3)
     assert np.abs(got.astype(int) - frames[[0, 5, 11]].astype(int)).max() <= 8

@@ -36,7 +36,7 @@ class VideoClipDataset(Dataset):
     repeats exactly and each epoch sees new draws) versus centred ones. transform: the shared
     SpatialTransform (one crop for all requests of an item). on_error: "error" raises a one-line
     error for an unreadable video; "skip" records it in `.skipped` and drops it from the batch.
-    backend: "auto", "decord" or "pyav". output: "uint8" gives (T, H, W, 3) uint8 tensors as
+    backend: "auto", "torchcodec", "decord" or "pyav". output: "uint8" gives (T, H, W, 3) uint8 tensors as
     decoded; "float" gives (T, 3, H, W) float32, scaled to [0, 1] and then normalised with
     `mean`/`std` (per channel, in [0, 1] units) when given. use_annotated_window: decode only
     [start_frame, end_frame) of items that carry one (off by default: Diving48's rgb/ clips are

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on_error", default="skip", choices=["skip", "error"],
                    help="bad video: skip (recorded as failed in the manifest) or error (stop)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--backend", default="auto", help="video backend: auto | decord | pyav")
+    p.add_argument("--backend", default="auto", help="video backend: auto | torchcodec | decord | pyav")
     p.add_argument("--overwrite", action="store_true", help="replace a store made with other settings")
     p.add_argument("--import-pickle", dest="import_pickle", metavar="FILE",
                    help="instead of extracting, convert an original feature cache (as import-pickle)")

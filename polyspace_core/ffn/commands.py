@@ -106,6 +106,10 @@ def register(subparsers) -> None:
                    help=_recipe_help("multi-scale crop: scale steps width and height may differ", "max_distort"))
     p.add_argument("--more_fix_crop", default=None, type=_bool,
                    help=_recipe_help("multi-scale crop: 13 fixed offsets (true) or 5", "more_fix_crop"))
+    p.add_argument("--backend", default="auto", choices=["auto", "torchcodec", "decord", "pyav"],
+                   help="video decoder (auto: torchcodec where installed with FFmpeg and right, else decord/PyAV)")
+    p.add_argument("--on_error", default="error", choices=["error", "skip"],
+                   help="a video that does not decode: stop (error) or leave it out and count it (skip)")
     p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
     p.add_argument("--cache", action="store_true",
                    help="decode every video once into memory (small sets; --cache_gib caps it)")
@@ -165,6 +169,7 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     if args.resume and not is_polyspace_checkpoint(args.resume):
         release = read_release(args.resume, args.release_layout, default_frames=args.num_frames_h)
     data_kw = dict(size=args.size, short_side=args.short_side, cache=args.cache, seed=args.seed,
+                   backend=args.backend, on_error=args.on_error,
                    cache_limit_bytes=int(args.cache_gib * 2**30), frame_cache=args.frame_cache,
                    frame_cache_max_bytes=None if args.frame_cache_gib is None else int(args.frame_cache_gib * 2**30))
     val_split = load_ssv2_split(args.video_dir, args.labels_dir, "validation")
@@ -297,3 +302,5 @@ def _print_tfd(results: dict) -> None:
             print(f"  {key[4:-1]:>3}F accuracy: {value:6.2f}%")
     if "tfd_gap" in results:
         print(f"  TFD gap (high - low): {results['tfd_gap']:.2f} points")
+    if results.get("skipped"):
+        print(f"  left out: {results['skipped']} videos that did not decode (--on_error skip)")

@@ -21,11 +21,19 @@ augmentation). Evaluation always resizes the short side and takes the centre cro
 
 Random draws come from (seed, epoch, index) (`set_epoch`, called by the trainers), so a run
 repeats exactly, resumed or not, with or without DataLoader workers.
+
+A video that does not decode (SSv2 has a few): on_error="error" stops with one line naming it;
+on_error="skip" leaves it out and counts it. With cache=True it is left out at construction
+(`.skipped`); when streaming or through the frame cache the item comes back with label SKIPPED
+and zero clips, so DataLoader batches keep their shape (and DDP its step count), and the
+trainers and accuracy_by_frames drop those rows and report how many they dropped (a warning
+names each video once per worker process).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +52,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_LIMIT_BYTES = 4 * 2**30   # default cap of the in-memory cache (cache=True); cache_limit_bytes sets it
 CROPS = ("random", "multiscale")
+SKIPPED = -1   # label of an item whose video did not decode under on_error="skip" (its clips are zeros)
 
 
 def load_ssv2_split(video_dir: str | Path, labels_dir: str | Path, split: str) -> DatasetSplit:
@@ -75,8 +84,10 @@ class MultiFrameClips(Dataset):
     cache: decode every video into memory at construction (at most cache_limit_bytes);
     frame_cache: a folder for the on-disk frame cache instead (frame_cache_max_bytes: its cap,
     None for none; it also keeps 2 GiB of the disk free).
-    on_error: "error" stops at an unreadable video; "skip" (cache only) leaves it out and lists
-    it in `.skipped`. backend: video decoder ("auto", "decord", "pyav").
+    on_error: "error" stops at an unreadable video; "skip" leaves it out: at construction with
+    cache=True (listed in `.skipped`), else as an item labelled SKIPPED with zero clips that the
+    trainers and accuracy_by_frames drop and count. backend: video decoder ("auto",
+    "torchcodec", "decord", "pyav").
     """
 
     def __init__(self, split: DatasetSplit, frame_counts: Sequence[int] = (4, 8, 16), *, train: bool,
@@ -101,6 +112,8 @@ class MultiFrameClips(Dataset):
         self.split = split
         self.frame_counts = tuple(counts)
         self.train = bool(train)
+        self.size = int(size)
+        self.on_error = on_error
         self.seed = int(seed)
         self.epoch = 0
         self.class_names = list(split.class_names)
@@ -124,14 +137,8 @@ class MultiFrameClips(Dataset):
         if cache:
             self._fill_cache(short_side, on_error, backend, progress, cache_limit_bytes)
         elif frame_cache is not None:
-            if on_error == "skip":
-                raise PolySpaceError("on_error='skip' needs cache=True (batches must stay full); fix or remove "
-                                     "unreadable videos")
             self.frame_cache = FrameCache(frame_cache, short_side, max_bytes=frame_cache_max_bytes, backend=backend)
         else:
-            if on_error == "skip":
-                raise PolySpaceError("on_error='skip' needs cache=True (streaming batches must stay full); "
-                                     "fix or remove unreadable videos, or cache the split")
             from ..datasets.clip_dataset import VideoClipDataset
             self.source = VideoClipDataset(split, self.requests, train=train, transform=self.transform,
                                            backend=backend, seed=seed, output="uint8")
@@ -174,7 +181,8 @@ class MultiFrameClips(Dataset):
             try:
                 video = self.frame_cache.frames(self.items[index].path)
             except VideoDecodeError as e:
-                raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split})") from None
+                raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split}; "
+                                       "on_error='skip' leaves unreadable videos out)") from None
         elif self.frames is None:
             decoded = self.source[index]["clips"]
             return [decoded[r.name] for r in self.requests]
@@ -186,8 +194,16 @@ class MultiFrameClips(Dataset):
         return [self.transform.apply(video[idx], params) for idx in picks]
 
     def __getitem__(self, index: int) -> tuple:
+        try:
+            uint8_clips = self._uint8_clips(index)
+        except VideoDecodeError as e:
+            if self.on_error == "error":
+                raise   # its message names the video, the item and on_error='skip'
+            # once per video and worker process (warnings shows each distinct message once)
+            warnings.warn(f"skipped a video that does not decode: {e}", stacklevel=2)
+            return (*[torch.zeros(3, t, self.size, self.size) for t in self.frame_counts], SKIPPED)
         clips = []
-        for clip in self._uint8_clips(index):
+        for clip in uint8_clips:
             x = np.empty(clip.shape, dtype=np.float32)
             for c in range(3):
                 np.take(self.lut[:, c], clip[..., c], out=x[..., c])

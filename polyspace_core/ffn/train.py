@@ -37,6 +37,7 @@ from ..io import atomic_write_json, read_json
 from ..scalar_log import LOG_FOLDER, ScalarLog
 from ..seeding import best_device
 from .checkpoint import read_checkpoint, save_checkpoint
+from .data import SKIPPED
 from .evaluate import accuracy_by_frames, tfd_summary
 from .loss import LossParts, TemporalDistillationLoss
 from .tsm_resnet import TSMResNet
@@ -304,7 +305,7 @@ class TSMTrainer:
         self.model.train()
         sums = torch.zeros(3, dtype=torch.float64)                       # loss, ce, kl (x batch size)
         correct = dict.fromkeys(self.train_frames, 0)
-        seen = 0
+        seen = skipped = 0
         window: list[torch.Tensor] = []
         lr = self.optimizer.param_groups[0]["lr"]
         bar = tqdm(self.train_loader, desc=f"{self.kind} epoch {self.epoch + 1}/{self.config.epochs}", leave=False,
@@ -313,6 +314,15 @@ class TSMTrainer:
             if self.config.max_batches is not None and step >= self.config.max_batches:
                 break
             *clips, labels = batch
+            read = labels != SKIPPED
+            if not bool(read.all()):   # videos that did not decode (on_error="skip"): train on the rest
+                skipped += int((~read).sum())
+                if not bool(read.any()):
+                    if self.accelerator.num_processes > 1:   # every process must take the step
+                        raise PolySpaceError(f"{self.kind} epoch {self.epoch + 1} step {step}: no video of this "
+                                             "process's batch decoded; fix or remove the unreadable videos")
+                    continue
+                clips, labels = [c[read] for c in clips], labels[read]
             logits, parts = self.compute_loss(self._clips_by_frames(clips), labels)
             if not torch.isfinite(parts.loss):
                 raise PolySpaceError(f"{self.kind} training diverged at epoch {self.epoch + 1} step {step} "
@@ -342,13 +352,16 @@ class TSMTrainer:
         self.train_seconds += time.perf_counter() - started
 
         # sum over processes so every rank reports the same numbers
-        totals = torch.cat([sums, torch.tensor([float(seen)] + [float(correct[t]) for t in self.train_frames],
+        totals = torch.cat([sums, torch.tensor([float(seen), float(skipped)]
+                                               + [float(correct[t]) for t in self.train_frames],
                                                dtype=torch.float64)]).to(self.device)
         totals = self.accelerator.reduce(totals, reduction="sum").cpu().tolist()
         n = max(totals[3], 1.0)
         metrics = {"loss": totals[0] / n, "ce": totals[1] / n, "kl": totals[2] / n, "lr": lr}
         for i, t in enumerate(self.train_frames):
-            metrics[f"acc_{t}f"] = 100.0 * totals[4 + i] / n
+            metrics[f"acc_{t}f"] = 100.0 * totals[5 + i] / n
+        if totals[4]:
+            metrics["skipped"] = int(totals[4])   # clips left out: their videos did not decode
         return metrics
 
     def validate(self, frame_count: int | None = None) -> dict[str, float]:
@@ -406,10 +419,13 @@ class TSMTrainer:
     def _log(self, row: dict[str, Any]) -> None:
         if not (self.config.verbose and self.accelerator.is_main_process):
             return
-        train = " ".join(f"{k[6:]}={v:.3f}" for k, v in row.items() if k.startswith("train_") and k != "train_lr")
+        train = " ".join(f"{k[6:]}={v:.3f}" for k, v in row.items()
+                         if k.startswith("train_") and k not in ("train_lr", "train_skipped"))
         val = " ".join(f"{k[4:]}={v:.1f}" for k, v in row.items() if k.startswith("val_acc_"))
         tqdm.write(f"[{self.kind}] epoch {row['epoch']}/{self.config.epochs} lr={row['train_lr']:.5f} {train}"
-                   + (f" | val {val}" if val else "") + (" *best*" if row.get("new_best") else ""))
+                   + (f" | val {val}" if val else "") + (" *best*" if row.get("new_best") else "")
+                   + "".join(f" | {k[:-8]} skipped {row[k]} undecodable"
+                             for k in ("train_skipped", "val_skipped") if row.get(k)))
 
     # --- checkpoints -------------------------------------------------------------------------
     def checkpoint_info(self) -> dict[str, Any]:

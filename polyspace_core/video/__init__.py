@@ -1,5 +1,5 @@
-"""Video layer: write and probe videos, read frames at indices with decord or PyAV, sample
-frame indices, spatial transforms, and decode-once serving of several clip requests.
+"""Video layer: write and probe videos, read frames at indices with torchcodec, decord or PyAV,
+sample frame indices, spatial transforms, and decode-once serving of several clip requests.
 multiscale.py (TSN's multi-scale crop) and frame_cache.py (decoded frames kept on disk) are
 imported from their modules.
 
@@ -10,7 +10,15 @@ imported from their modules.
     out.clips["f16"]  # (16, 112, 112, 3) uint8, same crop as out.clips["f4"]
 """
 
-from .decode import LONG_VIDEO_FRAMES, VideoDecodeError, VideoInfo, choose_backend, probe, read_frames
+from .decode import (
+    LONG_VIDEO_FRAMES,
+    VideoDecodeError,
+    VideoInfo,
+    choose_backend,
+    probe,
+    read_frames,
+    torchcodec_problem,
+)
 from .encode import write_video
 from .multi import ClipRequest, DecodedClips, decode_clips
 from .sampling import dense_indices, sample_indices, tsn_indices, uniform_indices
@@ -19,5 +27,5 @@ from .transforms import SpatialTransform, TransformParams
 __all__ = [
     "ClipRequest", "DecodedClips", "LONG_VIDEO_FRAMES", "SpatialTransform", "TransformParams",
     "VideoDecodeError", "VideoInfo", "choose_backend", "decode_clips", "dense_indices", "probe",
-    "read_frames", "sample_indices", "tsn_indices", "uniform_indices", "write_video",
+    "read_frames", "sample_indices", "torchcodec_problem", "tsn_indices", "uniform_indices", "write_video",
 ]

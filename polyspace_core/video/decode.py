@@ -1,10 +1,19 @@
-"""Probe a video and read frames at given indices, with decord or PyAV.
+"""Probe a video and read frames at given indices, with torchcodec, decord or PyAV.
 
-Frame index i means the i-th frame of a full sequential decode, in presentation order; both
-backends return RGB uint8 frames that are bit-identical for the same index.
+Frame index i means the i-th frame of a full sequential decode, in presentation order; every
+backend returns RGB uint8 frames that are bit-identical for the same index where `auto` uses it.
 
-decord is the default reader (fast random access through `get_batch`), but it is wrong or
-unsafe in known cases, so `backend="auto"` routes those to PyAV:
+torchcodec (the decoder PyTorch ships) is the fastest here, about twice PyAV and decord on
+4+8+16-frame reads (benchmarks/ffn_loader.py), and `auto` uses it wherever its frames equal
+PyAV's: every stream with usable timestamps or without B-frames, in 8-bit 4:2:0/4:2:2/4:4:4.
+It is wrong, like decord, on AVI with B-frames (Xvid HMDB51/UCF101 files: AVI has no real
+presentation timestamps, so its index runs in decode order), and its 10-bit to RGB conversion
+differs from PyAV's; those go to the rules below. It needs the system's FFmpeg shared libraries
+(4 to 8; `apt install ffmpeg` or `conda install ffmpeg`); without them `auto` works as if it
+were not installed and `backend="torchcodec"` is a one-line error saying so.
+
+Without torchcodec, decord is the default reader (fast random access through `get_batch`), but
+it is wrong or unsafe in known cases, so `backend="auto"` routes those to PyAV:
 - streams with B-frames (frame reordering): `get_batch` at random indices returns wrong frames
   for MPEG-4 Part 2 with B-frames (Xvid-style HMDB51/UCF101 files, in AVI or MP4) and for H.264
   in AVI: we reproduce it on generated files (benchmarks/decode.py counts the wrong frames, and
@@ -28,6 +37,7 @@ from the start instead.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +47,9 @@ import numpy as np
 
 from ..errors import PolySpaceError
 
-BACKENDS = ("auto", "decord", "pyav")
+BACKENDS = ("auto", "decord", "pyav", "torchcodec")
+# pixel formats where torchcodec's RGB frames were checked equal to PyAV's (10-bit ones differ)
+TORCHCODEC_PIXEL_FORMATS = {"yuv420p", "yuv422p", "yuv444p"}
 # codecs whose random access decord gets wrong (see module docstring)
 DECORD_BAD_CODECS = {"vp8", "vp9", "av1"}
 # decord is reliable on 8-bit 4:2:0; other pixel layouts and the H.264 high-bit-depth / 4:4:4
@@ -60,7 +72,8 @@ class VideoInfo:
 
     num_frames counts the frames actually stored (demuxed packets), not a header estimate.
     fps is the stream's average frame rate. has_b_frames is True when the decoder reorders
-    frames (B-frames), which decides the backend under "auto".
+    frames (B-frames), which decides the backend under "auto". timestamps is True when every
+    packet has its own presentation timestamp (not in AVI), so frames can be found by them.
     """
 
     num_frames: int
@@ -72,6 +85,7 @@ class VideoInfo:
     has_b_frames: bool = False
     pixel_format: str = ""
     profile: str = ""
+    timestamps: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,13 +202,13 @@ def _demux_table(path: Path, container) -> tuple[VideoInfo, _FrameTable | None, 
         raise VideoDecodeError(f"{path}: truncated: the header declares {stream.frames} "
                                f"frames but the file holds {count}; re-download it")
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    timestamps_usable = (not container.format.name.startswith("avi")
+                         and None not in pts_list and len(set(pts_list)) == count)
     info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0, height=ctx.height,
                      width=ctx.width, codec=ctx.name, container=container.format.name,
                      has_b_frames=bool(ctx.has_b_frames), pixel_format=ctx.format.name if ctx.format else "",
-                     profile=ctx.profile or "")
+                     profile=ctx.profile or "", timestamps=timestamps_usable)
     table = None
-    timestamps_usable = (not container.format.name.startswith("avi")
-                         and None not in pts_list and len(set(pts_list)) == count)
     if timestamps_usable:
         pts_sorted = tuple(sorted(pts_list))
         position = {p: i for i, p in enumerate(pts_sorted)}
@@ -212,10 +226,39 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return scan(Path(path))[0]
 
 
+@functools.cache
+def torchcodec_problem() -> str | None:
+    """None when torchcodec can decode video here, else why not (one line). Cached per process."""
+    try:
+        from torchcodec._core import ops
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+    except Exception as e:  # ImportError, or a library that fails to load
+        return f"torchcodec is not importable ({_reason(e)[:200]}); pip install torchcodec"
+    if not getattr(ops, "_FFMPEG_AVAILABLE", True):
+        return ("torchcodec cannot find the FFmpeg shared libraries (versions 4 to 8) it needs; "
+                "install them (apt install ffmpeg, or conda install ffmpeg)")
+    return None
+
+
 def choose_backend(info: VideoInfo) -> str:
-    """The backend "auto" uses for a stream: decord unless it is known to be wrong or unsafe
-    there (VP8/VP9/AV1, B-frames, pixel formats other than 8-bit 4:2:0, H.264 4:4:4 or
-    high-bit-depth profiles, long videos), then PyAV."""
+    """The backend "auto" uses for a stream: torchcodec where it is installed and its frames are
+    right (not AVI-style streams that reorder frames without timestamps, 8-bit pixel formats
+    only); otherwise decord unless it is known to be wrong or unsafe there (VP8/VP9/AV1,
+    B-frames, pixel formats other than 8-bit 4:2:0, H.264 4:4:4 or high-bit-depth profiles,
+    long videos), then PyAV."""
+    if torchcodec_problem() is None and torchcodec_reads_right(info):
+        return "torchcodec"
+    return choose_backend_without_torchcodec(info)
+
+
+def torchcodec_reads_right(info: VideoInfo) -> bool:
+    """torchcodec indexes frames by timestamp, so a stream that reorders frames (B-frames) must
+    have usable ones; its 10-bit conversion to RGB differs from PyAV's."""
+    return (info.timestamps or not info.has_b_frames) and info.pixel_format in TORCHCODEC_PIXEL_FORMATS
+
+
+def choose_backend_without_torchcodec(info: VideoInfo) -> str:
+    """decord where it is reliable (see the module docstring), else PyAV."""
     if (info.codec in DECORD_BAD_CODECS or info.has_b_frames or info.num_frames > LONG_VIDEO_FRAMES
             or info.pixel_format not in DECORD_PIXEL_FORMATS
             or (info.codec == "h264" and info.profile not in DECORD_H264_PROFILES)):
@@ -228,8 +271,9 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray,
     """Decode the frames at `indices` (any order, duplicates allowed) from `path`.
 
     Returns (len(indices), H, W, 3) uint8 RGB in the order of `indices`. Each distinct frame is
-    decoded and converted once. backend: "auto" (decord where it is reliable, else PyAV),
-    "decord" or "pyav". threads: decoder threads (1 suits DataLoader workers).
+    decoded and converted once. backend: "auto" (torchcodec or decord where it is right, else
+    PyAV; see choose_backend), "torchcodec", "decord" or "pyav". threads: decoder threads (1
+    suits DataLoader workers).
     Raises VideoDecodeError for a bad file or an index outside [0, num_frames).
     """
     path = Path(path)
@@ -254,8 +298,24 @@ def read_unique_frames(path: Path, indices: Iterable[int], info: VideoInfo,
         raise VideoDecodeError(f"{path}: frame index {bad} is outside the video's "
                                f"{info.num_frames} frames")
     chosen = choose_backend(info) if backend == "auto" else backend
+    if chosen == "torchcodec":
+        problem = torchcodec_problem()
+        if problem is not None:
+            raise PolySpaceError(f"backend='torchcodec': {problem}; or use backend='auto'")
+        if not torchcodec_reads_right(info):
+            # a setting, not a bad file: PolySpaceError, so datasets do not skip it as one
+            raise PolySpaceError(f"{path}: backend='torchcodec' reads this stream ({info.container} "
+                                 f"{info.codec} {info.pixel_format}{', B-frames' if info.has_b_frames else ''}) "
+                                 "differently from a sequential decode; use backend='auto' or 'pyav'")
+        frames = _read_torchcodec(path, wanted, info, threads)
+        if frames is not None:
+            return frames
+        if backend == "torchcodec":
+            raise VideoDecodeError(f"{path}: torchcodec's frame count differs from the "
+                                   f"{info.num_frames} frames in the file; use backend='auto' or 'pyav'")
+        chosen = choose_backend_without_torchcodec(info)
     if chosen == "decord":
-        random_access = choose_backend(info) == "decord"
+        random_access = choose_backend_without_torchcodec(info) == "decord"
         frames = _read_decord(path, wanted, info, random_access, threads)
         if frames is not None:
             return frames
@@ -265,6 +325,30 @@ def read_unique_frames(path: Path, indices: Iterable[int], info: VideoInfo,
                                    f"{info.num_frames} frames in the file; use backend='auto' "
                                    f"or 'pyav'")
     return _read_pyav(path, wanted, table, threads)
+
+
+# ----------------------------------------------------------------------------- torchcodec
+
+def _read_torchcodec(path: Path, wanted: list[int], info: VideoInfo,
+                     threads: int) -> dict[int, np.ndarray] | None:
+    """torchcodec in exact seek mode (it scans the file's packets, as `scan` does, so index i is
+    the i-th frame in presentation order). Returns None when its frame count differs from the
+    demuxed count (then its indices cannot be trusted)."""
+    from torchcodec.decoders import VideoDecoder
+
+    try:
+        decoder = VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC",
+                               num_ffmpeg_threads=threads, device="cpu")
+    except (RuntimeError, ValueError) as e:
+        raise VideoDecodeError(f"{path}: torchcodec cannot open it ({_reason(e)[:200]})") from None
+    if decoder.metadata.num_frames != info.num_frames:
+        return None
+    try:
+        batch = decoder.get_frames_at(indices=wanted).data.numpy()
+    except (RuntimeError, IndexError, ValueError) as e:
+        raise VideoDecodeError(f"{path}: torchcodec failed to decode frames ({_reason(e)[:200]})") \
+            from None
+    return {i: batch[k] for k, i in enumerate(wanted)}
 
 
 # ----------------------------------------------------------------------------- decord

@@ -46,7 +46,7 @@ DEFAULT_MIN_FREE = 2 * 2**30
 
 class FrameCache:
     """Decoded frames of videos under `root`, resized so the short side is `short_side` (None:
-    as decoded). backend: the decoder for misses ("auto", "decord", "pyav")."""
+    as decoded). backend: the decoder for misses ("auto", "torchcodec", "decord", "pyav")."""
 
     def __init__(self, root: str | os.PathLike, short_side: int | None, *, max_bytes: int | None = None,
                  min_free_bytes: int = DEFAULT_MIN_FREE, backend: str = "auto"):
