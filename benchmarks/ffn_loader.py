@@ -10,9 +10,9 @@ Writes benchmarks/results/ffn_loader.json. The videos are generated here with th
 encoder (video/encode.py: libvpx-vp9) at SSv2's frame size (240 px high, ~12 fps, 2-6 s) with
 moving textured content. One pass over them is one "epoch"; each setting's figure is the best of
 `--repeats` passes. For the cache: the first pass (cold: decodes and writes every video) and a
-later pass (warm: reads them back, checked) are timed separately. torchcodec is not measured:
-its wheel installs beside this torch but needs the system's FFmpeg shared libraries
-(libavutil.so.56-61), which PyAV and decord bundle and this machine does not have.
+later pass (warm: reads them back, checked) are timed separately. Decoders: torchcodec (needs
+the system's FFmpeg shared libraries; where it cannot load, its rows say why), PyAV and decord;
+"auto" picks torchcodec for VP9 where it loads, else PyAV (the JSON records which).
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48, help="frames per video (SSv2: 2-6 s at 12 fps)")
     parser.add_argument("--size", default="240x428", help="HxW of the generated videos")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--backends", nargs="+", default=["auto", "decord"],
-                        help="decoders for the decode-every-epoch rows (auto = PyAV for VP9)")
+    parser.add_argument("--backends", nargs="+", default=["torchcodec", "pyav", "decord"],
+                        help="decoders for the decode-every-epoch rows")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--gpu_steps", type=int, default=20, help="timed TSM-R50 FFN steps when CUDA is present")
@@ -114,6 +114,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from polyspace_core.ffn.data import MultiFrameClips
+    from polyspace_core.video import choose_backend, probe, torchcodec_problem
 
     height, width = (int(x) for x in args.size.split("x"))
     results = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
@@ -123,6 +124,8 @@ def main() -> None:
                "short_side": 256, "batch": args.batch, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         items = make_videos(Path(tmp), args.videos, args.frames, height, width)
+        results["auto_backend"] = choose_backend(probe(items[0].path))
+        results["torchcodec_problem"] = torchcodec_problem()
         split = DatasetSplit("ssv2-like", "train", items, ["c0", "c1", "c2", "c3"], Path(tmp))
         kw = dict(size=224, short_side=256, crop="multiscale", progress=False)
 
@@ -135,6 +138,11 @@ def main() -> None:
 
         for workers in args.workers:
             for backend in args.backends:
+                if backend == "torchcodec" and torchcodec_problem():
+                    results["rows"].append({"source": "decode (torchcodec)", "workers": workers,
+                                            "skipped": torchcodec_problem()})
+                    print(f"decode (torchcodec) not measured: {torchcodec_problem()}")
+                    continue
                 data = MultiFrameClips(split, (4, 8, 16), train=True, backend=backend, **kw)
                 seconds = min(one_pass(data, workers, args.batch, epoch) for epoch in range(args.repeats))
                 record(f"decode ({backend})", workers, seconds)

@@ -16,7 +16,7 @@ from typing import Any
 from . import __version__
 
 _VERSIONED = ["torch", "torchvision", "transformers", "accelerate", "safetensors", "numpy",
-              "decord", "av", "opencv-python-headless", "scikit-image", "papermill", "nbconvert"]
+              "torchcodec", "decord", "av", "opencv-python-headless", "scikit-image", "papermill", "nbconvert"]
 
 
 def git_state(root: Path) -> dict[str, Any]:
