@@ -11,7 +11,7 @@ Three sources of frames, same sampling and augmentation (the clips are equal whi
 - cache=True: every video is decoded once at construction (all frames, resized to short_side)
   and kept as uint8 in memory, up to cache_limit_bytes; each epoch still draws new TSN offsets
   and crops from it. For the small built-in runs on CPU, where decoding every epoch would dominate;
-- frame_cache=DIR: video/frame_cache.py's on-disk cache (every frame at short_side, uint8),
+- frame_cache=DIR: video/frame_cache.py's on-disk cache (every frame at short_side, uint8 or JPEG),
   filled on first read by whichever process reads the video and reused by later epochs and runs;
   for SSv2 webm, whose VP9 decoding is the loader's main cost (benchmarks/ffn_loader.py).
 
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..datasets.base import DatasetSplit
 from ..errors import PolySpaceError
 from ..video import ClipRequest, SpatialTransform, VideoDecodeError, probe, read_frames, sample_indices
-from ..video.frame_cache import FrameCache
+from ..video.frame_cache import FrameCache, check_encoding
 from ..video.multiscale import TSN_SCALES, MultiScaleCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,7 +74,8 @@ class MultiFrameClips(Dataset):
     flip: random horizontal flips in training (off: direction-sensitive classes).
     cache: decode every video into memory at construction (at most cache_limit_bytes);
     frame_cache: a folder for the on-disk frame cache instead (frame_cache_max_bytes: its cap,
-    None for none; it also keeps 2 GiB of the disk free).
+    None for none; it also keeps 2 GiB of the disk free; frame_cache_format "uint8", exact, or
+    "jpeg", lossy at frame_cache_quality, see video/frame_cache.py).
     on_error: "error" stops at an unreadable video; "skip" (cache only) leaves it out and lists
     it in `.skipped`. backend: video decoder ("auto", "decord", "pyav").
     """
@@ -84,6 +85,7 @@ class MultiFrameClips(Dataset):
                  crop: str = "random", scales: Sequence[float] = TSN_SCALES, max_distort: int = 1,
                  more_fix_crop: bool = True, cache_limit_bytes: int = CACHE_LIMIT_BYTES,
                  frame_cache: str | Path | None = None, frame_cache_max_bytes: int | None = None,
+                 frame_cache_format: str = "uint8", frame_cache_quality: int = 90,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  on_error: str = "error", backend: str = "auto", seed: int = 0, progress: bool = True):
         counts = sorted(int(t) for t in frame_counts)
@@ -96,6 +98,7 @@ class MultiFrameClips(Dataset):
             raise PolySpaceError(f"on_error={on_error!r}: use 'error' or 'skip'")
         if crop not in CROPS:
             raise PolySpaceError(f"crop={crop!r}: use one of {', '.join(CROPS)}")
+        check_encoding(frame_cache_format, frame_cache_quality)
         if cache and frame_cache is not None:
             raise PolySpaceError("cache=True and frame_cache: choose the in-memory or the on-disk cache")
         self.split = split
@@ -127,7 +130,8 @@ class MultiFrameClips(Dataset):
             if on_error == "skip":
                 raise PolySpaceError("on_error='skip' needs cache=True (batches must stay full); fix or remove "
                                      "unreadable videos")
-            self.frame_cache = FrameCache(frame_cache, short_side, max_bytes=frame_cache_max_bytes, backend=backend)
+            self.frame_cache = FrameCache(frame_cache, short_side, max_bytes=frame_cache_max_bytes, backend=backend,
+                                          encoding=frame_cache_format, jpeg_quality=frame_cache_quality)
         else:
             if on_error == "skip":
                 raise PolySpaceError("on_error='skip' needs cache=True (streaming batches must stay full); "
