@@ -134,6 +134,9 @@ def test_a_jpeg_cache_reads_back_without_decoding_and_refuses_damage(webm_split,
     monkeypatch.setattr(frame_cache, "read_frames", no_decoding)
     again = FrameCache(tmp_path / "j", short_side=32, encoding="jpeg")       # another run
     assert np.array_equal(again.frames(path), first) and (again.hits, again.misses) == (1, 0)
+    # the frames a loader picks, and only those (the clips' TSN indices)
+    assert np.array_equal(again.frames(path, lambda n: [0, 7, n - 1]), first[[0, 7, 19]])
+    assert np.array_equal(uint8.frames(path, lambda n: [3, 4]), uint8.frames(path)[3:5])
 
     data = entry.read_bytes()
     damaged = bytearray(data)

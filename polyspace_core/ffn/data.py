@@ -174,18 +174,28 @@ class MultiFrameClips(Dataset):
             self.source.set_epoch(epoch)
 
     def _uint8_clips(self, index: int) -> list[np.ndarray]:
-        if self.frame_cache is not None:
-            try:
-                video = self.frame_cache.frames(self.items[index].path)
-            except VideoDecodeError as e:
-                raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split})") from None
-        elif self.frames is None:
+        if self.frames is None and self.frame_cache is None:
             decoded = self.source[index]["clips"]
             return [decoded[r.name] for r in self.requests]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        picks: list[np.ndarray] = []
+
+        def pick(num_frames: int) -> np.ndarray:
+            """Every frame count's TSN indices; the frames any of them uses, ascending."""
+            picks.extend(sample_indices("tsn", num_frames, t, train=self.train, rng=rng) for t in self.frame_counts)
+            return np.unique(np.concatenate(picks))
+
+        if self.frame_cache is not None:
+            try:
+                # only the frames the clips use (a JPEG entry decodes no others), in index order
+                video = self.frame_cache.frames(self.items[index].path, pick)
+            except VideoDecodeError as e:
+                raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split})") from None
+            used = np.unique(np.concatenate(picks))
+            picks = [np.searchsorted(used, idx) for idx in picks]
         else:
             video = self.frames[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        picks = [sample_indices("tsn", len(video), t, train=self.train, rng=rng) for t in self.frame_counts]
+            pick(len(video))
         params = self.transform.draw(rng, video.shape[1], video.shape[2])  # one crop for every clip
         return [self.transform.apply(video[idx], params) for idx in picks]
 

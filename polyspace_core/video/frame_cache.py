@@ -37,6 +37,7 @@ import numbers
 import os
 import shutil
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ FORMATS = {"uint8": FORMAT, "jpeg": "polyspace-frame-cache-jpeg/1"}   # encoding
 SUFFIX = ".frames"
 RECOUNT_WRITES = 256
 DEFAULT_MIN_FREE = 2 * 2**30
+Pick = Callable[[int], Sequence[int]]   # a video's frame count -> the indices of the frames wanted
 
 
 class FrameCache:
@@ -108,20 +110,21 @@ class FrameCache:
         k = self.key(path)
         return self.root / k[:2] / f"{k}{SUFFIX}"
 
-    def frames(self, path: str | os.PathLike) -> np.ndarray:
-        """(N, H, W, 3) uint8: every frame of the video at the cache's short side."""
+    def frames(self, path: str | os.PathLike, pick: Pick | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8: every frame of the video at the cache's short side; with `pick`,
+        the frames at pick(N) only (a JPEG entry decodes no others)."""
         path = Path(path)
         entry = self.entry(path)
         if entry.is_file():
             self.hits += 1
-            return read_entry(entry)
+            return read_entry(entry, pick)
         self.misses += 1
         video = read_frames(path, np.arange(probe(path).num_frames), self.backend)
         data = encode_entry(self.resize(video), path, self.encoding, self.jpeg_quality)
         self._store(entry, data)
         # a miss serves what every later read of the entry gives (for JPEG: not the decoded pixels),
         # stored or not, so a clip does not depend on which epoch or worker filled the cache
-        return decode_entry(data, entry)
+        return decode_entry(data, entry, pick)
 
     def _store(self, entry: Path, data: bytes) -> None:
         if self.full is not None:
@@ -178,13 +181,13 @@ def encode_entry(video: np.ndarray, source: Path, encoding: str = "uint8", jpeg_
     return json.dumps(header).encode() + b"\n" + payload
 
 
-def read_entry(entry: str | os.PathLike) -> np.ndarray:
-    """The frames of one cache file, checked against its header (size and xxh3_64; JPEG frames
-    must each decode to the header's shape)."""
-    return decode_entry(Path(entry).read_bytes(), Path(entry))
+def read_entry(entry: str | os.PathLike, pick: Pick | None = None) -> np.ndarray:
+    """The frames of one cache file (pick: as in FrameCache.frames), checked against its header
+    (size and xxh3_64; JPEG frames must each decode to the header's shape)."""
+    return decode_entry(Path(entry).read_bytes(), Path(entry), pick)
 
 
-def decode_entry(raw: bytes, entry: Path) -> np.ndarray:
+def decode_entry(raw: bytes, entry: Path, pick: Pick | None = None) -> np.ndarray:
     """The frames of the cache file `entry` whose bytes are `raw`, checked (read_entry)."""
     fix = f"delete {entry} (the cache refills it)"
     end = raw.find(b"\n")
@@ -203,19 +206,22 @@ def decode_entry(raw: bytes, entry: Path) -> np.ndarray:
                              f"(truncated or damaged); {fix}")
     if digest_bytes(payload) != record:
         raise PolySpaceError(f"{entry}: checksum of its frames does not match its header (damaged); {fix}")
+    picked = range(shape[0]) if pick is None else pick(shape[0])
     if not jpeg:
-        return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+        video = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+        return video if pick is None else video[np.asarray(picked, dtype=np.int64)]
     import cv2
 
-    video = np.empty(shape, dtype=np.uint8)
+    video = np.empty((len(picked), *shape[1:]), dtype=np.uint8)
     spans = header.get("frames", [])
     if len(spans) != shape[0]:
         raise PolySpaceError(f"{entry}: its header lists {len(spans)} JPEG frames for {shape[0]} (damaged); {fix}")
-    for i, (offset, length) in enumerate(spans):
+    for k, i in enumerate(picked):
+        offset, length = spans[i]
         image = cv2.imdecode(np.frombuffer(payload[offset:offset + length], dtype=np.uint8), cv2.IMREAD_COLOR)
         if image is None or image.shape != shape[1:]:
             got = "nothing" if image is None else f"{image.shape}"
             raise PolySpaceError(f"{entry}: JPEG frame {i} decodes to {got}, its header says {shape[1:]} "
                                  f"(damaged); {fix}")
-        video[i] = image[..., ::-1]   # BGR -> RGB
+        video[k] = image[..., ::-1]   # BGR -> RGB
     return video
