@@ -1,17 +1,19 @@
 """Clips/s of the FFN training loader (4 + 8 + 16 frames of one video, one shared 224 crop) from
 webm (VP9, as Something-Something V2 ships) decoded every epoch vs read from the on-disk frame
-cache (uint8 and JPEG entries), at 1 and 2 DataLoader workers; on a CUDA machine also training steps/s of TSM-R50 FFN at
+cache, at 1 and 2 DataLoader workers; on a CUDA machine also training steps/s of TSM-R50 FFN at
 batch 8, so the two can be compared (whichever is slower bounds training).
 
     .venv/bin/python benchmarks/ffn_loader.py [--videos 24] [--frames 48] [--size 240x428]
                                               [--workers 1 2] [--backends auto decord] [--gpu_steps 20]
 
+The cache rows run for uint8 and for JPEG entries (--jpeg_quality), with the bytes each holds per
+video and the PSNR of the JPEG frames against the uint8 ones.
+
 Writes benchmarks/results/ffn_loader.json. The videos are generated here with the project's own
 encoder (video/encode.py: libvpx-vp9) at SSv2's frame size (240 px high, ~12 fps, 2-6 s) with
 moving textured content. One pass over them is one "epoch"; each setting's figure is the best of
 `--repeats` passes. For the cache: the first pass (cold: decodes and writes every video) and a
-later pass (warm: reads them back, checked) are timed separately, for uint8 and for JPEG entries
-(--jpeg_quality), with the bytes each holds per video and the JPEG frames' PSNR against uint8's. torchcodec is not measured:
+later pass (warm: reads them back, checked) are timed separately. torchcodec is not measured:
 its wheel installs beside this torch but needs the system's FFmpeg shared libraries
 (libavutil.so.56-61), which PyAV and decord bundle and this machine does not have.
 """
