@@ -12,13 +12,16 @@ One file per video: a JSON header line (format, shape, the source's identity, th
 and xxh3_64; for JPEG also the quality and each frame's offset and length) followed by the
 payload: the raw (N, H, W, 3) uint8 frames, or each frame's JPEG image one after another
 (OpenCV's libjpeg-turbo, 4:2:0 chroma). It is written atomically (temp file + rename), so a crash
-leaves no partial entry, and checked on every read (size, checksum, and for JPEG that every frame
-decodes to the header's shape): a damaged entry is a one-line error naming it and saying to
-delete it. A changed source video gets a new key, so stale frames are never served; so do another
-encoding or quality, so the two never mix.
+leaves no partial entry, and checked on every read (size, checksum, and for JPEG that each frame
+read decodes to the header's shape): a damaged entry is a one-line error naming it and saying to
+delete it. A changed source video gets a new key, so stale frames are never served, and so do
+another encoding and another JPEG quality, so they never mix. A miss serves the frames a later
+read of its entry gives (for JPEG: encoded and decoded again), stored or not.
 
-uint8 gives exactly the decoded pixels; JPEG is lossy (about 40 dB PSNR at quality 90 on
-textured frames) and ~8x smaller, but each read decodes JPEG again (benchmarks/ffn_loader.py).
+uint8 gives exactly the decoded pixels. JPEG is lossy and smaller: on benchmarks/ffn_loader.py's
+textured VP9 videos at short side 256, quality 90 keeps 42 dB PSNR in 1/18 of uint8's bytes; but
+each read decodes JPEG again, so it reads slower than uint8 (`pick` limits that to the frames a
+clip uses).
 
 Size: `max_bytes` caps what the cache holds (None: no cap) and `min_free_bytes` keeps that much
 of the disk free. When either stops a write, the video is still served (decoded, not stored) and
