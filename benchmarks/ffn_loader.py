@@ -6,6 +6,9 @@ batch 8, so the two can be compared (whichever is slower bounds training).
     .venv/bin/python benchmarks/ffn_loader.py [--videos 24] [--frames 48] [--size 240x428]
                                               [--workers 1 2] [--backends auto decord] [--gpu_steps 20]
 
+The cache rows run for uint8 and for JPEG entries (--jpeg_quality), with the bytes each holds per
+video and the PSNR of the JPEG frames against the uint8 ones.
+
 Writes benchmarks/results/ffn_loader.json. The videos are generated here with the project's own
 encoder (video/encode.py: libvpx-vp9) at SSv2's frame size (240 px high, ~12 fps, 2-6 s) with
 moving textured content. One pass over them is one "epoch"; each setting's figure is the best of
@@ -109,6 +112,7 @@ def main() -> None:
                         help="decoders for the decode-every-epoch rows")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--jpeg_quality", type=int, default=90, help="quality of the JPEG frame cache rows")
     parser.add_argument("--gpu_steps", type=int, default=20, help="timed TSM-R50 FFN steps when CUDA is present")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ffn_loader.json")
     args = parser.parse_args()
@@ -146,13 +150,26 @@ def main() -> None:
                 data = MultiFrameClips(split, (4, 8, 16), train=True, backend=backend, **kw)
                 seconds = min(one_pass(data, workers, args.batch, epoch) for epoch in range(args.repeats))
                 record(f"decode ({backend})", workers, seconds)
-            cache_dir = Path(tmp) / f"cache_{workers}"
-            data = MultiFrameClips(split, (4, 8, 16), train=True, frame_cache=cache_dir, **kw)
-            record("frame cache, cold (fills)", workers, one_pass(data, workers, args.batch, 0))
-            seconds = min(one_pass(data, workers, args.batch, epoch) for epoch in range(1, 1 + args.repeats))
-            size = sum(p.stat().st_size for p in cache_dir.rglob("*.frames"))
-            record("frame cache, warm", workers, seconds, cache_bytes=size)
-            shutil.rmtree(cache_dir)
+            caches = {}
+            for fmt in ("uint8", "jpeg"):
+                cache_dir = Path(tmp) / f"cache_{fmt}_{workers}"
+                data = MultiFrameClips(split, (4, 8, 16), train=True, frame_cache=cache_dir, frame_cache_format=fmt,
+                                       frame_cache_quality=args.jpeg_quality, **kw)
+                name = "frame cache uint8" if fmt == "uint8" else f"frame cache jpeg q{args.jpeg_quality}"
+                record(f"{name}, cold (fills)", workers, one_pass(data, workers, args.batch, 0))
+                seconds = min(one_pass(data, workers, args.batch, epoch) for epoch in range(1, 1 + args.repeats))
+                size = sum(p.stat().st_size for p in cache_dir.rglob("*.frames"))
+                record(f"{name}, warm", workers, seconds, cache_bytes=size, bytes_per_video=size / args.videos)
+                print(f"{'':28s} {size / args.videos / 2**20:.2f} MiB per video on disk", flush=True)
+                caches[fmt] = data.frame_cache
+            if "jpeg_psnr_db" not in results:   # JPEG frames against the exact ones, over every pixel
+                err = sum(float(np.sum((caches["jpeg"].frames(it.path).astype(np.float64)
+                                        - caches["uint8"].frames(it.path)) ** 2)) for it in items)
+                pixels = sum(caches["uint8"].frames(it.path).size for it in items)
+                results["jpeg_psnr_db"] = 10 * np.log10(255.0**2 * pixels / err)
+                print(f"jpeg q{args.jpeg_quality} frames vs uint8: {results['jpeg_psnr_db']:.1f} dB PSNR", flush=True)
+            for fmt in caches:
+                shutil.rmtree(caches[fmt].root)
     results["gpu_training"] = gpu_steps_per_second(args.gpu_steps)
     if results["gpu_training"]:
         g = results["gpu_training"]

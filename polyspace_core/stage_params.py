@@ -136,6 +136,8 @@ STAGE_PARAMS: dict[str, dict[str, str]] = {
         "ffn_crop": "int",                # training crop (train) / centre crop (eval) side
         "ffn_crop_mode": "choice:random|multiscale",  # training crop: random, or TSN's multi-scale crop (official)
         "ffn_frame_cache": "optional[path]",  # on-disk frame cache (SSv2); none: SynthMotion in memory, SSv2 streamed
+        "ffn_frame_cache_format": "choice:uint8|jpeg",  # uint8: the decoded pixels; jpeg: lossy, smaller
+        "ffn_frame_cache_quality": "int",  # JPEG quality (1-100) of ffn_frame_cache_format jpeg
         "ffn_workers": "int",             # DataLoader worker processes for training
         "ffn_train_frames": "list[int]",  # FFN's frame counts; the vanilla TSM trains the highest
         "ffn_extra_frames": "list[int]",  # evaluated but never trained

@@ -91,6 +91,24 @@ def test_bad_input_is_a_one_line_error(ssv2_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --video_dir") and err.count("\n") == 1
     assert main(_args(ssv2_root, tmp_path, "--num_frames_l", "8")) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:   # argparse's choices, one line (cli.OneLineParser)
+        main(_args(ssv2_root, tmp_path, "--frame_cache", str(tmp_path / "c"), "--frame_cache_format", "png"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--frame_cache_format: invalid choice: 'png'" in err
+    assert main(_args(ssv2_root, tmp_path, "--frame_cache", str(tmp_path / "c"), "--frame_cache_format", "jpeg",
+                      "--frame_cache_quality", "0")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "JPEG quality 0" in err
+
+
+def test_a_test_run_through_a_jpeg_frame_cache(ssv2_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    run = ["--test_run", "--frame_cache", str(cache), "--frame_cache_format", "jpeg", "--frame_cache_quality", "80"]
+    assert main(_args(ssv2_root, tmp_path / "ffn", *run)) == 0
+    assert f"frames from the on-disk frame cache {cache} (JPEG quality 80, lossy)" in capsys.readouterr().out
+    headers = [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in cache.rglob("*.frames")]
+    assert headers and {(h["format"], h["quality"]) for h in headers} == {("polyspace-frame-cache-jpeg/1", 80)}
 
 
 def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(ssv2_root, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The notebook-07 study layer: resumable runs (finished runs reused, interrupted ones continued
 to the same weights), per-frame-count baselines, the table and the metrics."""
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from test_ffn_train import moving_bar_clips
 
 from polyspace_core.errors import PolySpaceError
 from polyspace_core.ffn import study
+from polyspace_core.video.frame_cache import FrameCache
 
 SETTINGS = dict(arch="tiny", epochs=2, batch_size=8, lr=0.05, fc_lr_mult=1.0, seed=0, device="cpu", verbose=False)
 
@@ -45,6 +47,12 @@ def test_run_folder_is_keyed_on_data_and_settings(data, tmp_path):
     # a data change the model config cannot see (same classes, other crop) gets its own folder too
     other = study.TFDData(**{**data.__dict__, "crop": 12})
     assert study.run_folder(tmp_path, other, **SETTINGS) != folder
+    # so is one read through a JPEG frame cache (other pixels); a uint8 one (the decoded pixels) is not
+    for encoding, same in (("uint8", True), ("jpeg", False)):
+        train = copy.copy(data.train)
+        train.frame_cache = FrameCache(tmp_path / encoding, 32, encoding=encoding)
+        cached = study.TFDData(**{**data.__dict__, "train": train})
+        assert (study.run_folder(tmp_path, cached, **SETTINGS) == folder) is same
 
 
 def test_interrupted_run_continues_to_the_same_weights(data, tmp_path):

@@ -119,6 +119,11 @@ def register(subparsers) -> None:
                         "reused by later epochs and runs")
     p.add_argument("--frame_cache_gib", type=float, default=None,
                    help="cap of --frame_cache in GiB (default: no cap; it always keeps 2 GiB of the disk free)")
+    p.add_argument("--frame_cache_format", default="uint8", choices=["uint8", "jpeg"],
+                   help="how --frame_cache stores frames: uint8 (exactly the decoded pixels) or jpeg (lossy: ~1/18 "
+                        "of the bytes and 42 dB PSNR at quality 90 in benchmarks/ffn_loader.py; decoded again on "
+                        "every read; training then sees other pixels than decoding gives)")
+    p.add_argument("--frame_cache_quality", type=int, default=90, help="JPEG quality of --frame_cache_format jpeg")
     p.add_argument("--eval_every", type=int, default=1)
     p.add_argument("--save_every", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -171,10 +176,11 @@ def run_train_ffn(args: argparse.Namespace) -> int:
     data_kw = dict(size=args.size, short_side=args.short_side, cache=args.cache, seed=args.seed,
                    backend=args.backend, on_error=args.on_error,
                    cache_limit_bytes=int(args.cache_gib * 2**30), frame_cache=args.frame_cache,
-                   frame_cache_max_bytes=None if args.frame_cache_gib is None else int(args.frame_cache_gib * 2**30))
+                   frame_cache_max_bytes=None if args.frame_cache_gib is None else int(args.frame_cache_gib * 2**30),
+                   frame_cache_format=args.frame_cache_format, frame_cache_quality=args.frame_cache_quality)
     val_split = load_ssv2_split(args.video_dir, args.labels_dir, "validation")
     val_data = MultiFrameClips(val_split, frames, train=False, **data_kw)
-    print(f"validation: {len(val_data)} videos, {len(val_split.class_names)} classes")
+    print(f"validation: {len(val_data)} videos, {len(val_split.class_names)} classes; {_frames_note(args)}")
 
     if args.eval_only:
         if not args.resume:
@@ -253,6 +259,15 @@ def run_train_ffn(args: argparse.Namespace) -> int:
         _print_tfd(results)
         print(f"checkpoints in {args.save_dir}")
     return 0
+
+
+def _frames_note(args: argparse.Namespace) -> str:
+    """Where clip frames come from, for the run's log (a JPEG cache trains on other pixels)."""
+    if args.frame_cache:
+        kind = (f"JPEG quality {args.frame_cache_quality}, lossy" if args.frame_cache_format == "jpeg"
+                else "uint8, the decoded pixels")
+        return f"frames from the on-disk frame cache {args.frame_cache} ({kind})"
+    return "frames decoded once into memory" if args.cache else "frames decoded every epoch"
 
 
 def _start_choice(args: argparse.Namespace, release) -> str:

@@ -11,7 +11,7 @@ Three sources of frames, same sampling and augmentation (the clips are equal whi
 - cache=True: every video is decoded once at construction (all frames, resized to short_side)
   and kept as uint8 in memory, up to cache_limit_bytes; each epoch still draws new TSN offsets
   and crops from it. For the small built-in runs on CPU, where decoding every epoch would dominate;
-- frame_cache=DIR: video/frame_cache.py's on-disk cache (every frame at short_side, uint8),
+- frame_cache=DIR: video/frame_cache.py's on-disk cache (every frame at short_side, uint8 or JPEG),
   filled on first read by whichever process reads the video and reused by later epochs and runs;
   for SSv2 webm, whose VP9 decoding is the loader's main cost (benchmarks/ffn_loader.py).
 
@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from ..datasets.base import DatasetSplit
 from ..errors import PolySpaceError
 from ..video import ClipRequest, SpatialTransform, VideoDecodeError, probe, read_frames, sample_indices
-from ..video.frame_cache import FrameCache
+from ..video.frame_cache import FrameCache, check_encoding
 from ..video.multiscale import TSN_SCALES, MultiScaleCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -83,7 +83,8 @@ class MultiFrameClips(Dataset):
     flip: random horizontal flips in training (off: direction-sensitive classes).
     cache: decode every video into memory at construction (at most cache_limit_bytes);
     frame_cache: a folder for the on-disk frame cache instead (frame_cache_max_bytes: its cap,
-    None for none; it also keeps 2 GiB of the disk free).
+    None for none; it also keeps 2 GiB of the disk free; frame_cache_format "uint8", exact, or
+    "jpeg", lossy at frame_cache_quality, see video/frame_cache.py).
     on_error: "error" stops at an unreadable video; "skip" leaves it out: at construction with
     cache=True (listed in `.skipped`), else as an item labelled SKIPPED with zero clips that the
     trainers and accuracy_by_frames drop and count. backend: video decoder ("auto",
@@ -95,6 +96,7 @@ class MultiFrameClips(Dataset):
                  crop: str = "random", scales: Sequence[float] = TSN_SCALES, max_distort: int = 1,
                  more_fix_crop: bool = True, cache_limit_bytes: int = CACHE_LIMIT_BYTES,
                  frame_cache: str | Path | None = None, frame_cache_max_bytes: int | None = None,
+                 frame_cache_format: str = "uint8", frame_cache_quality: int = 90,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  on_error: str = "error", backend: str = "auto", seed: int = 0, progress: bool = True):
         counts = sorted(int(t) for t in frame_counts)
@@ -107,6 +109,7 @@ class MultiFrameClips(Dataset):
             raise PolySpaceError(f"on_error={on_error!r}: use 'error' or 'skip'")
         if crop not in CROPS:
             raise PolySpaceError(f"crop={crop!r}: use one of {', '.join(CROPS)}")
+        check_encoding(frame_cache_format, frame_cache_quality)
         if cache and frame_cache is not None:
             raise PolySpaceError("cache=True and frame_cache: choose the in-memory or the on-disk cache")
         self.split = split
@@ -137,7 +140,8 @@ class MultiFrameClips(Dataset):
         if cache:
             self._fill_cache(short_side, on_error, backend, progress, cache_limit_bytes)
         elif frame_cache is not None:
-            self.frame_cache = FrameCache(frame_cache, short_side, max_bytes=frame_cache_max_bytes, backend=backend)
+            self.frame_cache = FrameCache(frame_cache, short_side, max_bytes=frame_cache_max_bytes, backend=backend,
+                                          encoding=frame_cache_format, jpeg_quality=frame_cache_quality)
         else:
             from ..datasets.clip_dataset import VideoClipDataset
             self.source = VideoClipDataset(split, self.requests, train=train, transform=self.transform,
@@ -177,19 +181,29 @@ class MultiFrameClips(Dataset):
             self.source.set_epoch(epoch)
 
     def _uint8_clips(self, index: int) -> list[np.ndarray]:
+        if self.frames is None and self.frame_cache is None:
+            decoded = self.source[index]["clips"]
+            return [decoded[r.name] for r in self.requests]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        picks: list[np.ndarray] = []
+
+        def pick(num_frames: int) -> np.ndarray:
+            """Every frame count's TSN indices; the frames any of them uses, ascending."""
+            picks.extend(sample_indices("tsn", num_frames, t, train=self.train, rng=rng) for t in self.frame_counts)
+            return np.unique(np.concatenate(picks))
+
         if self.frame_cache is not None:
             try:
-                video = self.frame_cache.frames(self.items[index].path)
+                # only the frames the clips use (a JPEG entry decodes no others), in index order
+                video = self.frame_cache.frames(self.items[index].path, pick)
             except VideoDecodeError as e:
                 raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split}; "
                                        "on_error='skip' leaves unreadable videos out)") from None
-        elif self.frames is None:
-            decoded = self.source[index]["clips"]
-            return [decoded[r.name] for r in self.requests]
+            used = np.unique(np.concatenate(picks))
+            picks = [np.searchsorted(used, idx) for idx in picks]
         else:
             video = self.frames[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        picks = [sample_indices("tsn", len(video), t, train=self.train, rng=rng) for t in self.frame_counts]
+            pick(len(video))
         params = self.transform.draw(rng, video.shape[1], video.shape[2])  # one crop for every clip
         return [self.transform.apply(video[idx], params) for idx in picks]
 

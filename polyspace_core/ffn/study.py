@@ -84,11 +84,18 @@ class TFDData:
 
     def identity(self) -> dict[str, Any]:
         """What a trained run depends on in the data: the generator's record, the class order,
-        the split sizes, the frame counts and the crop (not where it lives or how long it took)."""
+        the split sizes, the frame counts, the crop and a JPEG frame cache's quality (not where it
+        lives or how long it took)."""
         record = self.root / "synthmotion.json"
         generated = read_json(record) if record.is_file() else None
         summary = {k: v for k, v in self.summary().items() if k not in ("root", "seconds")}
-        return {**summary, "class_names": list(self.class_names), "generated": generated}
+        identity = {**summary, "class_names": list(self.class_names), "generated": generated}
+        cache = getattr(self.train, "frame_cache", None)
+        if cache is not None and cache.encoding == "jpeg":
+            # JPEG frames are not the decoded pixels: another run (a uint8 cache, or streaming,
+            # gives the decoded ones exactly and keeps the identity it had before JPEG existed)
+            identity["frame_cache"] = {"format": "jpeg", "quality": cache.jpeg_quality}
+        return identity
 
     def _repr_html_(self) -> str:
         s = self.summary()
@@ -215,13 +222,15 @@ class Accuracy:
 def data(ws) -> TFDData:
     """ws.p.ffn_dataset "synthmotion": SynthMotion in the SSv2 layout under ws.p.ffn_root
     (generated once, reused), decoded into memory; "ssv2": the Something-Something V2 folder at
-    ws.p.ffn_root, streamed or through ws.p.ffn_frame_cache. ws.p's sizes, crop and frame counts."""
+    ws.p.ffn_root, streamed or through ws.p.ffn_frame_cache (ffn_frame_cache_format uint8 or jpeg at
+    ffn_frame_cache_quality). ws.p's sizes, crop and frame counts."""
     p = ws.p
     return prepare_data(ws.path(p.ffn_root), classes=p.ffn_classes, clips_per_class=p.ffn_clips_per_class,
                         frames=p.ffn_video_frames, size=p.ffn_video_size, crop=p.ffn_crop, seed=ws.seed,
                         train_frames=p.ffn_train_frames, extra_frames=p.ffn_extra_frames, dataset=p.ffn_dataset,
                         crop_mode=p.ffn_crop_mode,
-                        frame_cache=ws.path(p.ffn_frame_cache) if p.ffn_frame_cache else None)
+                        frame_cache=ws.path(p.ffn_frame_cache) if p.ffn_frame_cache else None,
+                        frame_cache_format=p.ffn_frame_cache_format, frame_cache_quality=p.ffn_frame_cache_quality)
 
 
 # settings added after runs were saved, at the values those runs used: a setting at its value here
@@ -368,7 +377,8 @@ def prepare_data(root: str | Path, classes: int | Sequence[str] = 8, clips_per_c
                  frames: int = 16, size: int = 32, crop: int = 28, seed: int = 0,
                  train_frames: Sequence[int] = (4, 8, 16), extra_frames: Sequence[int] = (6, 12),
                  progress: bool = True, dataset: str = "synthmotion", crop_mode: str = "random",
-                 frame_cache: str | Path | None = None) -> TFDData:
+                 frame_cache: str | Path | None = None, frame_cache_format: str = "uint8",
+                 frame_cache_quality: int = 90) -> TFDData:
     """Generate (or reuse) SynthMotion in the SSv2 layout under `root` and decode it into memory,
     or (dataset="ssv2") read the Something-Something V2 folder at `root`.
 
@@ -376,7 +386,8 @@ def prepare_data(root: str | Path, classes: int | Sequence[str] = 8, clips_per_c
     are resized to; `classes`, `clips_per_class`, `frames` are not used); crop: side of the
     training crops (crop_mode "random" or TSN's "multiscale") and evaluation crops (centre).
     extra_frames: frame counts evaluated but never trained. frame_cache: an on-disk frame cache
-    folder (SSv2; without it SSv2 videos are decoded every epoch).
+    folder (SSv2; without it SSv2 videos are decoded every epoch), storing frames as
+    `frame_cache_format` "uint8" (exact) or "jpeg" (lossy, at `frame_cache_quality`).
     """
     from ..datasets import generate_synthmotion, load_split
 
@@ -403,7 +414,8 @@ def prepare_data(root: str | Path, classes: int | Sequence[str] = 8, clips_per_c
     start = time.perf_counter()
     # SynthMotion fits in memory; SSv2 is streamed, or read through the on-disk frame cache
     kw = dict(size=crop, short_side=size, seed=seed, progress=progress, cache=dataset == "synthmotion",
-              frame_cache=frame_cache if dataset == "ssv2" else None)
+              frame_cache=frame_cache if dataset == "ssv2" else None, frame_cache_format=frame_cache_format,
+              frame_cache_quality=frame_cache_quality)
     train = MultiFrameClips(load_split("ssv2", root, "train"), train_frames, train=True, crop=crop_mode, **kw)
     val = MultiFrameClips(load_split("ssv2", root, "validation"), train_frames, train=False, **kw)
     test = MultiFrameClips(load_split("ssv2", root, "test"), eval_frames, train=False, **kw)
