@@ -78,6 +78,15 @@ def test_a_finished_run_is_never_overwritten(ssv2_root, tmp_path, capsys):
     assert captured.err.count("\n") == 1 and "holds a tsm run with another train config" in captured.err
     assert "--overwrite" in captured.err and "epoch 1/2" not in captured.err + captured.out
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name in files} == files
+    # the clips' settings are part of the run too (a crop or a JPEG cache changes what it trains on)
+    assert main(_args(ssv2_root, tmp_path / "r", *run, "--crop", "multiscale")) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "holds a tsm run with another data settings" in captured.err
+    assert main(_args(ssv2_root, tmp_path / "r2", *run, "--crop", "multiscale", "--resume",
+                      str(tmp_path / "r" / "final.json"))) == 2
+    err = capsys.readouterr().err
+    assert "was trained on clips with another crop" in err and "crop=random" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name in files} == files
     assert main(_args(ssv2_root, tmp_path / "r", *other, "--overwrite")) == 0
     assert json.loads((tmp_path / "r" / "final.json").read_text())["epoch"] == 2
 

@@ -122,6 +122,15 @@ class MultiFrameClips(Dataset):
         self.class_names = list(split.class_names)
         self.requests = [ClipRequest(f"f{t}", t, "tsn") for t in counts]
         self.crop = crop if train else "centre"
+        # what the clips depend on, recorded with a training run so a resume with other data
+        # settings is caught; where the frames come from is left out where it gives the same
+        # pixels (streaming, either decoder, the in-memory or a uint8 cache), a JPEG cache is not
+        self.settings = {"frame_counts": list(self.frame_counts), "size": self.size, "short_side": short_side,
+                         "crop": self.crop, "flip": bool(flip), "mean": list(mean), "std": list(std),
+                         "frames": "decoded" if frame_cache is None or frame_cache_format == "uint8"
+                         else f"jpeg q{frame_cache_quality}"}
+        if self.crop == "multiscale":
+            self.settings.update(scales=list(scales), max_distort=max_distort, more_fix_crop=bool(more_fix_crop))
         if train and crop == "multiscale":
             self.transform = MultiScaleCrop(size, scales, max_distort, more_fix_crop, short_side=short_side, flip=flip)
         else:

@@ -152,6 +152,8 @@ def run_identity(trainer: TSMTrainer) -> dict[str, Any]:
     train = {k: v for k, v in asdict(trainer.config).items() if k not in ("verbose", "num_workers")}
     train = json.loads(json.dumps(train))  # as a checkpoint holds it (tuples as lists)
     identity = {"model_config": trainer.unwrapped_model.config.to_dict(), "train_config": train}
+    if trainer.data_settings is not None:
+        identity["data_settings"] = trainer.data_settings
     if trainer.start is not None:
         # a run started from ImageNet and one from random weights are different runs
         identity["start"] = trainer.start
@@ -172,6 +174,11 @@ def saved_run(save_dir: str | Path, trainer: TSMTrainer) -> Path | None:
     ours = run_identity(trainer)
     theirs = {"model_config": info.get("model_config"),
               "train_config": saved_train_config(info.get("train_config", {}), ours["train_config"])}
+    if "data_settings" in ours and info.get("data") is not None:
+        # runs saved before data settings were recorded have none: those are not compared
+        theirs["data_settings"] = info["data"]
+    else:
+        ours.pop("data_settings", None)
     if "start" in ours or info.get("start") is not None:
         # a run started from ImageNet is not a random-start run (whose identity has no start)
         ours = {**ours, "start": ours.get("start")}
@@ -217,6 +224,10 @@ class TSMTrainer:
         self.device = self.accelerator.device
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.train_data, self.val_data = train_data, val_data
+        # the training clips' settings (MultiFrameClips.settings; None for other datasets), kept
+        # in checkpoints so that resuming with other crops, sizes or a JPEG cache is refused
+        settings = getattr(train_data, "settings", None)
+        self.data_settings: dict[str, Any] | None = json.loads(json.dumps(settings)) if settings else None
         self._check_model(model)
         self.train_frames: tuple[int, ...] = tuple(model.frame_counts)
         self.select_frames = max(self.train_frames)  # `best` is chosen on this frame count
@@ -451,6 +462,8 @@ class TSMTrainer:
         }
         if self.start is not None:
             info.update(start=self.start, start_source=self.start_source)
+        if self.data_settings is not None:
+            info["data"] = self.data_settings
         return info
 
     def save(self, name: str) -> Path | None:
@@ -490,6 +503,11 @@ class TSMTrainer:
             diff = [k for k in ours_schedule if theirs_schedule.get(k) != ours_schedule[k]]
             raise PolySpaceError(f"{path}: was trained with another {', '.join(diff)} "
                                  f"({', '.join(f'{k}={theirs_schedule.get(k)}' for k in diff)}); resume it with those")
+        theirs_data = info.get("data")
+        if theirs_data is not None and self.data_settings is not None and theirs_data != self.data_settings:
+            diff = [k for k in self.data_settings if theirs_data.get(k) != self.data_settings[k]]
+            raise PolySpaceError(f"{path}: was trained on clips with another {', '.join(diff)} "
+                                 f"({', '.join(f'{k}={theirs_data.get(k)}' for k in diff)}); resume it with those")
         self.unwrapped_model.load_state_dict(model_state)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
