@@ -3,13 +3,14 @@
 Frame index i means the i-th frame of a full sequential decode, in presentation order; every
 backend returns RGB uint8 frames that are bit-identical for the same index where `auto` uses it.
 
-torchcodec (the decoder PyTorch ships) is the fastest here, about twice PyAV and decord on
-4+8+16-frame reads (benchmarks/ffn_loader.py), and `auto` uses it wherever its frames equal
-PyAV's: every stream with usable timestamps or without B-frames, in 8-bit 4:2:0/4:2:2/4:4:4.
-It is wrong, like decord, on AVI with B-frames (Xvid HMDB51/UCF101 files: AVI has no real
+torchcodec (the decoder PyTorch ships) is the fastest here: about twice PyAV's frames/s on a
+sequential read and 10-25% faster than PyAV and decord on a random 16-frame clip
+(benchmarks/decode.py), 1.2-1.4x PyAV in the FFN loader (benchmarks/ffn_loader.py). `auto`
+uses it wherever its frames equal PyAV's: every stream with usable timestamps or without
+B-frames, in 8-bit 4:2:0/4:2:2/4:4:4. It is wrong, like decord, on AVI with B-frames (Xvid HMDB51/UCF101 files: AVI has no real
 presentation timestamps, so its index runs in decode order), and its 10-bit to RGB conversion
 differs from PyAV's; those go to the rules below. It needs the system's FFmpeg shared libraries
-(4 to 8; `apt install ffmpeg` or `conda install ffmpeg`); without them `auto` works as if it
+(4 to 9; `apt install ffmpeg` or `conda install ffmpeg`); without them `auto` works as if it
 were not installed and `backend="torchcodec"` is a one-line error saying so.
 
 Without torchcodec, decord is the default reader (fast random access through `get_batch`), but
@@ -235,7 +236,7 @@ def torchcodec_problem() -> str | None:
     except Exception as e:  # ImportError, or a library that fails to load
         return f"torchcodec is not importable ({_reason(e)[:200]}); pip install torchcodec"
     if not getattr(ops, "_FFMPEG_AVAILABLE", True):
-        return ("torchcodec cannot find the FFmpeg shared libraries (versions 4 to 8) it needs; "
+        return ("torchcodec cannot find the FFmpeg shared libraries (versions 4 to 9) it needs; "
                 "install them (apt install ffmpeg, or conda install ffmpeg)")
     return None
 
