@@ -9,9 +9,10 @@ sequential read and 10-25% faster than PyAV and decord on a random 16-frame clip
 uses it wherever its frames equal PyAV's: every stream with usable timestamps or without
 B-frames, in 8-bit 4:2:0/4:2:2/4:4:4. It is wrong, like decord, on AVI with B-frames (Xvid
 HMDB51/UCF101 files: AVI has no real presentation timestamps, so its index runs in decode
-order), and its 10-bit to RGB conversion differs from PyAV's; those go to the rules below. It needs the system's FFmpeg shared libraries
-(4 to 9; `apt install ffmpeg` or `conda install ffmpeg`); without them `auto` works as if it
-were not installed and `backend="torchcodec"` is a one-line error saying so.
+order), and its 10-bit to RGB conversion differs from PyAV's; those go to the rules below. It
+needs the system's FFmpeg shared libraries (4 to 9; `apt install ffmpeg` or `conda install
+ffmpeg`); without them `auto` works as if it were not installed and `backend="torchcodec"` is a
+one-line error saying so.
 
 Without torchcodec, decord is the default reader (fast random access through `get_batch`), but
 it is wrong or unsafe in known cases, so `backend="auto"` routes those to PyAV:
