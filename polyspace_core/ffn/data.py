@@ -195,11 +195,13 @@ class MultiFrameClips(Dataset):
             return [decoded[r.name] for r in self.requests]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         picks: list[np.ndarray] = []
+        used: list[np.ndarray] = []
 
         def pick(num_frames: int) -> np.ndarray:
             """Every frame count's TSN indices; the frames any of them uses, ascending."""
             picks.extend(sample_indices("tsn", num_frames, t, train=self.train, rng=rng) for t in self.frame_counts)
-            return np.unique(np.concatenate(picks))
+            used.append(np.unique(np.concatenate(picks)))
+            return used[0]
 
         if self.frame_cache is not None:
             try:
@@ -208,8 +210,7 @@ class MultiFrameClips(Dataset):
             except VideoDecodeError as e:
                 raise VideoDecodeError(f"{e} (item {index} of {self.split.dataset}/{self.split.split}; "
                                        "on_error='skip' leaves unreadable videos out)") from None
-            used = np.unique(np.concatenate(picks))
-            picks = [np.searchsorted(used, idx) for idx in picks]
+            picks = [np.searchsorted(used[0], idx) for idx in picks]   # rows of `video`
         else:
             video = self.frames[index]
             pick(len(video))
